@@ -1,0 +1,91 @@
+//! Builds the guest workspace (`../guests`) for wasm32-wasip1 (core modules)
+//! and wasm32-wasip2 (components), so that the daemon can bundle its
+//! internal services and the tests can run real guests. The artefacts land
+//! in this build's OUT_DIR; `WASINETD_GUESTS` tells the crate (and its tests)
+//! where: `$WASINETD_GUESTS/<target>/release/<name>.wasm`.
+//!
+//! The wasm targets are not installed by rustup on its own: the README's
+//! commands run `rustup target add` first; here a missing target is a clear
+//! error, not a wall of `can't find crate for std`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-wasip2"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
+    let guests = manifest_dir.join("../guests");
+    let out = PathBuf::from(env("OUT_DIR")).join("guests");
+    watch(&guests);
+
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    for target in TARGETS {
+        if let Some(root) = &sysroot {
+            let lib = Path::new(root).join("lib/rustlib").join(target);
+            if !lib.exists() {
+                panic!(
+                    "the Rust target `{target}` is not installed, and the guests need it: \
+                     run `rustup target add wasm32-wasip1 wasm32-wasip2` (the README's \
+                     commands do this for you)"
+                );
+            }
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&guests)
+            .args(["build", "--release", "--locked", "--target", target])
+            .arg("--target-dir")
+            .arg(&out);
+        // This build's own settings must not leak into the guests' build:
+        // flags meant for the host, clippy's wrapper, a forced target dir.
+        for var in [
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTFLAGS",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            cmd.env_remove(var);
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build the guests: {e}"));
+        if !status.success() {
+            panic!("building the guests for {target} failed (see the output above)");
+        }
+    }
+    println!("cargo:rustc-env=WASINETD_GUESTS={}", out.display());
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("cargo did not set {name}"))
+}
+
+/// Rebuild when a guest's source, manifest or lock file changes (but not
+/// when something writes into `guests/target`).
+fn watch(guests: &Path) {
+    println!(
+        "cargo:rerun-if-changed={}",
+        guests.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        guests.join("Cargo.lock").display()
+    );
+    let Ok(entries) = std::fs::read_dir(guests) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && path.file_name().is_some_and(|n| n != "target") {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}

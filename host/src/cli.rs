@@ -1,0 +1,95 @@
+//! The command line: `wasinetd [-f FILE]` serves (the default), `check`
+//! validates, `run` runs one guest on this process's own stdin/stdout.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// xinetd's job, done with WebAssembly: one sandboxed WASI guest per connection.
+#[derive(Debug, Parser)]
+#[command(name = "wasinetd", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (xinetd syntax). Default: /etc/wasinetd.conf if it
+    /// exists, else the built-in config serving the bundled guests.
+    #[arg(short = 'f', long = "config", value_name = "FILE", global = true)]
+    pub file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and validate the config and compile every guest, then exit:
+    /// 0 with one summary line per service, else every error as FILE:LINE.
+    Check,
+    /// Run one guest on this process's stdin/stdout under the same sandbox,
+    /// e.g. as the `server` of xinetd, tcpserver or a systemd Accept=yes unit.
+    Run(RunArgs),
+}
+
+/// Daemon settings that are not per service.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Guests that may run at once across all services (xinetd's -limit);
+    /// connections beyond it wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub limit: u32,
+
+    /// How long running connections may finish after SIGTERM or SIGINT.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub shutdown_grace: String,
+}
+
+/// `wasinetd run`: the sandbox options of a service, as flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Memory cap (rlimit_as): a size like 64M, or UNLIMITED.
+    #[arg(long, value_name = "SIZE")]
+    pub rlimit_as: Option<String>,
+
+    /// CPU budget (rlimit_cpu): seconds or a duration like 500ms, or UNLIMITED.
+    #[arg(long, value_name = "DURATION")]
+    pub rlimit_cpu: Option<String>,
+
+    /// Wall-clock limit (runtime_max): a duration like 30s, or UNLIMITED.
+    #[arg(long, value_name = "DURATION")]
+    pub runtime_max: Option<String>,
+
+    /// Set a variable in the guest's environment (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+
+    /// Pass a variable of this process's environment through (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub passenv: Vec<String>,
+
+    /// Let the guest see HOSTDIR as GUESTDIR (repeatable; ro by default).
+    #[arg(long, value_name = "HOSTDIR:GUESTDIR[:ro|:rw]")]
+    pub preopen: Vec<String>,
+
+    /// The guest: a WASI preview 1 module or preview 2 component.
+    #[arg(value_name = "GUEST.wasm")]
+    pub guest: PathBuf,
+
+    /// Arguments after the guest's name (its argv[1..]).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

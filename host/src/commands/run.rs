@@ -1,0 +1,96 @@
+//! `wasinetd run`: one guest on this process's stdin/stdout, under the same
+//! sandbox and limits a service's guest gets.
+//!
+//! This is how a handler is developed (`echo hi | wasinetd run upper.wasm`),
+//! and how wasinetd becomes the `server` of xinetd, tcpserver or a systemd
+//! `Accept=yes` unit: when stdin is a socket, its peer fills `REMOTE_HOST`,
+//! `REMOTE_ADDR` and `REMOTE_PORT` as if wasinetd had accepted it.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cli::RunArgs;
+use crate::config::{self, Limits};
+use crate::sandbox::{Invocation, Sandbox, SandboxOptions};
+use crate::service::connection_env;
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let defaults = Limits::default();
+    let limits = Limits {
+        memory: match &args.rlimit_as {
+            Some(s) => config::parse_size_arg(s).context("invalid --rlimit-as")?,
+            None => defaults.memory,
+        },
+        cpu: match &args.rlimit_cpu {
+            Some(s) => config::parse_limit_arg(s).context("invalid --rlimit-cpu")?,
+            None => defaults.cpu,
+        },
+        runtime: match &args.runtime_max {
+            Some(s) => config::parse_limit_arg(s).context("invalid --runtime-max")?,
+            None => defaults.runtime,
+        },
+    };
+    let mut env = Vec::new();
+    for pair in &args.env {
+        let (k, v) = pair
+            .split_once('=')
+            .with_context(|| format!("--env takes NAME=VALUE, not `{pair}`"))?;
+        env.push((k.to_owned(), v.to_owned()));
+    }
+    for name in &args.passenv {
+        if let Ok(v) = std::env::var(name) {
+            env.push((name.clone(), v));
+        }
+    }
+    let preopens = args
+        .preopen
+        .iter()
+        .map(|p| config::parse_preopen_arg(p).with_context(|| format!("invalid --preopen `{p}`")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut argv = vec![
+        args.guest
+            .file_name()
+            .map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned()),
+    ];
+    argv.extend(args.args.iter().cloned());
+    if let Some(peer) = stdin_peer() {
+        env = connection_env(&env, peer);
+    }
+
+    let sandbox = Sandbox::new(&SandboxOptions {
+        max_instances: 1,
+        ..SandboxOptions::default()
+    })?;
+    let guest = sandbox
+        .load_file(&args.guest)
+        .with_context(|| format!("cannot load guest `{}`", args.guest.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let outcome = runtime.block_on(guest.run(Invocation {
+        argv: &argv,
+        env: &env,
+        preopens: &preopens,
+        limits,
+        stdin: tokio::io::stdin(),
+        stdout: tokio::io::stdout(),
+        stderr: tokio::io::stderr(),
+    }));
+    if outcome.is_abnormal() {
+        tracing::warn!("{} {outcome}", args.guest.display());
+    }
+    // The runtime's stdin reader thread may be blocked in read(2); do not
+    // wait for it.
+    runtime.shutdown_background();
+    Ok(ExitCode::from(
+        u8::try_from(outcome.exit_status()).unwrap_or(1),
+    ))
+}
+
+/// The peer of stdin, when stdin is a connected socket.
+fn stdin_peer() -> Option<std::net::SocketAddr> {
+    let stdin = std::io::stdin();
+    socket2::SockRef::from(&stdin).peer_addr().ok()?.as_socket()
+}

@@ -1,0 +1,283 @@
+//! Reads a config and everything it includes, depth first, into one list of
+//! raw blocks in reading order. `includefile FILE` and `includedir DIR` are
+//! resolved against the folder of the file that holds the line; a cycle, a
+//! nesting deeper than [`MAX_DEPTH`] or an unreadable include is an error at
+//! the include line, and the rest still loads.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::parse::{self, Item, RawBlock};
+use super::{Diags, Report};
+
+/// How deep includes may nest below the top file.
+pub(super) const MAX_DEPTH: usize = 16;
+
+/// Reads `text` (the file `origin`) and what it includes.
+pub(super) fn read_all(text: &str, origin: &Path, diags: &mut Diags) -> Vec<RawBlock> {
+    let mut reader = Reader {
+        diags,
+        blocks: Vec::new(),
+        next_seq: 0,
+        stack: vec![canonical(origin)],
+    };
+    reader.file(text, origin.to_path_buf());
+    reader.blocks
+}
+
+/// Whether `includedir` reads a file of this name: xinetd skips names that
+/// contain a `.` or end in `~` (backups, `.rpmsave`, editors' swap files).
+pub(super) fn is_included_name(name: &OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    !bytes.contains(&b'.') && !bytes.ends_with(b"~")
+}
+
+struct Reader<'d> {
+    diags: &'d mut Diags,
+    blocks: Vec<RawBlock>,
+    next_seq: usize,
+    /// Canonical paths of the files being read, outermost first.
+    stack: Vec<PathBuf>,
+}
+
+impl Reader<'_> {
+    fn file(&mut self, text: &str, path: PathBuf) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let parsed = parse::parse(text, path.clone(), seq);
+        let mut report = Report::new(self.diags, seq, &path, None);
+        for (line, message) in parsed.problems {
+            report.error(line, message);
+        }
+        let base = path.parent().unwrap_or(Path::new(""));
+        for item in parsed.items {
+            match item {
+                Item::Block(block) => self.blocks.push(block),
+                Item::IncludeFile { path: target, line } => {
+                    self.include(&base.join(target), seq, &path, line);
+                }
+                Item::IncludeDir { path: dir, line } => {
+                    let dir = base.join(dir);
+                    match list_dir(&dir) {
+                        Ok(files) => {
+                            for target in files {
+                                self.include(&target, seq, &path, line);
+                            }
+                        }
+                        Err(e) => {
+                            let message =
+                                format!("cannot read included dir `{}`: {e}", dir.display());
+                            Report::new(self.diags, seq, &path, None).error(line, message);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads `target`, named at `line` of `from` (load-order number `seq`).
+    fn include(&mut self, target: &Path, seq: usize, from: &Path, line: u32) {
+        let mut report = Report::new(self.diags, seq, from, None);
+        if self.stack.len() > MAX_DEPTH {
+            let message = format!(
+                "includes nest deeper than {MAX_DEPTH} levels at `{}`",
+                target.display()
+            );
+            report.error(line, message);
+            return;
+        }
+        let key = canonical(target);
+        if self.stack.contains(&key) {
+            let message = format!(
+                "include cycle: `{}` is already being read",
+                target.display()
+            );
+            report.error(line, message);
+            return;
+        }
+        match fs::read_to_string(target) {
+            Ok(text) => {
+                self.stack.push(key);
+                self.file(&text, target.to_path_buf());
+                self.stack.pop();
+            }
+            Err(e) => {
+                let message = format!("cannot read included file `{}`: {e}", target.display());
+                report.error(line, message);
+            }
+        }
+    }
+}
+
+/// The files `includedir` reads in `dir`, in byte order of their names.
+fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if !is_included_name(&name) {
+            continue;
+        }
+        // Follows symlinks; an entry that cannot be stat'ed is kept, so
+        // reading it reports why.
+        if fs::metadata(dir.join(&name)).is_ok_and(|m| !m.is_file()) {
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+    Ok(names.into_iter().map(|name| dir.join(name)).collect())
+}
+
+/// The key a file is known by in the include stack.
+fn canonical(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory for one test.
+    fn scratch(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wasinetd-inc-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn read(path: &Path) -> (Vec<RawBlock>, super::super::Config) {
+        let mut diags = Diags::default();
+        let text = fs::read_to_string(path).unwrap();
+        let blocks = read_all(&text, path, &mut diags);
+        (blocks, diags.into_config(Vec::new()))
+    }
+
+    fn names(blocks: &[RawBlock]) -> Vec<String> {
+        blocks.iter().filter_map(|b| b.service.clone()).collect()
+    }
+
+    #[test]
+    fn includedir_skips_dotted_and_backup_names() {
+        let ok = |n: &str| is_included_name(OsStr::new(n));
+        assert!(ok("echo") && ok("Echo-2") && ok("a~b"));
+        assert!(!ok("echo.rpmsave") && !ok("echo~") && !ok(".hidden") && !ok("echo.conf"));
+    }
+
+    #[test]
+    fn includedir_reads_regular_files_in_byte_order() {
+        let dir = scratch("order");
+        fs::create_dir(dir.join("conf.d")).unwrap();
+        for name in ["b", "B", "a", "a.bak", "c~", "_z"] {
+            fs::write(
+                dir.join("conf.d").join(name),
+                format!("service {name}\n{{\n}}\n"),
+            )
+            .unwrap();
+        }
+        fs::create_dir(dir.join("conf.d/sub")).unwrap();
+        fs::write(
+            dir.join("top"),
+            "service first {\n}\nincludedir conf.d\nservice last {\n}\n",
+        )
+        .unwrap();
+        let (blocks, config) = read(&dir.join("top"));
+        assert!(config.errors.is_empty(), "{:?}", config.errors);
+        assert_eq!(names(&blocks), ["first", "B", "_z", "a", "b", "last"]);
+        assert_eq!(blocks[1].file, dir.join("conf.d/B"));
+    }
+
+    #[test]
+    fn relative_includes_resolve_against_the_including_file() {
+        let dir = scratch("relative");
+        fs::create_dir_all(dir.join("x/y")).unwrap();
+        fs::write(dir.join("top"), "includefile x/one\n").unwrap();
+        fs::write(dir.join("x/one"), "includefile y/two\n").unwrap();
+        fs::write(dir.join("x/y/two"), "service two {\n}\n").unwrap();
+        let (blocks, config) = read(&dir.join("top"));
+        assert!(config.errors.is_empty(), "{:?}", config.errors);
+        assert_eq!(blocks[0].file, dir.join("x/y/two"));
+    }
+
+    #[test]
+    fn include_cycle_is_an_error_at_the_include_line() {
+        let dir = scratch("cycle");
+        fs::write(dir.join("a"), "service a {\n}\nincludefile b\n").unwrap();
+        fs::write(dir.join("b"), "\nincludefile a\nservice b {\n}\n").unwrap();
+        let (blocks, config) = read(&dir.join("a"));
+        assert_eq!(names(&blocks), ["a", "b"]);
+        let errors: Vec<_> = config.errors.iter().map(|e| e.to_string()).collect();
+        let a = dir.join("a");
+        let expected = format!(
+            "{}:2: include cycle: `{}` is already being read",
+            dir.join("b").display(),
+            a.display()
+        );
+        assert_eq!(errors, [expected]);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error() {
+        let dir = scratch("deep");
+        for i in 0..20 {
+            fs::write(
+                dir.join(format!("f{i}")),
+                format!("includefile f{}\n", i + 1),
+            )
+            .unwrap();
+        }
+        let (_, config) = read(&dir.join("f0"));
+        assert_eq!(config.errors.len(), 1, "{:?}", config.errors);
+        let e = &config.errors[0];
+        // f0 is the top; f16 is 16 levels down and may not include f17.
+        assert_eq!(e.file, dir.join("f16"));
+        assert!(
+            e.message
+                .starts_with("includes nest deeper than 16 levels at")
+        );
+    }
+
+    #[test]
+    fn missing_include_is_an_error_and_the_rest_loads() {
+        let dir = scratch("missing");
+        fs::write(
+            dir.join("top"),
+            "includefile nope\nincludedir nodir\nservice a {\n}\n",
+        )
+        .unwrap();
+        let (blocks, config) = read(&dir.join("top"));
+        assert_eq!(names(&blocks), ["a"]);
+        let lines: Vec<_> = config
+            .errors
+            .iter()
+            .map(|e| (e.line, e.message.clone()))
+            .collect();
+        assert_eq!(lines[0].0, 1);
+        assert!(lines[0].1.starts_with(&format!(
+            "cannot read included file `{}`",
+            dir.join("nope").display()
+        )));
+        assert_eq!(lines[1].0, 2);
+        assert!(lines[1].1.starts_with("cannot read included dir"));
+    }
+
+    #[test]
+    fn errors_are_in_file_order_across_includes() {
+        let dir = scratch("errorder");
+        fs::write(dir.join("top"), "bogus\nincludefile inc\nbogus\n").unwrap();
+        fs::write(dir.join("inc"), "bogus\n").unwrap();
+        let (_, config) = read(&dir.join("top"));
+        let at: Vec<_> = config
+            .errors
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e.file.file_name().unwrap().to_string_lossy(),
+                    e.line
+                )
+            })
+            .collect();
+        assert_eq!(at, ["top:1", "top:3", "inc:1"]);
+    }
+}

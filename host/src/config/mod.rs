@@ -1,0 +1,418 @@
+//! The xinetd configuration language, read into validated [`ServiceSpec`]s.
+//!
+//! A config is xinetd's: `defaults { ... }`, `service NAME { ... }`,
+//! `includefile FILE` and `includedir DIR` at the top level, one
+//! `name op value...` attribute per line inside a block. Every attribute is
+//! documented once, in `docs/attributes.md`.
+//!
+//! A value changes type as it gets more certain:
+//! text -> `RawBlock` (what the file said, with file:line for every
+//! attribute) -> [`ServiceSpec`] (validated, defaults applied). Loading never
+//! stops at the first problem: every error and warning is collected, a service
+//! with an error is left out of [`Config::services`], the others still load.
+//!
+//! # Layout
+//! - `parse`: one file's text -> raw blocks and include lines
+//! - `include`: reads files, follows `includefile` / `includedir`
+//! - `attrs`: the table of every known attribute, and the checks it drives
+//! - `values`: parsers for one attribute's words (sizes, durations, ...)
+//! - `defaults`: the `defaults` block and what services inherit from it
+//! - `spec`: every block -> [`ServiceSpec`]s (one `defaults`, unique ids, disabling)
+//! - `service`: one `service` block + what it inherits -> [`ServiceSpec`]
+//! - `preopen`: `HOSTDIR:GUESTDIR[:ro|:rw]` -> [`Preopen`], host dir checked
+//! - `etc_services`: port lookup by service name in `/etc/services`
+//!
+//! Left to others: compiling the guest (`server` is not opened here),
+//! binding sockets, the built-in services behind `type = INTERNAL`.
+
+mod attrs;
+mod defaults;
+mod etc_services;
+mod include;
+mod parse;
+mod preopen;
+mod service;
+mod spec;
+mod values;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+/// Linear memory a guest gets when `rlimit_as` is not set: 128 MiB.
+pub const DEFAULT_MEMORY: u64 = 128 << 20;
+/// CPU time a connection gets when `rlimit_cpu` is not set.
+pub const DEFAULT_CPU: Duration = Duration::from_secs(10);
+/// Wall-clock time a connection gets when `runtime_max` is not set.
+pub const DEFAULT_RUNTIME: Duration = Duration::from_secs(60);
+/// wasm32's address-space ceiling, 4 GiB: what `rlimit_as = UNLIMITED` means.
+pub const MAX_MEMORY: u64 = 4 << 30;
+/// The smallest `rlimit_as`: one 64 KiB WebAssembly page.
+pub const MIN_MEMORY: u64 = 64 << 10;
+
+/// The outcome of loading a config: the services that are valid and on,
+/// and every problem found on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Valid, enabled services, in file order.
+    pub services: Vec<ServiceSpec>,
+    /// Every error, in file order; a service with one is not in `services`.
+    pub errors: Vec<ConfigError>,
+    /// Things that load but do nothing (e.g. `user`), in file order.
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Config {
+    /// Errors and warnings as `check` prints them, one line each, warnings
+    /// as `FILE:LINE: warning: message`. Ordered by file, then line (the
+    /// warnings of a file that has no error come after every error).
+    pub fn diagnostics(&self) -> Vec<String> {
+        let rank = |file: &Path| {
+            self.errors
+                .iter()
+                .position(|e| e.file == file)
+                .unwrap_or(self.errors.len())
+        };
+        let mut all: Vec<(usize, u32, usize, String)> = Vec::new();
+        for (i, e) in self.errors.iter().enumerate() {
+            all.push((rank(&e.file), e.line, i, e.to_string()));
+        }
+        for (i, w) in self.warnings.iter().enumerate() {
+            let text = format!("{}:{}: warning: {}", w.file.display(), w.line, w.message);
+            all.push((rank(&w.file), w.line, self.errors.len() + i, text));
+        }
+        // Within one file errors and warnings interleave by line; the index
+        // keeps the generation order of messages on the same line.
+        all.sort_by_key(|(rank, line, i, _)| (*rank, *line, *i));
+        all.into_iter().map(|(.., text)| text).collect()
+    }
+}
+
+/// One problem in a config file, at a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file as it was given or joined from an include (not canonicalised).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: u32,
+    /// The id of the service whose block holds the line, if any.
+    pub service: Option<String>,
+    /// Lowercase, with names and values in backticks.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A validated service, defaults applied: everything needed to bind its
+/// listener and run its guest once per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// The service id (`id`, default the block's NAME); unique in a config.
+    pub name: String,
+    /// Where the `service` block starts.
+    pub file: PathBuf,
+    /// Line of the `service NAME` header.
+    pub line: u32,
+    /// The guest to run.
+    pub guest: GuestSource,
+    /// `argv[0]` is the file name of `server` (the service name for INTERNAL),
+    /// then the words of `server_args`.
+    pub argv: Vec<String>,
+    /// `env` pairs then `passenv` values read from the daemon's environment
+    /// at load; one entry per name (the later one wins). No `REMOTE_*`: those
+    /// are added per connection.
+    pub env: Vec<(String, String)>,
+    /// `bind` (default 0.0.0.0) and `port` (0: any free port).
+    pub addr: SocketAddr,
+    /// Most connections served at once; `None` is UNLIMITED.
+    pub instances: Option<u32>,
+    /// Memory, CPU and wall-clock budgets of one connection's guest.
+    pub limits: Limits,
+    /// Host directories the guest sees, from `preopen`.
+    pub preopens: Vec<Preopen>,
+    /// What is logged when a connection is served.
+    pub log_on_success: LogFlags,
+    /// What is logged when a connection is refused or its guest fails.
+    pub log_on_failure: LogFlags,
+}
+
+/// Where a service's guest comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GuestSource {
+    /// A `.wasm` file from `server`, joined to the config file's folder when
+    /// relative.
+    File(PathBuf),
+    /// A built-in service (`type = INTERNAL`), named by the service NAME.
+    Internal(String),
+}
+
+/// Budgets of one connection's guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear-memory ceiling in bytes (`rlimit_as`); UNLIMITED is [`MAX_MEMORY`].
+    pub memory: u64,
+    /// CPU time (`rlimit_cpu`); `None` is UNLIMITED.
+    pub cpu: Option<Duration>,
+    /// Wall-clock time (`runtime_max`); `None` is UNLIMITED.
+    pub runtime: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: DEFAULT_MEMORY,
+            cpu: Some(DEFAULT_CPU),
+            runtime: Some(DEFAULT_RUNTIME),
+        }
+    }
+}
+
+/// A host directory the guest sees at `guest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// The host directory, joined to the config file's folder when relative;
+    /// it existed at load.
+    pub host: PathBuf,
+    /// The absolute path the guest opens it by.
+    pub guest: String,
+    /// `:rw`; the default `:ro` lets the guest read only.
+    pub writable: bool,
+}
+
+/// Fields of a connection's log line (`log_on_success`, `log_on_failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogFlags {
+    /// The peer's address.
+    pub host: bool,
+    /// The instance id of the connection.
+    pub pid: bool,
+    /// How long the connection was served.
+    pub duration: bool,
+    /// The guest's exit status or trap.
+    pub exit: bool,
+    /// Why a connection was refused.
+    pub attempt: bool,
+}
+
+/// `--rlimit-as` and the like: a flag's value read as the attribute of the
+/// same name reads it, so the command line and the config file agree.
+pub fn parse_size_arg(word: &str) -> anyhow::Result<u64> {
+    values::size("rlimit_as", &[word.to_owned()]).map_err(anyhow::Error::msg)
+}
+
+/// A limit given on the command line: a duration, or UNLIMITED (`None`).
+pub fn parse_limit_arg(word: &str) -> anyhow::Result<Option<Duration>> {
+    values::duration("limit", &[word.to_owned()]).map_err(anyhow::Error::msg)
+}
+
+/// A duration given on the command line, where UNLIMITED makes no sense.
+pub fn parse_duration_arg(word: &str) -> anyhow::Result<Duration> {
+    parse_limit_arg(word)?.ok_or_else(|| anyhow::anyhow!("a duration is needed, not `{word}`"))
+}
+
+/// A `--preopen HOSTDIR:GUESTDIR[:ro|:rw]`, HOSTDIR relative to the
+/// current directory.
+pub fn parse_preopen_arg(word: &str) -> anyhow::Result<Preopen> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    preopen::single(word, &cwd).map_err(anyhow::Error::msg)
+}
+
+/// Reads `path` and everything it includes. Err only when the top file itself
+/// cannot be read; every other problem is in [`Config::errors`].
+pub fn load(path: &Path) -> anyhow::Result<Config> {
+    load_with(path, &Env::system())
+}
+
+/// Parses text already in memory (the built-in default config); `origin` is
+/// the name shown in errors and the base for relative paths.
+pub fn parse_str(text: &str, origin: &Path) -> Config {
+    parse_str_with(text, origin, &Env::system())
+}
+
+/// What a load reads besides config files: the services database and the
+/// daemon's environment (for `passenv`). Tests pass their own.
+pub(crate) struct Env<'a> {
+    /// Usually `/etc/services`.
+    pub services_file: &'a Path,
+    /// Looks up one of the daemon's environment variables.
+    pub var: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'static> {
+    fn system() -> Self {
+        Env {
+            services_file: Path::new("/etc/services"),
+            var: &|name| std::env::var(name).ok(),
+        }
+    }
+}
+
+/// [`load`] with its services file and environment given.
+pub(crate) fn load_with(path: &Path, env: &Env) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read config file `{}`", path.display()))?;
+    Ok(parse_str_with(&text, path, env))
+}
+
+/// [`parse_str`] with its services file and environment given.
+pub(crate) fn parse_str_with(text: &str, origin: &Path, env: &Env) -> Config {
+    let mut diags = Diags::default();
+    let blocks = include::read_all(text, origin, &mut diags);
+    let services = spec::build(blocks, env, &mut diags);
+    diags.into_config(services)
+}
+
+/// Errors and warnings as they are found, each with the load-order number of
+/// its file so they can be put in file order at the end.
+#[derive(Default)]
+struct Diags {
+    list: Vec<(usize, bool, ConfigError)>,
+}
+
+impl Diags {
+    fn push(&mut self, seq: usize, warning: bool, error: ConfigError) {
+        self.list.push((seq, warning, error));
+    }
+
+    fn into_config(mut self, services: Vec<ServiceSpec>) -> Config {
+        // Stable: messages on one line keep the order they were found in.
+        self.list.sort_by_key(|(seq, _, e)| (*seq, e.line));
+        let (warnings, errors): (Vec<_>, Vec<_>) = self.list.into_iter().partition(|d| d.1);
+        Config {
+            services,
+            errors: errors.into_iter().map(|d| d.2).collect(),
+            warnings: warnings.into_iter().map(|d| d.2).collect(),
+        }
+    }
+}
+
+/// Reports problems found in one file (and one block of it, if `service`).
+struct Report<'a> {
+    diags: &'a mut Diags,
+    seq: usize,
+    file: &'a Path,
+    service: Option<String>,
+    /// Errors reported through this value so far.
+    errors: usize,
+}
+
+impl<'a> Report<'a> {
+    fn new(diags: &'a mut Diags, seq: usize, file: &'a Path, service: Option<String>) -> Self {
+        Report {
+            diags,
+            seq,
+            file,
+            service,
+            errors: 0,
+        }
+    }
+
+    fn error(&mut self, line: u32, message: impl Into<String>) {
+        self.errors += 1;
+        self.emit(line, false, message.into());
+    }
+
+    fn warning(&mut self, line: u32, message: impl Into<String>) {
+        self.emit(line, true, message.into());
+    }
+
+    fn emit(&mut self, line: u32, warning: bool, message: String) {
+        let error = ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            service: self.service.clone(),
+            message,
+        };
+        self.diags.push(self.seq, warning, error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses `text` with an empty environment and the given services file.
+    pub(super) fn parse_env(text: &str, services: &str, vars: &[(&str, &str)]) -> Config {
+        let dir = std::env::temp_dir().join(format!("wasinetd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("services-{}", fastrand_name()));
+        std::fs::write(&file, services).unwrap();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let var = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let env = Env {
+            services_file: &file,
+            var: &var,
+        };
+        let config = parse_str_with(text, Path::new("t.conf"), &env);
+        std::fs::remove_file(&file).unwrap();
+        config
+    }
+
+    fn fastrand_name() -> String {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        N.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    #[test]
+    fn error_display_is_file_line_message() {
+        let e = ConfigError {
+            file: PathBuf::from("conf.d/echo"),
+            line: 7,
+            service: Some("echo".into()),
+            message: "unknown attribute `x`".into(),
+        };
+        assert_eq!(e.to_string(), "conf.d/echo:7: unknown attribute `x`");
+    }
+
+    #[test]
+    fn only_an_unreadable_top_file_is_an_err() {
+        let e = load(Path::new("/nonexistent/wasinetd.conf")).unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.starts_with("failed to read config file `/nonexistent/wasinetd.conf`: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parse_str_resolves_paths_against_the_origin_folder() {
+        let text = "service hello {\n type = UNLISTED\n port = 7000\n server = hello.wasm\n}\n";
+        let config = parse_str(text, Path::new("built-in/default.conf"));
+        assert!(config.errors.is_empty(), "{:?}", config.errors);
+        let expected = GuestSource::File(PathBuf::from("built-in/hello.wasm"));
+        assert_eq!(config.services[0].guest, expected);
+        let config = parse_str("bogus\n", Path::new("built-in/default.conf"));
+        assert_eq!(
+            config.errors[0].to_string().split(": ").next(),
+            Some("built-in/default.conf:1")
+        );
+    }
+
+    #[test]
+    fn diagnostics_interleave_warnings_by_line() {
+        let text = "service a\n{\n user = root\n rlimit_as = lots\n group = x\n port = 9000\n}\n";
+        let config = parse_env(text, "", &[]);
+        assert_eq!(
+            config.diagnostics(),
+            [
+                "t.conf:1: service `a` has no `server`: give the path of its .wasm file (or `type = INTERNAL`)",
+                "t.conf:3: warning: `user` has no meaning for a WebAssembly guest (it runs with no uid); ignored",
+                "t.conf:4: `rlimit_as` takes a size like 64M or UNLIMITED, not `lots`",
+                "t.conf:5: warning: `group` has no meaning for a WebAssembly guest (it runs with no gid); ignored",
+            ]
+        );
+    }
+}

@@ -1,0 +1,478 @@
+//! One enabled `service` block, applied over what it inherits from
+//! `defaults`, then the checks that need the whole block (a guest, a port,
+//! `/etc/services`) -> a [`ServiceSpec`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::attrs::{self, Checked, Place, Seen};
+use super::defaults::{self, Inherited};
+use super::etc_services::ServicesDb;
+use super::parse::{Op, RawAttr, RawBlock};
+use super::preopen::Preopens;
+use super::values::{self, Types};
+use super::{Env, GuestSource, Report, ServiceSpec};
+
+/// Validates one enabled `service NAME` block; `None` if it has an error.
+pub(super) fn service(
+    block: &RawBlock,
+    name: &str,
+    id: String,
+    inherited: &Inherited,
+    env: &Env,
+    db: &mut ServicesDb,
+    report: &mut Report,
+) -> Option<ServiceSpec> {
+    for (line, message) in &block.problems {
+        report.error(*line, message.clone());
+    }
+    let dir = block.file.parent().unwrap_or(Path::new(""));
+    let mut draft = Draft {
+        inherited: inherited.clone(),
+        types: Types::default(),
+        failed: Vec::new(),
+        unreadable: !block.problems.is_empty(),
+        port: None,
+        server: None,
+        server_args: Vec::new(),
+        preopens: Preopens::default(),
+    };
+    let mut seen = Seen::default();
+    for raw in &block.attrs {
+        let before = report.errors;
+        if let Some(checked) = attrs::screen(raw, Place::Service, &mut seen, report)
+            && let Err(message) = draft.apply(checked, raw, dir)
+        {
+            report.error(raw.line, message);
+        }
+        if report.errors > before {
+            draft.failed.push(raw.name.clone());
+        }
+    }
+    draft.finish(block, name, id, env, db, report)
+}
+
+/// A service block being read: what it inherited, and what it said so far.
+struct Draft {
+    inherited: Inherited,
+    types: Types,
+    /// Attributes with a line in error: the checks that depend on them are
+    /// skipped, so one mistake is reported once.
+    failed: Vec<String>,
+    /// The block has lines that could not be read: any of them may have set
+    /// what seems missing.
+    unreadable: bool,
+    /// With the line that set it.
+    port: Option<(u16, u32)>,
+    server: Option<(PathBuf, u32)>,
+    server_args: Vec<String>,
+    preopens: Preopens,
+}
+
+impl Draft {
+    /// Whether a line that may have set `name` was in error.
+    fn failed(&self, name: &str) -> bool {
+        self.unreadable || self.failed.iter().any(|f| f == name)
+    }
+
+    fn apply(&mut self, checked: Checked, raw: &RawAttr, dir: &Path) -> Result<(), String> {
+        let (name, words) = (raw.name.as_str(), &raw.values[..]);
+        match checked.key {
+            // Taken by `prescan`; checked here.
+            "id" => {
+                values::one(name, "one word", words)?;
+            }
+            "disable" => {
+                values::yes_no(name, words)?;
+            }
+            "type" => self.types = values::types(words)?,
+            "socket_type" | "protocol" | "wait" => values::only(name, words)?,
+            "port" => self.port = Some((values::port(name, words)?, raw.line)),
+            "server" => {
+                let path = values::one(name, "the path of a .wasm file", words)?;
+                self.server = Some((dir.join(path), raw.line));
+            }
+            "server_args" => self.server_args = words.to_vec(),
+            "preopen" => self.preopens.apply(raw, checked.replaces, dir)?,
+            key => {
+                let handled = self.inherited.apply(key, raw, checked.replaces)?;
+                debug_assert!(handled, "`{key}` passed screening but was not applied");
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks that need the whole block, then the spec.
+    fn finish(
+        self,
+        block: &RawBlock,
+        name: &str,
+        id: String,
+        env: &Env,
+        db: &mut ServicesDb,
+        report: &mut Report,
+    ) -> Option<ServiceSpec> {
+        let guest = match (self.types.internal, &self.server) {
+            (true, Some((_, line))) => {
+                report.error(
+                    *line,
+                    "`server` cannot be used with `type = INTERNAL`: the service is built in",
+                );
+                None
+            }
+            (true, None) => Some(GuestSource::Internal(name.to_string())),
+            (false, Some((path, _))) => Some(GuestSource::File(path.clone())),
+            (false, None) if self.failed("type") || self.failed("server") => None,
+            (false, None) => {
+                let message = format!(
+                    "service `{name}` has no `server`: give the path of its .wasm file (or `type = INTERNAL`)"
+                );
+                report.error(block.line, message);
+                None
+            }
+        };
+        let port = self.port(name, block.line, db, report);
+        let (guest, port) = (guest?, port?);
+        let argv0 = match &guest {
+            GuestSource::File(path) => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            GuestSource::Internal(name) => name.clone(),
+        };
+        let inherited = self.inherited;
+        let mut vars = inherited.env;
+        for var in &inherited.passenv {
+            if let Some(value) = (env.var)(var) {
+                defaults::combine(
+                    &mut vars,
+                    Op::Add,
+                    false,
+                    vec![(var.clone(), value)],
+                    |a, b| a.0 == b.0,
+                );
+            }
+        }
+        Some(ServiceSpec {
+            name: id,
+            file: block.file.clone(),
+            line: block.line,
+            guest,
+            argv: std::iter::once(argv0).chain(self.server_args).collect(),
+            env: vars,
+            addr: SocketAddr::new(inherited.bind, port),
+            instances: inherited.instances,
+            limits: inherited.limits,
+            preopens: self.preopens.into_vec(),
+            log_on_success: inherited.log_on_success,
+            log_on_failure: inherited.log_on_failure,
+        })
+    }
+
+    /// The port: given, or looked up by NAME unless UNLISTED; a given port
+    /// must match the listed one (0, any free port, is exempt).
+    fn port(
+        &self,
+        name: &str,
+        block_line: u32,
+        db: &mut ServicesDb,
+        report: &mut Report,
+    ) -> Option<u16> {
+        let services = db.path().display().to_string();
+        match self.port {
+            Some((port, line)) => {
+                if self.types.unlisted || self.failed("type") || port == 0 {
+                    return Some(port);
+                }
+                match db.tcp_port(name) {
+                    Some(listed) if listed != port => {
+                        let message = format!(
+                            "port {port} differs from `{name}` in {services} ({listed}): add `type = UNLISTED`"
+                        );
+                        report.error(line, message);
+                        None
+                    }
+                    _ => Some(port),
+                }
+            }
+            None if self.failed("type") || self.failed("port") => None,
+            None if self.types.unlisted => {
+                report.error(
+                    block_line,
+                    format!("service `{name}` is `type = UNLISTED` but has no `port`"),
+                );
+                None
+            }
+            None => {
+                let port = db.tcp_port(name);
+                if port.is_none() {
+                    let message = format!(
+                        "service `{name}` has no `port` and is not in {services}: add `port` and `type = UNLISTED`"
+                    );
+                    report.error(block_line, message);
+                }
+                port
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::super::tests::parse_env;
+    use super::super::{Config, Limits, LogFlags, Preopen};
+    use super::*;
+
+    const SERVICES: &str = "echo 7/tcp\nhttp 80/tcp www\ndaytime 13/udp\n";
+
+    fn parse(text: &str) -> Config {
+        parse_env(text, SERVICES, &[("PATH", "/bin"), ("TZ", "UTC")])
+    }
+
+    /// `line: message` of every error.
+    fn errors(config: &Config) -> Vec<String> {
+        config
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.line, e.message))
+            .collect()
+    }
+
+    fn only(config: Config) -> ServiceSpec {
+        assert!(config.errors.is_empty(), "{:?}", errors(&config));
+        assert_eq!(config.services.len(), 1);
+        config.services.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_minimal_service_gets_the_built_in_defaults() {
+        let spec = only(parse(
+            "service hello\n{\n server = /srv/hello.wasm\n server_args = -v x\n type = UNLISTED\n port = 9000\n}\n",
+        ));
+        let expected = ServiceSpec {
+            name: "hello".into(),
+            file: "t.conf".into(),
+            line: 1,
+            guest: GuestSource::File("/srv/hello.wasm".into()),
+            argv: vec!["hello.wasm".into(), "-v".into(), "x".into()],
+            env: vec![],
+            addr: "0.0.0.0:9000".parse().unwrap(),
+            instances: None,
+            limits: Limits::default(),
+            preopens: vec![],
+            log_on_success: LogFlags {
+                host: true,
+                pid: true,
+                duration: true,
+                exit: true,
+                attempt: false,
+            },
+            log_on_failure: LogFlags {
+                host: true,
+                attempt: true,
+                ..LogFlags::default()
+            },
+        };
+        assert_eq!(spec, expected);
+    }
+
+    #[test]
+    fn service_lines_replace_add_to_and_remove_from_defaults() {
+        let text = "\
+defaults
+{
+ log_on_success = HOST EXIT
+ passenv = PATH
+ env = A=1 B=2
+ instances = 5
+ rlimit_as = 1M
+ bind = 127.0.0.1
+}
+service s
+{
+ type = UNLISTED
+ port = 1
+ server = s.wasm
+ log_on_success += PID
+ log_on_failure = HOST
+ passenv += TZ MISSING
+ env -= A
+ env += C=3
+ instances = UNLIMITED
+ rlimit_cpu = 2
+ runtime_max = 500ms
+ socket_type = stream
+ protocol = TCP
+ wait = no
+}
+";
+        let spec = only(parse(text));
+        assert_eq!(
+            spec.log_on_success,
+            LogFlags {
+                host: true,
+                pid: true,
+                exit: true,
+                ..LogFlags::default()
+            }
+        );
+        assert_eq!(
+            spec.log_on_failure,
+            LogFlags {
+                host: true,
+                ..LogFlags::default()
+            }
+        );
+        let env: Vec<_> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(env, ["B=2", "C=3", "PATH=/bin", "TZ=UTC"]);
+        assert_eq!(spec.instances, None);
+        let limits = Limits {
+            memory: 1 << 20,
+            cpu: Some(Duration::from_secs(2)),
+            runtime: Some(Duration::from_millis(500)),
+        };
+        assert_eq!(spec.limits, limits);
+        assert_eq!(spec.addr, "127.0.0.1:1".parse::<SocketAddr>().unwrap());
+    }
+
+    #[test]
+    fn passenv_wins_over_env_and_id_renames() {
+        let text = "service s {\n id = other\n type = UNLISTED\n port = 1\n server = s.wasm\n env = TZ=x Z=1\n passenv = TZ\n}\n";
+        let spec = only(parse(text));
+        assert_eq!(spec.name, "other");
+        assert_eq!(
+            spec.env,
+            [
+                ("Z".to_string(), "1".to_string()),
+                ("TZ".to_string(), "UTC".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn ports_come_from_the_services_file_unless_unlisted() {
+        let port = |text: &str| only(parse(text)).addr.port();
+        assert_eq!(port("service http {\n server = a.wasm\n}\n"), 80);
+        assert_eq!(port("service www {\n server = a.wasm\n}\n"), 80);
+        assert_eq!(
+            port("service http {\n server = a.wasm\n port = 80\n}\n"),
+            80
+        );
+        assert_eq!(port("service http {\n server = a.wasm\n port = 0\n}\n"), 0);
+        assert_eq!(
+            port("service http {\n server = a.wasm\n port = 8080\n type = UNLISTED\n}\n"),
+            8080
+        );
+        assert_eq!(
+            port("service mine {\n server = a.wasm\n port = 8080\n}\n"),
+            8080
+        );
+        let config = parse(
+            "service http {\n server = a.wasm\n port = 9999\n}\nservice daytime {\n server = a.wasm\n}\nservice u {\n type = unlisted\n server = a.wasm\n}\n",
+        );
+        assert!(config.services.is_empty());
+        let e = errors(&config);
+        assert!(
+            e[0].starts_with("3: port 9999 differs from `http` in /")
+                && e[0].ends_with(" (80): add `type = UNLISTED`"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("5: service `daytime` has no `port` and is not in /"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e[2],
+            "8: service `u` is `type = UNLISTED` but has no `port`"
+        );
+    }
+
+    #[test]
+    fn internal_services_are_built_in() {
+        let spec = only(parse("service echo {\n type = INTERNAL\n}\n"));
+        assert_eq!(
+            (spec.guest, spec.argv, spec.addr.port()),
+            (
+                GuestSource::Internal("echo".into()),
+                vec!["echo".to_string()],
+                7
+            )
+        );
+        let config = parse(
+            "service echo {\n type = INTERNAL\n server = x.wasm\n}\nservice nothing {\n port = 5\n}\n",
+        );
+        assert_eq!(
+            errors(&config),
+            [
+                "3: `server` cannot be used with `type = INTERNAL`: the service is built in",
+                "5: service `nothing` has no `server`: give the path of its .wasm file (or `type = INTERNAL`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_line_is_not_also_reported_as_missing() {
+        let config = parse("service s {\n type = UNLISTED\n port 9000\n server = a.wasm\n}\n");
+        assert_eq!(
+            errors(&config),
+            ["3: expected `NAME = VALUE` (or `+=`, `-=`), not `port 9000`"]
+        );
+        let config = parse("service s {\n type = UNLISTED\n port = 9000\n server = a b\n}\n");
+        assert_eq!(errors(&config).len(), 1, "{:?}", errors(&config));
+    }
+
+    #[test]
+    fn a_bad_type_is_reported_once() {
+        let config = parse("service rpcthing {\n type = RPC\n}\n");
+        assert_eq!(errors(&config), ["2: `type = RPC` is not supported"]);
+    }
+
+    #[test]
+    fn relative_server_and_preopen_paths_join_the_config_folder() {
+        let dir = std::env::temp_dir().join(format!("wasinetd-svc-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let text = "service s {\n type = UNLISTED\n port = 1\n server = g/s.wasm\n preopen = data:/data\n preopen += data:/w:rw /:/root\n preopen -= /root\n}\n";
+        std::fs::write(dir.join("conf"), text).unwrap();
+        let var = |_: &str| None;
+        let env = Env {
+            services_file: Path::new("/nonexistent"),
+            var: &var,
+        };
+        let spec = only(super::super::load_with(&dir.join("conf"), &env).unwrap());
+        assert_eq!(spec.guest, GuestSource::File(dir.join("g/s.wasm")));
+        assert_eq!(
+            spec.preopens,
+            [
+                Preopen {
+                    host: dir.join("data"),
+                    guest: "/data".into(),
+                    writable: false
+                },
+                Preopen {
+                    host: dir.join("data"),
+                    guest: "/w".into(),
+                    writable: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn not_implemented_attributes_break_the_service_and_warnings_do_not() {
+        let config = parse(
+            "service a {\n only_from = 10.0.0.0/8\n type = UNLISTED\n port = 1\n server = a.wasm\n}\nservice b {\n user = nobody\n nice = 5\n type = UNLISTED\n port = 2\n server = b.wasm\n}\n",
+        );
+        assert_eq!(errors(&config), ["2: `only_from` is not implemented yet"]);
+        assert_eq!(config.services.len(), 1);
+        assert_eq!(config.warnings.len(), 2);
+        assert_eq!(config.warnings[1].service.as_deref(), Some("b"));
+        assert_eq!(
+            config.warnings[1].message,
+            "`nice` has no meaning for a WebAssembly guest (it runs on the daemon's threads, at the daemon's priority); ignored"
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! Parsers for the words of one attribute line: sizes, durations, ports,
+//! flags. Each takes the attribute's name (for its message) and
+//! returns the message of what is wrong, saying what is accepted.
+//! Keywords (yes, UNLIMITED, HOST...) are case-insensitive.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::{LogFlags, MAX_MEMORY, MIN_MEMORY};
+
+/// The one word of a single-valued attribute; `what` describes what it takes.
+pub(super) fn one<'v>(name: &str, what: &str, values: &'v [String]) -> Result<&'v str, String> {
+    match values {
+        [one] => Ok(one),
+        [] => Err(format!("`{name}` takes {what}, but has no value")),
+        _ => {
+            let mut message = format!(
+                "`{name}` takes one value, {what}, not {} words: `{}`",
+                values.len(),
+                values.join(" ")
+            );
+            if values.iter().any(|v| v.starts_with('#')) {
+                message.push_str("; `#` starts a comment only at the start of a line");
+            }
+            Err(message)
+        }
+    }
+}
+
+/// Whether `word` is `UNLIMITED` (or systemd's `infinity`).
+fn unlimited(word: &str) -> bool {
+    word.eq_ignore_ascii_case("unlimited") || word.eq_ignore_ascii_case("infinity")
+}
+
+/// `yes` or `no`.
+pub(super) fn yes_no(name: &str, values: &[String]) -> Result<bool, String> {
+    let what = "`yes` or `no`";
+    let word = one(name, what, values)?;
+    match word.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("`{name}` takes {what}, not `{word}`")),
+    }
+}
+
+/// A TCP port; 0 asks for any free one.
+pub(super) fn port(name: &str, values: &[String]) -> Result<u16, String> {
+    let what = "a number from 0 to 65535 (0: any free port)";
+    let word = one(name, what, values)?;
+    word.parse()
+        .map_err(|_| format!("`{name}` takes {what}, not `{word}`"))
+}
+
+/// An IPv4 or IPv6 literal (brackets around IPv6 are allowed).
+pub(super) fn ip(name: &str, values: &[String]) -> Result<IpAddr, String> {
+    let what = "an IP address like 127.0.0.1 or ::1";
+    let word = one(name, what, values)?;
+    let bare = word
+        .strip_prefix('[')
+        .and_then(|w| w.strip_suffix(']'))
+        .unwrap_or(word);
+    bare.parse()
+        .map_err(|_| format!("`{name}` takes {what}, not `{word}`"))
+}
+
+/// A positive count, or UNLIMITED (`None`).
+pub(super) fn instances(name: &str, values: &[String]) -> Result<Option<u32>, String> {
+    let what = "a number from 1 up, or UNLIMITED";
+    let word = one(name, what, values)?;
+    if unlimited(word) {
+        return Ok(None);
+    }
+    match word.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(format!("`{name}` takes {what}, not `{word}`")),
+    }
+}
+
+/// A memory size in bytes: plain bytes or a K/M/G suffix (1024-based), or
+/// UNLIMITED ([`MAX_MEMORY`]); from [`MIN_MEMORY`] to [`MAX_MEMORY`].
+pub(super) fn size(name: &str, values: &[String]) -> Result<u64, String> {
+    let what = "a size like 64M or UNLIMITED";
+    let word = one(name, what, values)?;
+    if unlimited(word) {
+        return Ok(MAX_MEMORY);
+    }
+    let (digits, shift) = match word.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&word[..i], 10),
+        Some((i, 'm' | 'M')) => (&word[..i], 20),
+        Some((i, 'g' | 'G')) => (&word[..i], 30),
+        _ => (word, 0),
+    };
+    let bytes = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("`{name}` takes {what}, not `{word}`"))?;
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
+        return Err(format!(
+            "`{name}` must be from 64K to 4G (wasm32's limit), not `{word}`"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A duration: a number with `ms`, `s`, `m` / `min` or `h`; a plain number
+/// is seconds (xinetd's `rlimit_cpu`). UNLIMITED is `None`.
+pub(super) fn duration(name: &str, values: &[String]) -> Result<Option<Duration>, String> {
+    let what = "a duration like 10s or 500ms (a plain number is seconds), or UNLIMITED";
+    let word = one(name, what, values)?;
+    if unlimited(word) {
+        return Ok(None);
+    }
+    let bad = || format!("`{name}` takes {what}, not `{word}`");
+    let split = word
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(word.len());
+    let (digits, unit) = word.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let value = match unit.to_ascii_lowercase().as_str() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" | "min" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => return Err(bad()),
+    };
+    match value {
+        None => Err(bad()),
+        Some(d) if d.is_zero() => Err(format!(
+            "`{name}` must be more than 0 (UNLIMITED means no limit)"
+        )),
+        Some(d) => Ok(Some(d)),
+    }
+}
+
+/// Log flags. USERID and TRAFFIC are xinetd's but not implemented yet.
+pub(super) fn log_flags(name: &str, values: &[String]) -> Result<LogFlags, String> {
+    let mut flags = LogFlags::default();
+    for word in values {
+        match word.to_ascii_uppercase().as_str() {
+            "HOST" => flags.host = true,
+            "PID" => flags.pid = true,
+            "DURATION" => flags.duration = true,
+            "EXIT" => flags.exit = true,
+            "ATTEMPT" => flags.attempt = true,
+            "USERID" | "TRAFFIC" => {
+                return Err(format!("`{name}` flag `{word}` is not implemented yet"));
+            }
+            _ => {
+                return Err(format!(
+                    "`{name}` takes flags from HOST PID DURATION EXIT ATTEMPT, not `{word}`"
+                ));
+            }
+        }
+    }
+    Ok(flags)
+}
+
+/// `NAME=value` words.
+pub(super) fn env_pairs(values: &[String]) -> Result<Vec<(String, String)>, String> {
+    values
+        .iter()
+        .map(|word| match word.split_once('=') {
+            Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+            _ => Err(format!("`env` takes NAME=value words, not `{word}`")),
+        })
+        .collect()
+}
+
+/// Environment variable names (for `passenv`, and `env -=`, which also
+/// accepts `NAME=value` and uses the name).
+pub(super) fn var_names(
+    name: &str,
+    values: &[String],
+    allow_value: bool,
+) -> Result<Vec<String>, String> {
+    values
+        .iter()
+        .map(|word| {
+            let var = if allow_value {
+                word.split_once('=').map_or(word.as_str(), |(n, _)| n)
+            } else {
+                word
+            };
+            if var.is_empty() || var.contains('=') {
+                Err(format!("`{name}` takes variable names, not `{word}`"))
+            } else {
+                Ok(var.to_string())
+            }
+        })
+        .collect()
+}
+
+/// The words of `type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Types {
+    pub unlisted: bool,
+    pub internal: bool,
+}
+
+/// `type`: UNLISTED and/or INTERNAL; xinetd's RPC and TCPMUX are not supported.
+pub(super) fn types(values: &[String]) -> Result<Types, String> {
+    if values.is_empty() {
+        return Err("`type` takes UNLISTED and/or INTERNAL, but has no value".into());
+    }
+    let mut types = Types::default();
+    for word in values {
+        match word.to_ascii_uppercase().as_str() {
+            "UNLISTED" => types.unlisted = true,
+            "INTERNAL" => types.internal = true,
+            "RPC" | "TCPMUX" | "TCPMUXPLUS" => {
+                return Err(format!("`type = {word}` is not supported"));
+            }
+            _ => {
+                return Err(format!(
+                    "`type` takes UNLISTED and/or INTERNAL, not `{word}`"
+                ));
+            }
+        }
+    }
+    Ok(types)
+}
+
+/// An attribute with one implemented value among xinetd's: `socket_type`
+/// (stream), `protocol` (tcp), `wait` (no).
+pub(super) fn only(name: &str, values: &[String]) -> Result<(), String> {
+    let (ours, others, note): (&str, &[&str], &str) = match name {
+        "socket_type" => ("stream", &["dgram", "raw", "seqpacket"], ""),
+        "protocol" => ("tcp", &["udp"], ""),
+        _ => ("no", &["yes"], " (one guest per connection)"),
+    };
+    let what = if name == "wait" {
+        "`yes` or `no`".to_string()
+    } else {
+        format!("`{ours}`")
+    };
+    let word = one(name, &what, values)?;
+    let lower = word.to_ascii_lowercase();
+    if lower == ours {
+        Ok(())
+    } else if others.contains(&lower.as_str()) {
+        Err(format!(
+            "`{name} = {word}` is not implemented yet; only `{ours}` is{note}"
+        ))
+    } else {
+        Err(format!("`{name}` takes {what}, not `{word}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(words: &str) -> Vec<String> {
+        words.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn sizes() {
+        let s = |v| size("rlimit_as", &w(v));
+        assert_eq!(s("64K"), Ok(64 << 10));
+        assert_eq!(s("128m"), Ok(128 << 20));
+        assert_eq!(s("4G"), Ok(MAX_MEMORY));
+        assert_eq!(s("1048576"), Ok(1 << 20));
+        assert_eq!(s("unlimited"), Ok(MAX_MEMORY));
+        assert_eq!(
+            s("lots"),
+            Err("`rlimit_as` takes a size like 64M or UNLIMITED, not `lots`".into())
+        );
+        assert_eq!(
+            s("12X").unwrap_err(),
+            "`rlimit_as` takes a size like 64M or UNLIMITED, not `12X`"
+        );
+        assert_eq!(
+            s("8G").unwrap_err(),
+            "`rlimit_as` must be from 64K to 4G (wasm32's limit), not `8G`"
+        );
+        assert_eq!(
+            s("1000").unwrap_err(),
+            "`rlimit_as` must be from 64K to 4G (wasm32's limit), not `1000`"
+        );
+        assert!(s("99999999999999999999G").is_err());
+        assert_eq!(
+            s("").unwrap_err(),
+            "`rlimit_as` takes a size like 64M or UNLIMITED, but has no value"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        let d = |v| duration("rlimit_cpu", &w(v));
+        assert_eq!(d("500ms"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(d("30s"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(d("30"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(d("2m"), Ok(Some(Duration::from_secs(120))));
+        assert_eq!(d("2MIN"), Ok(Some(Duration::from_secs(120))));
+        assert_eq!(d("1h"), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(d("UNLIMITED"), Ok(None));
+        assert_eq!(d("infinity"), Ok(None));
+        let bad = "`rlimit_cpu` takes a duration like 10s or 500ms (a plain number is seconds), or UNLIMITED";
+        assert_eq!(d("fast").unwrap_err(), format!("{bad}, not `fast`"));
+        assert_eq!(d("1.5s").unwrap_err(), format!("{bad}, not `1.5s`"));
+        assert_eq!(d("10d").unwrap_err(), format!("{bad}, not `10d`"));
+        assert_eq!(
+            d("0s").unwrap_err(),
+            "`rlimit_cpu` must be more than 0 (UNLIMITED means no limit)"
+        );
+        assert!(d("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn one_word_and_trailing_comments() {
+        assert_eq!(
+            port("port", &w("80 # web")).unwrap_err(),
+            "`port` takes one value, a number from 0 to 65535 (0: any free port), not 3 words: `80 # web`; \
+             `#` starts a comment only at the start of a line"
+        );
+        assert_eq!(port("port", &w("0")), Ok(0));
+        assert_eq!(port("port", &w("65535")), Ok(65535));
+        assert!(
+            port("port", &w("65536"))
+                .unwrap_err()
+                .ends_with("not `65536`")
+        );
+        assert!(port("port", &w("http")).is_err());
+    }
+
+    #[test]
+    fn addresses_counts_and_booleans() {
+        assert_eq!(
+            ip("bind", &w("127.0.0.1")),
+            Ok("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(ip("bind", &w("[::1]")), Ok("::1".parse().unwrap()));
+        assert_eq!(
+            ip("interface", &w("localhost")).unwrap_err(),
+            "`interface` takes an IP address like 127.0.0.1 or ::1, not `localhost`"
+        );
+        assert_eq!(instances("instances", &w("30")), Ok(Some(30)));
+        assert_eq!(instances("instances", &w("Unlimited")), Ok(None));
+        assert!(instances("instances", &w("0")).is_err());
+        assert_eq!(yes_no("disable", &w("YES")), Ok(true));
+        assert_eq!(
+            yes_no("disable", &w("maybe")).unwrap_err(),
+            "`disable` takes `yes` or `no`, not `maybe`"
+        );
+    }
+
+    #[test]
+    fn flags_and_sets() {
+        let f = log_flags("log_on_success", &w("host Pid EXIT")).unwrap();
+        assert!(f.host && f.pid && f.exit && !f.duration && !f.attempt);
+        assert_eq!(
+            log_flags("log_on_success", &w("HOST USERID")).unwrap_err(),
+            "`log_on_success` flag `USERID` is not implemented yet"
+        );
+        assert!(
+            log_flags("log_on_failure", &w("RECORD"))
+                .unwrap_err()
+                .contains("not `RECORD`")
+        );
+        assert_eq!(
+            env_pairs(&w("A=1 B= C=x=y")).unwrap()[2],
+            ("C".into(), "x=y".into())
+        );
+        assert_eq!(
+            env_pairs(&w("A")).unwrap_err(),
+            "`env` takes NAME=value words, not `A`"
+        );
+        assert_eq!(
+            var_names("passenv", &w("PATH A=b"), false).unwrap_err(),
+            "`passenv` takes variable names, not `A=b`"
+        );
+        assert_eq!(
+            var_names("env", &w("A=b C"), true),
+            Ok(vec!["A".into(), "C".into()])
+        );
+    }
+
+    #[test]
+    fn types_and_single_choice_attributes() {
+        assert_eq!(
+            types(&w("unlisted INTERNAL")),
+            Ok(Types {
+                unlisted: true,
+                internal: true
+            })
+        );
+        assert_eq!(
+            types(&w("RPC")).unwrap_err(),
+            "`type = RPC` is not supported"
+        );
+        assert_eq!(
+            types(&w("FOO")).unwrap_err(),
+            "`type` takes UNLISTED and/or INTERNAL, not `FOO`"
+        );
+        assert_eq!(only("socket_type", &w("stream")), Ok(()));
+        assert_eq!(
+            only("socket_type", &w("dgram")).unwrap_err(),
+            "`socket_type = dgram` is not implemented yet; only `stream` is"
+        );
+        assert_eq!(
+            only("socket_type", &w("foo")).unwrap_err(),
+            "`socket_type` takes `stream`, not `foo`"
+        );
+        assert_eq!(
+            only("protocol", &w("UDP")).unwrap_err(),
+            "`protocol = UDP` is not implemented yet; only `tcp` is"
+        );
+        assert_eq!(only("wait", &w("no")), Ok(()));
+        assert_eq!(
+            only("wait", &w("yes")).unwrap_err(),
+            "`wait = yes` is not implemented yet; only `no` is (one guest per connection)"
+        );
+        assert_eq!(
+            only("wait", &w("sometimes")).unwrap_err(),
+            "`wait` takes `yes` or `no`, not `sometimes`"
+        );
+    }
+}

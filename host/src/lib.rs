@@ -1,0 +1,28 @@
+//! wasinetd: xinetd's job, done with WebAssembly.
+//!
+//! The daemon listens on many ports for many services; for each accepted
+//! connection it instantiates the service's WASI guest with the connection
+//! as the guest's stdin and stdout, where xinetd would fork and exec. Every
+//! guest is isolated (no file, network or environment it was not given) and
+//! limited (memory, CPU time, wall-clock time).
+//!
+//! # Layout
+//! - [`cli`]: the command line (serve, `check`, `run`)
+//! - [`commands`]: what each subcommand does, start to exit status
+//! - [`config`]: the xinetd config language, to validated `ServiceSpec`s
+//! - [`server`]: compiles guests, binds listeners, supervises, shuts down
+//! - [`listener`]: binding and the accept loop of one service
+//! - [`service`]: one running service; admission and one connection's life
+//! - [`sandbox`]: the engine, guests compiled once, one instance per run
+//! - [`bundled`]: guests built into the binary (internal services)
+//! - [`logging`]: log set-up and the per-connection log line
+
+pub mod bundled;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod listener;
+pub mod logging;
+pub mod sandbox;
+pub mod server;
+pub mod service;

@@ -1,0 +1,18 @@
+//! The `wasinetd` binary: parse the command line, start logging, run, and
+//! turn the result into an exit status.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = wasinetd::cli::Cli::parse();
+    wasinetd::logging::init();
+    match wasinetd::commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wasinetd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

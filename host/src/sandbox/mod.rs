@@ -1,0 +1,365 @@
+//! The sandbox: one shared wasmtime engine, guests compiled once, and one
+//! fresh isolated instance per run.
+//!
+//! [`Sandbox`] owns the engine (pooling allocator, copy-on-write memory
+//! images, epoch interruption) and the one thread that ticks the epoch.
+//! [`Sandbox::load`] compiles a guest, tells a WASI preview 1 module from a
+//! preview 2 component, links it against WASI and pre-instantiates it, so
+//! that [`Guest::run`] costs a store, a WASI context and an instantiation
+//! from the pool. A run sees only what its [`Invocation`] gives it: args,
+//! environment, preopened directories, stdio; no network, no other files.
+//! Limits are enforced here: memory by the store limiter, CPU by the epoch
+//! callback reading the [`meter`], wall-clock time by a timeout around the
+//! whole run. Accepting connections and logging are left to the caller.
+
+mod meter;
+mod outcome;
+mod stdio;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
+use wasmtime_wasi::cli::{StdinStream, StdoutStream};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub use crate::config::{Limits, Preopen};
+pub use meter::Meter;
+pub use outcome::Outcome;
+pub use stdio::{GuestLog, Shared};
+
+/// Engine-wide settings, fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Guests that may run at once across all services (pool slots).
+    pub max_instances: u32,
+    /// How often the epoch ticks: the granularity of CPU budgets and how
+    /// long a busy guest runs before yielding its thread to others.
+    pub tick: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// The shared engine and its epoch ticker.
+pub struct Sandbox {
+    engine: Engine,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// Everything one run gets: the whole of the guest's world.
+pub struct Invocation<'a, I, O, E> {
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub preopens: &'a [Preopen],
+    pub limits: Limits,
+    pub stdin: I,
+    pub stdout: O,
+    pub stderr: E,
+}
+
+/// A compiled, linked, pre-instantiated guest. Cheap to clone.
+#[derive(Clone)]
+pub struct Guest {
+    engine: Engine,
+    kind: GuestKind,
+}
+
+#[derive(Clone)]
+enum GuestKind {
+    Module(InstancePre<State<WasiP1Ctx>>),
+    Component(CommandPre<State<P2Wasi>>),
+}
+
+/// Store data: the guest's WASI context and its meter.
+struct State<W> {
+    wasi: W,
+    meter: Meter,
+}
+
+struct P2Wasi {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for State<P2Wasi> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi.ctx,
+            table: &mut self.wasi.table,
+        }
+    }
+}
+
+/// Resources (open files, streams) a component may hold at once.
+const MAX_RESOURCES: usize = 10_000;
+
+impl Sandbox {
+    /// Builds the engine and starts the epoch ticker.
+    pub fn new(opts: &SandboxOptions) -> anyhow::Result<Self> {
+        let engine = match Engine::new(&engine_config(opts, true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                // The pool reserves address space up front; where that is
+                // refused (a low `ulimit -v`), allocate per instance instead.
+                tracing::warn!(
+                    "pooling allocator unavailable ({e:#}); allocating each instance on demand"
+                );
+                Engine::new(&engine_config(opts, false))
+                    .map_err(anyhow::Error::from)
+                    .context("failed to create the wasm engine")?
+            }
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let stop = ticker_stop.clone();
+        let tick = opts.tick;
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .context("failed to start the epoch ticker thread")?;
+        Ok(Self {
+            engine,
+            ticker_stop,
+        })
+    }
+
+    /// Compiles the guest at `path` (a core module or a component, binary or
+    /// text) and prepares it for fast instantiation.
+    pub fn load_file(&self, path: &Path) -> anyhow::Result<Guest> {
+        let bytes = std::fs::read(path).context("cannot read the guest file")?;
+        self.load(&bytes)
+    }
+
+    /// Like [`Sandbox::load_file`], from bytes in memory.
+    pub fn load(&self, bytes: &[u8]) -> anyhow::Result<Guest> {
+        use wasmtime::wasmparser::Parser;
+        let kind = if Parser::is_component(bytes) {
+            let component = Component::new(&self.engine, bytes)
+                .map_err(anyhow::Error::from)
+                .context("invalid component")?;
+            GuestKind::Component(link_component(&self.engine, &component)?)
+        } else if Parser::is_core_wasm(bytes) || std::str::from_utf8(bytes).is_ok() {
+            // Text is accepted too: `.wat` guests are handy for tests.
+            let module = Module::new(&self.engine, bytes)
+                .map_err(anyhow::Error::from)
+                .context("invalid module")?;
+            GuestKind::Module(link_module(&self.engine, &module)?)
+        } else {
+            bail!("not a WebAssembly module or component (no `\\0asm` header)");
+        };
+        Ok(Guest {
+            engine: self.engine.clone(),
+            kind,
+        })
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(opts: &SandboxOptions, pooling: bool) -> Config {
+    let mut cfg = Config::new();
+    cfg.epoch_interruption(true);
+    if pooling {
+        let n = opts.max_instances;
+        let mut pool = PoolingAllocationConfig::default();
+        // A p1 module is one core instance with one memory and one table; a
+        // component made by the Rust toolchain holds a handful of each.
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(4))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_core_instances_per_component(50)
+            .max_memories_per_component(8)
+            .max_tables_per_component(16);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    cfg
+}
+
+fn link_module(engine: &Engine, module: &Module) -> anyhow::Result<InstancePre<State<WasiP1Ctx>>> {
+    if module.get_export("_start").is_none() {
+        bail!("the module exports no `_start`: it is not a WASI command");
+    }
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut State<WasiP1Ctx>| &mut s.wasi)
+        .map_err(anyhow::Error::from)?;
+    linker
+        .instantiate_pre(module)
+        .map_err(anyhow::Error::from)
+        .context("the module needs imports that wasinetd does not provide")
+}
+
+fn link_component(
+    engine: &Engine,
+    component: &Component,
+) -> anyhow::Result<CommandPre<State<P2Wasi>>> {
+    let mut linker = wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(anyhow::Error::from)
+        .context("the component needs imports that wasinetd does not provide")?;
+    CommandPre::new(pre)
+        .map_err(anyhow::Error::from)
+        .context("the component is not a `wasi:cli/command`")
+}
+
+impl Guest {
+    /// Whether this guest is a preview 2 component (else a preview 1 module).
+    pub fn is_component(&self) -> bool {
+        matches!(self.kind, GuestKind::Component(_))
+    }
+
+    /// Runs the guest once in a fresh instance; returns how it ended.
+    ///
+    /// Dropping the returned future stops the guest and frees its instance.
+    pub async fn run<I, O, E>(&self, inv: Invocation<'_, I, O, E>) -> Outcome
+    where
+        I: StdinStream + 'static,
+        O: StdoutStream + 'static,
+        E: StdoutStream + 'static,
+    {
+        let limits = inv.limits;
+        let run = async {
+            let wasi = match wasi_builder(inv) {
+                Ok(b) => b,
+                Err(e) => return Outcome::Failed(format!("{e:#}")),
+            };
+            match &self.kind {
+                GuestKind::Module(pre) => self.run_module(pre, wasi, limits).await,
+                GuestKind::Component(pre) => self.run_component(pre, wasi, limits).await,
+            }
+        };
+        match limits.runtime {
+            Some(max) => tokio::time::timeout(max, run)
+                .await
+                .unwrap_or(Outcome::RuntimeLimit),
+            None => run.await,
+        }
+    }
+
+    async fn run_module(
+        &self,
+        pre: &InstancePre<State<WasiP1Ctx>>,
+        mut wasi: WasiCtxBuilder,
+        limits: Limits,
+    ) -> Outcome {
+        let mut store = self.store(wasi.build_p1(), limits);
+        let result = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        }
+        .await;
+        match result {
+            Ok(()) => Outcome::Exited(0),
+            Err(e) => Outcome::from_error(&e, &store.data().meter),
+        }
+    }
+
+    async fn run_component(
+        &self,
+        pre: &CommandPre<State<P2Wasi>>,
+        mut wasi: WasiCtxBuilder,
+        limits: Limits,
+    ) -> Outcome {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let ctx = P2Wasi {
+            ctx: wasi.build(),
+            table,
+        };
+        let mut store = self.store(ctx, limits);
+        let result = async {
+            let command = pre.instantiate_async(&mut store).await?;
+            command.wasi_cli_run().call_run(&mut store).await
+        }
+        .await;
+        match result {
+            Ok(Ok(())) => Outcome::Exited(0),
+            // `wasi:cli/run` returning its error variant is exit status 1.
+            Ok(Err(())) => Outcome::Exited(1),
+            Err(e) => Outcome::from_error(&e, &store.data().meter),
+        }
+    }
+
+    fn store<W: Send + 'static>(&self, wasi: W, limits: Limits) -> Store<State<W>> {
+        let meter = Meter::new(limits.memory, limits.cpu);
+        let mut store = Store::new(&self.engine, State { wasi, meter });
+        store.limiter(|s| &mut s.meter);
+        store.call_hook(|mut cx, hook| {
+            cx.data_mut().meter.on_call_hook(hook);
+            Ok(())
+        });
+        // Every tick a running guest checks its budget and yields its
+        // thread, so a busy guest cannot starve other connections and the
+        // wall-clock timeout can fire.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut cx| {
+            if cx.data_mut().meter.cpu_budget_spent() {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+}
+
+/// The guest's whole world, from the invocation; the network stays closed.
+fn wasi_builder<I, O, E>(inv: Invocation<'_, I, O, E>) -> anyhow::Result<WasiCtxBuilder>
+where
+    I: StdinStream + 'static,
+    O: StdoutStream + 'static,
+    E: StdoutStream + 'static,
+{
+    let mut b = WasiCtxBuilder::new();
+    b.stdin(inv.stdin)
+        .stdout(inv.stdout)
+        .stderr(inv.stderr)
+        .args(inv.argv)
+        .envs(inv.env)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for p in inv.preopens {
+        let perms = if p.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(&p.host, &p.guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot open preopen `{}`", p.host.display()))?;
+    }
+    Ok(b)
+}

@@ -1,0 +1,89 @@
+//! How a guest's run ended, in words fit for a log line and as an exit status.
+
+use std::fmt;
+
+use wasmtime::Trap;
+use wasmtime_wasi::I32Exit;
+
+use super::meter::Meter;
+
+/// The end of one guest run. A trap or a limit is an event, not an error:
+/// it is logged and never reaches the accept loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest exited (or returned from `_start` / `run`) with this status.
+    Exited(i32),
+    /// The guest trapped (a Rust panic is `unreachable`).
+    Trapped(String),
+    /// Stopped after spending its `rlimit_cpu`.
+    CpuLimit,
+    /// Ended abnormally after a memory growth past `rlimit_as` was refused.
+    MemoryLimit,
+    /// Still running (or blocked) at its `runtime_max`.
+    RuntimeLimit,
+    /// Could not be run at all (instantiation failed); the host's reason.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Classifies the error a run ended with, using what the meter saw.
+    pub(crate) fn from_error(err: &wasmtime::Error, meter: &Meter) -> Self {
+        if meter.cpu_exceeded() {
+            return Outcome::CpuLimit;
+        }
+        let exit = err.downcast_ref::<I32Exit>().map(|e| e.0);
+        if meter.memory_denied() && exit != Some(0) {
+            // A guest that ends badly after being refused memory ended
+            // because of the limit, whether it trapped or exited non-zero.
+            return Outcome::MemoryLimit;
+        }
+        if let Some(code) = exit {
+            return Outcome::Exited(code);
+        }
+        if let Some(trap) = err.downcast_ref::<Trap>() {
+            let text = trap.to_string();
+            let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
+            return Outcome::Trapped(text.to_owned());
+        }
+        Outcome::Failed(format!("{err:#}"))
+    }
+
+    /// Whether this is a clean end: exit status 0.
+    pub fn is_success(&self) -> bool {
+        *self == Outcome::Exited(0)
+    }
+
+    /// Whether a sandbox limit or a trap ended the guest (worth a warning).
+    pub fn is_abnormal(&self) -> bool {
+        !matches!(self, Outcome::Exited(_))
+    }
+
+    /// The exit status `wasinetd run` reports, following shell conventions:
+    /// the guest's own status, 134 for a trap (SIGABRT), 137 for the memory
+    /// limit (SIGKILL, as the OOM killer), 152 for the CPU limit (SIGXCPU,
+    /// as RLIMIT_CPU), 124 for the runtime limit (as timeout(1)), 125 when
+    /// the guest could not be run.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Outcome::Exited(code) => *code,
+            Outcome::Trapped(_) => 134,
+            Outcome::MemoryLimit => 137,
+            Outcome::CpuLimit => 152,
+            Outcome::RuntimeLimit => 124,
+            Outcome::Failed(_) => 125,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited(code) => write!(f, "exit={code}"),
+            Outcome::Trapped(trap) => write!(f, "trap: {trap}"),
+            Outcome::CpuLimit => f.write_str("cpu limit"),
+            Outcome::MemoryLimit => f.write_str("memory limit"),
+            Outcome::RuntimeLimit => f.write_str("runtime limit"),
+            Outcome::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The daemon: prepares every service, binds every listener, supervises the
+//! accept loops, and stops them gracefully.
+//!
+//! Order matters: a config is parsed and validated (by `config`), then every
+//! guest is compiled, then sockets are bound; a service that fails at any
+//! step is logged and left out, and the rest are served, as xinetd does.
+//! Readiness (`listening service=NAME addr=IP:PORT`, one stderr line per
+//! listener) is announced only once every listener is bound.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::bundled;
+use crate::config::{GuestSource, ServiceSpec};
+use crate::listener;
+use crate::sandbox::{Guest, Sandbox};
+use crate::service::Service;
+
+/// A service whose guest could not be prepared, with the reason.
+#[derive(Debug)]
+pub struct LoadError {
+    pub spec: ServiceSpec,
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: service `{}`: {:#}",
+            self.spec.file.display(),
+            self.spec.line,
+            self.spec.name,
+            self.error
+        )
+    }
+}
+
+/// Compiles every service's guest, once per distinct guest.
+pub fn prepare(sandbox: &Sandbox, specs: Vec<ServiceSpec>) -> (Vec<Service>, Vec<LoadError>) {
+    let mut compiled: HashMap<GuestSource, Result<Guest, String>> = HashMap::new();
+    let mut ready = Vec::new();
+    let mut failed = Vec::new();
+    for spec in specs {
+        let guest = compiled
+            .entry(spec.guest.clone())
+            .or_insert_with(|| load_guest(sandbox, &spec.guest).map_err(|e| format!("{e:#}")))
+            .clone();
+        match guest {
+            Ok(guest) => ready.push(Service::new(spec, guest)),
+            Err(error) => failed.push(LoadError {
+                spec,
+                error: anyhow::anyhow!(error),
+            }),
+        }
+    }
+    (ready, failed)
+}
+
+fn load_guest(sandbox: &Sandbox, source: &GuestSource) -> anyhow::Result<Guest> {
+    match source {
+        GuestSource::File(path) => sandbox
+            .load_file(path)
+            .with_context(|| format!("cannot load guest `{}`", path.display())),
+        GuestSource::Internal(name) => {
+            let Some(bytes) = bundled::guest(name) else {
+                bail!(
+                    "no internal service `{name}`; the bundled ones are: {}",
+                    bundled::NAMES.join(", ")
+                );
+            };
+            sandbox
+                .load(bytes)
+                .with_context(|| format!("cannot load the bundled guest `{name}`"))
+        }
+    }
+}
+
+/// How the daemon runs, beyond the config file.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Guests that may run at once across all services.
+    pub max_instances: u32,
+    /// How long in-flight connections may finish after a stop request.
+    pub shutdown_grace: Duration,
+}
+
+/// Binds and serves `services` until `shutdown` resolves, then drains
+/// in-flight connections for up to the grace period, or until `force`.
+///
+/// Fails only when no service could start.
+pub async fn run(
+    services: Vec<Service>,
+    opts: &ServeOptions,
+    shutdown: impl Future<Output = ()>,
+    force: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut bound: Vec<(Arc<Service>, TcpListener)> = Vec::new();
+    for service in services {
+        match listener::bind(service.spec.addr) {
+            Ok(l) => bound.push((Arc::new(service), l)),
+            Err(e) => tracing::error!(
+                "{}:{}: service `{}` cannot start: {e:#}",
+                service.spec.file.display(),
+                service.spec.line,
+                service.name()
+            ),
+        }
+    }
+    if bound.is_empty() {
+        bail!("no service could start");
+    }
+    for (service, l) in &bound {
+        let addr = l.local_addr().context("cannot read a listener's address")?;
+        // The readiness line: tests and scripts wait for exactly this.
+        eprintln!("listening service={} addr={addr}", service.name());
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
+    let shared = listener::Shared {
+        slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
+        next_conn: Arc::new(AtomicU64::new(1)),
+        stopping: stop_rx,
+        in_flight: in_flight_tx,
+    };
+    let mut loops = Vec::new();
+    for (service, l) in bound {
+        loops.push(tokio::spawn(listener::accept_loop(
+            service,
+            l,
+            shared.clone(),
+        )));
+    }
+    drop(shared);
+
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    tracing::info!(
+        "stopped accepting; waiting up to {:?} for running connections",
+        opts.shutdown_grace
+    );
+    let drained = async { while in_flight_rx.recv().await.is_some() {} };
+    tokio::select! {
+        _ = drained => tracing::info!("all connections finished; exiting"),
+        _ = tokio::time::sleep(opts.shutdown_grace) => {
+            tracing::warn!("shutdown grace of {:?} over; ending running guests", opts.shutdown_grace);
+        }
+        _ = force => tracing::warn!("second stop request; ending running guests"),
+    }
+    Ok(())
+}

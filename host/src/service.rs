@@ -1,0 +1,175 @@
+//! One running service: its validated spec, its prepared guest, and what
+//! happens to each connection it accepts.
+//!
+//! A connection runs the guest with the socket as stdin/stdout, then closes
+//! the way a client expects: output flushed, write side shut down (the
+//! client sees end of stream), unread input drained for a bounded time so
+//! the kernel answers with FIN, never RST. Admission (instances) is decided
+//! here before any instantiation; accepting is the listener's job.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::config::ServiceSpec;
+use crate::logging;
+use crate::sandbox::{Guest, GuestLog, Invocation, Outcome, Shared};
+
+/// How long unread client input is drained after the guest ends.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// How much unread client input is drained at most.
+const DRAIN_BYTES: u64 = 4 << 20;
+
+/// A service ready to take connections.
+pub struct Service {
+    pub spec: ServiceSpec,
+    guest: Guest,
+    name: Arc<str>,
+    active: AtomicU32,
+}
+
+/// Why a connection was closed without running the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The service already runs `instances` guests.
+    Instances,
+}
+
+impl Refusal {
+    /// The reason as logged after `refused: `.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Instances => "instances",
+        }
+    }
+}
+
+/// A slot in the service's `instances` and one in the global pool, both
+/// freed on drop, as soon as the guest is gone.
+pub struct Admission(Arc<Service>, #[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Service {
+    /// A service running `guest` as `spec` says.
+    pub fn new(spec: ServiceSpec, guest: Guest) -> Self {
+        Self {
+            name: spec.name.as_str().into(),
+            spec,
+            guest,
+            active: AtomicU32::new(0),
+        }
+    }
+
+    /// The service's name (its id).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The prepared guest.
+    pub fn guest(&self) -> &Guest {
+        &self.guest
+    }
+
+    /// Guests of this service running now.
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Takes an instance slot, keeping the pool slot `permit` with it, or
+    /// says why not.
+    pub fn admit(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Admission, Refusal> {
+        let max = self.spec.instances.unwrap_or(u32::MAX);
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| Admission(self.clone(), permit))
+            .map_err(|_| Refusal::Instances)
+    }
+
+    /// Serves one admitted connection to the end; never fails, only logs.
+    pub async fn serve(admission: Admission, stream: TcpStream, peer: SocketAddr, conn: u64) {
+        let this = admission.0.clone();
+        this.serve_admitted(admission, stream, peer, conn).await;
+    }
+
+    async fn serve_admitted(
+        &self,
+        admission: Admission,
+        stream: TcpStream,
+        peer: SocketAddr,
+        conn: u64,
+    ) {
+        let started = Instant::now();
+        let (rd, wr) = stream.into_split();
+        let stdin = Shared::new(rd);
+        let stdout = Shared::new(wr);
+        let outcome = self.run_guest(&stdin, &stdout, peer, conn).await;
+        drop(admission);
+
+        // The guest and its streams are gone; finish the connection politely.
+        if let Some(mut wr) = stdout.take() {
+            let _ = wr.shutdown().await;
+        }
+        if let Some(rd) = Shared::take(&stdin) {
+            drain(rd).await;
+        }
+        logging::connection_done(&self.spec, conn, peer, started.elapsed(), &outcome);
+    }
+
+    async fn run_guest<I, O>(
+        &self,
+        stdin: &Shared<I>,
+        stdout: &Shared<O>,
+        peer: SocketAddr,
+        conn: u64,
+    ) -> Outcome
+    where
+        Shared<I>: wasmtime_wasi::cli::StdinStream + 'static,
+        Shared<O>: wasmtime_wasi::cli::StdoutStream + 'static,
+    {
+        let env = connection_env(&self.spec.env, peer);
+        self.guest
+            .run(Invocation {
+                argv: &self.spec.argv,
+                env: &env,
+                preopens: &self.spec.preopens,
+                limits: self.spec.limits,
+                stdin: stdin.clone(),
+                stdout: stdout.clone(),
+                stderr: GuestLog::new(self.name.clone(), conn),
+            })
+            .await
+    }
+}
+
+/// The service's environment plus the peer, as xinetd (`REMOTE_HOST`) and
+/// systemd (`REMOTE_ADDR`, `REMOTE_PORT`) set it.
+pub fn connection_env(base: &[(String, String)], peer: SocketAddr) -> Vec<(String, String)> {
+    let ip = peer.ip().to_canonical().to_string();
+    let mut env = Vec::with_capacity(base.len() + 3);
+    env.extend_from_slice(base);
+    env.push(("REMOTE_HOST".into(), ip.clone()));
+    env.push(("REMOTE_ADDR".into(), ip));
+    env.push(("REMOTE_PORT".into(), peer.port().to_string()));
+    env
+}
+
+/// Reads and discards what the client sent and the guest did not read,
+/// until end of stream, a time or a byte limit: closing a socket with unread
+/// input makes the kernel send RST, and the client loses the response.
+async fn drain(rd: impl AsyncRead + Unpin) {
+    let mut sink = tokio::io::sink();
+    let mut limited = rd.take(DRAIN_BYTES);
+    let _ = tokio::time::timeout(DRAIN_TIME, tokio::io::copy(&mut limited, &mut sink)).await;
+}

@@ -1,0 +1,12 @@
+//! The black-box suite: the real binary, real guests, real sockets.
+//!
+//! One test binary (faster to link than one per file); one module per area.
+
+mod support;
+
+mod bad_input;
+mod config_golden;
+mod guests;
+mod limits;
+mod run_command;
+mod serve;
