@@ -87,8 +87,10 @@ pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut share
                 });
             }
             Err(reason) => {
-                drop(stream);
+                // Logged before the close, so a client that sees the close
+                // can rely on the line being there.
                 logging::connection_refused(&service.spec, conn, peer, reason);
+                drop(stream);
             }
         }
     }

@@ -116,3 +116,112 @@ fn built_in_default_config_serves_the_bundled_guests() {
     let status = wait_timeout(&mut child, PATIENCE).unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn xinetd_attributes_bind_ipv6_relative_server_id_and_includefile() {
+    let dir = tempdir();
+    std::fs::copy(module("hello-http"), dir.path().join("hello.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("extra"),
+        "service second\n{\n\ttype = UNLISTED\n\tbind = 127.0.0.1\n\tport = 0\n\tserver = hello.wasm\n}\n",
+    )
+    .unwrap();
+    let config = format!(
+        "service web\n{{\n\tid = web6\n\ttype = UNLISTED\n\tsocket_type = stream\n\tprotocol = tcp\n\
+         \twait = no\n\tbind = ::1\n\tport = 0\n\tserver = hello.wasm\n}}\nincludefile {}\n",
+        dir.path().join("extra").display()
+    );
+    // The config lives beside hello.wasm: relative paths resolve from it.
+    let conf = dir.path().join("wasinetd.conf");
+    std::fs::write(&conf, config).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .arg("-f")
+        .arg(&conf)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::follow_child(&mut child);
+    let line = log.wait_for(&["listening service=web6 addr=[::1]:"]);
+    let addr: std::net::SocketAddr = line.rsplit("addr=").next().unwrap().parse().unwrap();
+    assert!(exchange_text(addr, "GET / HTTP/1.0\r\n\r\n").ends_with("Hello, World!"));
+    let line = log.wait_for(&["listening service=second addr=127.0.0.1:"]);
+    let addr: std::net::SocketAddr = line.rsplit("addr=").next().unwrap().parse().unwrap();
+    assert!(exchange_text(addr, "GET / HTTP/1.0\r\n\r\n").ends_with("Hello, World!"));
+    log.wait_for(&["exit=0 service=web6 conn=1 peer=[::1]:"]);
+    let _ = child.kill();
+}
+
+#[test]
+fn check_shows_the_safe_defaults_and_the_port_from_etc_services() {
+    // Any tcp service above 1024 in this machine's /etc/services will do.
+    let services = std::fs::read_to_string("/etc/services").expect("/etc/services is needed");
+    let (name, port) = services
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next()?;
+            let (port, proto) = words.next()?.split_once('/')?;
+            let port: u16 = port.parse().ok()?;
+            (proto == "tcp" && port > 1024).then(|| (name.to_owned(), port))
+        })
+        .next()
+        .expect("no tcp service above 1024 in /etc/services");
+    let dir = tempdir();
+    let conf = dir.path().join("c.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "service {name}\n{{\n\tbind = 127.0.0.1\n\tserver = {}\n}}\n",
+            module("hello-http").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("{name} 127.0.0.1:{port} module ")),
+        "{stdout}"
+    );
+    // Nothing said about limits: 128M of memory, 10 s of CPU, 60 s of time.
+    assert!(
+        stdout.contains("rlimit_as=131072K rlimit_cpu=10s runtime_max=60s instances=UNLIMITED"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn log_on_failure_flags_choose_the_refusal_line() {
+    let sleeper = |name: &str, extra: &str| {
+        service(
+            name,
+            &module("probe"),
+            &format!("\tserver_args = sleep\n\tinstances = 1\n{extra}"),
+        )
+    };
+    let config =
+        sleeper("silent", "\tlog_on_failure =") + &sleeper("attempt", "\tlog_on_failure = ATTEMPT");
+    let server = TestServer::start(&config, &["silent", "attempt"]);
+    let mut held = Vec::new();
+    for name in ["silent", "attempt"] {
+        let mut first = connect(server.addr(name));
+        let mut buf = [0; 9];
+        std::io::Read::read_exact(&mut first, &mut buf).unwrap();
+        held.push(first);
+        let mut refused = connect(server.addr(name));
+        let _ = std::io::Read::read_to_end(&mut refused, &mut Vec::new());
+    }
+    let line = server.log.wait_for(&["refused: instances service=attempt"]);
+    assert!(!line.contains("peer="), "{line}");
+    assert!(!server.log.has(&["refused: instances service=silent"]));
+}
