@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::ServiceSpec;
 use crate::logging;
-use crate::sandbox::{Guest, GuestLog, Invocation, Outcome, Shared};
+use crate::sandbox::{Guest, GuestLog, Invocation, SocketStdin, SocketStdout, drain};
 
-/// How long unread client input is drained after the guest ends.
+/// How long the end of a connection may take after the guest: writing out
+/// what it left pending, and draining unread client input.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// How much unread client input is drained at most.
 const DRAIN_BYTES: u64 = 4 << 20;
@@ -111,45 +111,29 @@ impl Service {
         conn: u64,
     ) {
         let started = Instant::now();
-        let (rd, wr) = stream.into_split();
-        let stdin = Shared::new(rd);
-        let stdout = Shared::new(wr);
-        let outcome = self.run_guest(&stdin, &stdout, peer, conn).await;
-        drop(admission);
-
-        // The guest and its streams are gone; finish the connection politely.
-        if let Some(mut wr) = stdout.take() {
-            let _ = wr.shutdown().await;
-        }
-        if let Some(rd) = Shared::take(&stdin) {
-            drain(rd).await;
-        }
-        logging::connection_done(&self.spec, conn, peer, started.elapsed(), &outcome);
-    }
-
-    async fn run_guest<I, O>(
-        &self,
-        stdin: &Shared<I>,
-        stdout: &Shared<O>,
-        peer: SocketAddr,
-        conn: u64,
-    ) -> Outcome
-    where
-        Shared<I>: wasmtime_wasi::cli::StdinStream + 'static,
-        Shared<O>: wasmtime_wasi::cli::StdoutStream + 'static,
-    {
+        let sock = Arc::new(stream);
+        let stdout = SocketStdout::new(sock.clone());
         let env = connection_env(&self.spec.env, peer);
-        self.guest
+        let outcome = self
+            .guest
             .run(Invocation {
                 argv: &self.spec.argv,
                 env: &env,
                 preopens: &self.spec.preopens,
                 limits: self.spec.limits,
-                stdin: stdin.clone(),
+                stdin: SocketStdin::new(sock.clone()),
                 stdout: stdout.clone(),
                 stderr: GuestLog::new(self.name.clone(), conn),
             })
-            .await
+            .await;
+        drop(admission);
+
+        // The guest is gone; finish the connection the way a client expects:
+        // its answer whole, then end of stream, then no reset.
+        stdout.finish(DRAIN_TIME).await;
+        let _ = socket2::SockRef::from(&*sock).shutdown(std::net::Shutdown::Write);
+        drain(&*sock, DRAIN_TIME, DRAIN_BYTES).await;
+        logging::connection_done(&self.spec, conn, peer, started.elapsed(), &outcome);
     }
 }
 
@@ -163,13 +147,4 @@ pub fn connection_env(base: &[(String, String)], peer: SocketAddr) -> Vec<(Strin
     env.push(("REMOTE_ADDR".into(), ip));
     env.push(("REMOTE_PORT".into(), peer.port().to_string()));
     env
-}
-
-/// Reads and discards what the client sent and the guest did not read,
-/// until end of stream, a time or a byte limit: closing a socket with unread
-/// input makes the kernel send RST, and the client loses the response.
-async fn drain(rd: impl AsyncRead + Unpin) {
-    let mut sink = tokio::io::sink();
-    let mut limited = rd.take(DRAIN_BYTES);
-    let _ = tokio::time::timeout(DRAIN_TIME, tokio::io::copy(&mut limited, &mut sink)).await;
 }

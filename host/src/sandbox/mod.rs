@@ -35,7 +35,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub use crate::config::{Limits, Preopen};
 pub use meter::Meter;
 pub use outcome::Outcome;
-pub use stdio::{GuestLog, Shared};
+pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
 
 /// Engine-wide settings, fixed at start-up.
 #[derive(Debug, Clone)]

@@ -1,105 +1,316 @@
 //! A guest's stdio: the connection as stdin/stdout, and stderr as log lines.
 //!
-//! wasmtime-wasi asks a stdio source for a fresh stream view each time the
-//! guest opens it, so every view must reach the same connection. [`Shared`]
-//! is that: a slot holding one half of the connection, lent to the guest and
-//! taken back by the caller once the guest is gone, to shut down and drain
-//! the connection properly. [`GuestLog`] turns stderr into one log line per
-//! guest line, tagged with service and connection id, with bounded memory.
+//! wasmtime-wasi's default adapters put a tokio task and a channel behind
+//! every stdio stream (three tasks per connection) and read stdin ahead of
+//! the guest. Here the guest's streams go straight to the socket instead:
+//! a read is one non-blocking `read(2)`, a write one `write(2)`, and waiting
+//! is tokio's readiness, so nothing is spawned per connection and no byte is
+//! read that the guest did not ask for. The socket is shared (`Arc`) with
+//! the caller, who gets it back whole once the guest is gone, to flush what
+//! is left, shut down the write side and drain the input.
+//!
+//! [`GuestLog`] turns stderr into one log line per guest line, tagged with
+//! service and connection id, with bounded memory.
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
-/// One half of a connection, shared by every stream view the guest opens.
-///
-/// The lock is a plain mutex held only inside a single `poll_*` call, never
-/// across an await, so views cannot deadlock each other.
-pub struct Shared<T>(Arc<Mutex<Option<T>>>);
+/// The most a single read or write moves, as wasmtime-wasi's own streams.
+const MAX_CHUNK: usize = 64 * 1024;
 
-impl<T> Clone for Shared<T> {
+/// A connected socket a guest can use as stdio: tokio's TCP and Unix
+/// streams, whose readiness and non-blocking I/O work through `&self`.
+pub trait Socket: Send + Sync + 'static {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_read(self, buf)
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_write_ready(self, cx)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_write(self, buf)
+    }
+}
+
+/// Non-blocking read that treats "would block" as no data yet.
+fn try_read_some<S: Socket>(sock: &S, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match sock.try_read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The connection's read side as the guest's stdin.
+pub struct SocketStdin<S>(Arc<S>);
+
+impl<S> SocketStdin<S> {
+    /// Stdin reading from `sock`.
+    pub fn new(sock: Arc<S>) -> Self {
+        Self(sock)
+    }
+}
+
+impl<S> Clone for SocketStdin<S> {
     fn clone(&self) -> Self {
         Self(self.0.clone())
     }
 }
 
-impl<T> Shared<T> {
-    /// Lends `io` to the guest.
-    pub fn new(io: T) -> Self {
-        Self(Arc::new(Mutex::new(Some(io))))
-    }
-
-    /// Takes the connection half back; views see end of stream afterwards.
-    pub fn take(&self) -> Option<T> {
-        self.slot().take()
-    }
-
-    fn slot(&self) -> MutexGuard<'_, Option<T>> {
-        // A panic while polling cannot leave the Option half-written.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Shared<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.slot().as_mut() {
-            Some(io) => Pin::new(io).poll_read(cx, buf),
-            None => Poll::Ready(Ok(())),
+impl<S: Socket> InputStream for SocketStdin<S> {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut buf = BytesMut::zeroed(size.min(MAX_CHUNK));
+        match try_read_some(&*self.0, &mut buf) {
+            Ok(None) => Ok(Bytes::new()),
+            Ok(Some(0)) => Err(StreamError::Closed),
+            Ok(Some(n)) => {
+                buf.truncate(n);
+                Ok(buf.freeze())
+            }
+            Err(e) => Err(StreamError::LastOperationFailed(e.into())),
         }
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Shared<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.slot().as_mut() {
-            Some(io) => Pin::new(io).poll_write(cx, buf),
-            None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-        }
+#[wasmtime_wasi::async_trait]
+impl<S: Socket> Pollable for SocketStdin<S> {
+    async fn ready(&mut self) {
+        // An error is ready too: the next read reports it.
+        let _ = poll_fn(|cx| self.0.poll_read_ready(cx)).await;
     }
+}
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.slot().as_mut() {
-            Some(io) => Pin::new(io).poll_flush(cx),
-            None => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.slot().as_mut() {
-            Some(io) => Pin::new(io).poll_shutdown(cx),
-            None => Poll::Ready(Ok(())),
+impl<S: Socket> AsyncRead for SocketStdin<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match try_read_some(&*self.0, buf.initialize_unfilled())? {
+                Some(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                None => continue,
+            }
         }
     }
 }
 
-impl<T> IsTerminal for Shared<T> {
+impl<S> IsTerminal for SocketStdin<S> {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl<T: AsyncRead + Unpin + Send + 'static> StdinStream for Shared<T> {
+impl<S: Socket> StdinStream for SocketStdin<S> {
     fn async_stream(&self) -> Box<dyn AsyncRead + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn InputStream> {
         Box::new(self.clone())
     }
 }
 
-impl<T: AsyncWrite + Unpin + Send + 'static> StdoutStream for Shared<T> {
+/// The connection's write side as the guest's stdout. Every view the guest
+/// opens shares one state, so bytes leave in the order they were written.
+pub struct SocketStdout<S> {
+    sock: Arc<S>,
+    state: Arc<Mutex<OutState>>,
+}
+
+impl<S> Clone for SocketStdout<S> {
+    fn clone(&self) -> Self {
+        Self {
+            sock: self.sock.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct OutState {
+    /// Accepted from the guest but not yet taken by the kernel.
+    pending: Bytes,
+    /// The error that closed the stream, reported on every later call.
+    failed: Option<io::ErrorKind>,
+}
+
+impl<S: Socket> SocketStdout<S> {
+    /// Stdout writing to `sock`.
+    pub fn new(sock: Arc<S>) -> Self {
+        Self {
+            sock,
+            state: Arc::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, OutState> {
+        // No code path can panic while holding the lock and leave it torn.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands what is pending to the kernel; true when nothing is left.
+    fn push(&self, state: &mut OutState) -> bool {
+        while !state.pending.is_empty() && state.failed.is_none() {
+            match self.sock.try_write(&state.pending) {
+                Ok(n) => state.pending.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) => state.failed = Some(e.kind()),
+            }
+        }
+        true
+    }
+
+    fn poll_drained(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state();
+        loop {
+            if self.push(&mut state) {
+                return Poll::Ready(());
+            }
+            if let Err(e) = std::task::ready!(self.sock.poll_write_ready(cx)) {
+                state.failed = Some(e.kind());
+            }
+        }
+    }
+
+    /// After the guest: writes out whatever it left pending, for at most
+    /// `limit` (a client that stopped reading must not hold us forever).
+    pub async fn finish(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, poll_fn(|cx| self.poll_drained(cx))).await;
+    }
+}
+
+fn stream_error(kind: io::ErrorKind) -> StreamError {
+    StreamError::LastOperationFailed(io::Error::from(kind).into())
+}
+
+impl<S: Socket> OutputStream for SocketStdout<S> {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        let mut state = self.state();
+        if let Some(kind) = state.failed {
+            return Err(stream_error(kind));
+        }
+        if !state.pending.is_empty() {
+            return Err(StreamError::trap("write while the previous write is pending"));
+        }
+        state.pending = bytes;
+        self.push(&mut state);
+        match state.failed {
+            Some(kind) => Err(stream_error(kind)),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        // Bytes reach the kernel as soon as it takes them; `ready` waits.
+        match self.state().failed {
+            Some(kind) => Err(stream_error(kind)),
+            None => Ok(()),
+        }
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        let mut state = self.state();
+        let drained = self.push(&mut state);
+        match state.failed {
+            Some(kind) => Err(stream_error(kind)),
+            None if drained => Ok(MAX_CHUNK),
+            None => Ok(0),
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl<S: Socket> Pollable for SocketStdout<S> {
+    async fn ready(&mut self) {
+        poll_fn(|cx| self.poll_drained(cx)).await
+    }
+}
+
+impl<S: Socket> AsyncWrite for SocketStdout<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_drained(cx));
+        if let Some(kind) = self.state().failed {
+            return Poll::Ready(Err(kind.into()));
+        }
+        loop {
+            std::task::ready!(self.sock.poll_write_ready(cx))?;
+            match self.sock.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_drained(cx).map(Ok)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_drained(cx).map(Ok)
+    }
+}
+
+impl<S> IsTerminal for SocketStdout<S> {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl<S: Socket> StdoutStream for SocketStdout<S> {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+/// Reads and discards what the client sent and the guest did not read,
+/// until end of stream, `limit` time or `max` bytes: closing a socket with
+/// unread input makes the kernel send RST, and the client loses the answer.
+pub async fn drain<S: Socket>(sock: &S, limit: Duration, max: u64) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0u64;
+    let read_all = poll_fn(|cx| {
+        loop {
+            if total >= max {
+                return Poll::Ready(());
+            }
+            if std::task::ready!(sock.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(());
+            }
+            match try_read_some(sock, &mut buf) {
+                Ok(Some(0)) | Err(_) => return Poll::Ready(()),
+                Ok(Some(n)) => total += n as u64,
+                Ok(None) => {}
+            }
+        }
+    });
+    let _ = tokio::time::timeout(limit, read_all).await;
 }
 
 /// Longest stderr line logged whole; longer ones are split.
@@ -128,6 +339,10 @@ impl GuestLog {
             lines: 0,
         })))
     }
+
+    fn write(&self, bytes: &[u8]) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(bytes);
+    }
 }
 
 impl LineBuf {
@@ -135,7 +350,7 @@ impl LineBuf {
         while !bytes.is_empty() {
             let room = MAX_LINE - self.pending.len();
             let (take, line_ends) = match bytes.iter().position(|&b| b == b'\n') {
-                Some(i) if i <= room => (i + 1, true),
+                Some(i) if i < room => (i + 1, true),
                 _ => (bytes.len().min(room), false),
             };
             self.pending.extend_from_slice(&bytes[..take]);
@@ -167,13 +382,29 @@ impl Drop for LineBuf {
     }
 }
 
+impl OutputStream for GuestLog {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        GuestLog::write(self, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_CHUNK)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestLog {
+    async fn ready(&mut self) {}
+}
+
 impl AsyncWrite for GuestLog {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf);
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        GuestLog::write(&self, buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -194,6 +425,10 @@ impl IsTerminal for GuestLog {
 
 impl StdoutStream for GuestLog {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(self.clone())
     }
 }
