@@ -14,6 +14,17 @@ pub struct Cli {
     #[arg(short = 'f', long = "config", value_name = "FILE", global = true)]
     pub file: Option<PathBuf>,
 
+    /// Keep compiled guests in DIR across restarts. Default:
+    /// $CACHE_DIRECTORY or $STATE_DIRECTORY (systemd), else
+    /// /var/cache/wasinetd for root, else $XDG_CACHE_HOME/wasinetd or
+    /// ~/.cache/wasinetd.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile every guest in memory; read and write no cache.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+
     #[command(flatten)]
     pub serve: ServeArgs,
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
@@ -64,7 +64,24 @@ pub fn prepare(sandbox: &Sandbox, specs: Vec<ServiceSpec>) -> (Vec<Service>, Vec
     (ready, failed)
 }
 
+/// Loads a guest and logs whether its code was compiled or cached, and how
+/// long that took.
 fn load_guest(sandbox: &Sandbox, source: &GuestSource) -> anyhow::Result<Guest> {
+    let started = Instant::now();
+    let guest = compile_guest(sandbox, source)?;
+    let label = match source {
+        GuestSource::File(path) => path.display().to_string(),
+        GuestSource::Internal(name) => format!("internal:{name}"),
+    };
+    tracing::info!(
+        "guest `{label}` {} in {:.1?}",
+        guest.origin().as_str(),
+        started.elapsed()
+    );
+    Ok(guest)
+}
+
+fn compile_guest(sandbox: &Sandbox, source: &GuestSource) -> anyhow::Result<Guest> {
     match source {
         GuestSource::File(path) => sandbox
             .load_file(path)

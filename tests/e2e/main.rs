@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod cache;
 mod config_golden;
 mod guests;
 mod limits;

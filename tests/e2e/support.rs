@@ -132,7 +132,10 @@ impl TestServer {
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            // A compiled-code cache of its own, inside the test's directory
+            // (a test may still pass --cache-dir or --no-cache).
+            .env("CACHE_DIRECTORY", dir.path().join("cache"));
         adjust(&mut cmd);
         let mut child = cmd.spawn().unwrap();
         let log = Log::follow(child.stderr.take().unwrap());

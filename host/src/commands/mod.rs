@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use crate::bundled;
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
-use crate::sandbox::{Sandbox, SandboxOptions};
+use crate::sandbox::{CacheSetting, Sandbox, SandboxOptions};
 use crate::server::{self, ServeOptions};
 
 /// Where a config file is looked for when `-f` is not given.
@@ -23,10 +23,20 @@ const SYSTEM_CONFIG: &str = "/etc/wasinetd.conf";
 
 /// Runs the command line; errors come back for `main` to print once.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cache = cache_setting(&cli);
     match cli.command {
-        None => serve(&cli),
-        Some(Command::Check) => check(cli.file.as_deref()),
-        Some(Command::Run(args)) => run::run(args),
+        None => serve(&cli, cache),
+        Some(Command::Check) => check(cli.file.as_deref(), cache),
+        Some(Command::Run(args)) => run::run(args, cache),
+    }
+}
+
+/// Where compiled guests are kept, from `--cache-dir` / `--no-cache`.
+fn cache_setting(cli: &Cli) -> CacheSetting {
+    match (&cli.cache_dir, cli.no_cache) {
+        (_, true) => CacheSetting::Off,
+        (Some(dir), false) => CacheSetting::Dir(dir.clone()),
+        (None, false) => CacheSetting::Auto,
     }
 }
 
@@ -50,7 +60,7 @@ fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
     config::load(&path)
 }
 
-fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
+fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     let grace = config::parse_duration_arg(&cli.serve.shutdown_grace)
         .context("invalid --shutdown-grace")?;
     let opts = ServeOptions {
@@ -66,12 +76,14 @@ fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let sandbox = Sandbox::new(&SandboxOptions {
         max_instances: opts.max_instances,
+        cache,
         ..SandboxOptions::default()
     })?;
     let (services, failed) = server::prepare(&sandbox, config.services);
     for f in &failed {
         tracing::error!("{f}");
     }
+    sandbox.prune_cache();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -114,7 +126,7 @@ fn stop_signals() -> anyhow::Result<(
     ))
 }
 
-fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn check(file: Option<&Path>, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     let config = load_config(file)?;
     let mut ok = config.errors.is_empty();
     for line in config.diagnostics() {
@@ -122,6 +134,7 @@ fn check(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let sandbox = Sandbox::new(&SandboxOptions {
         max_instances: 1,
+        cache,
         ..SandboxOptions::default()
     })?;
     let (services, failed) = server::prepare(&sandbox, config.services);

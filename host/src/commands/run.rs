@@ -12,10 +12,10 @@ use anyhow::Context as _;
 
 use crate::cli::RunArgs;
 use crate::config::{self, Limits};
-use crate::sandbox::{Invocation, Sandbox, SandboxOptions};
+use crate::sandbox::{CacheSetting, Invocation, Sandbox, SandboxOptions};
 use crate::service::connection_env;
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     let defaults = Limits::default();
     let limits = Limits {
         memory: match &args.rlimit_as {
@@ -60,6 +60,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let sandbox = Sandbox::new(&SandboxOptions {
         max_instances: 1,
+        cache,
         ..SandboxOptions::default()
     })?;
     let guest = sandbox

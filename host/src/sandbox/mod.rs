@@ -10,15 +10,17 @@
 //! environment, preopened directories, stdio; no network, no other files.
 //! Limits are enforced here: memory by the store limiter, CPU by the epoch
 //! callback reading the [`meter`], wall-clock time by a timeout around the
-//! whole run. Accepting connections and logging are left to the caller.
+//! whole run. Compiled code is kept on disk by the [`cache`], when one is
+//! configured. Accepting connections and logging are left to the caller.
 
+mod cache;
 mod meter;
 mod outcome;
 mod stdio;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -33,6 +35,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use crate::config::{Limits, Preopen};
+pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
 pub use meter::Meter;
 pub use outcome::Outcome;
 pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
@@ -45,6 +48,8 @@ pub struct SandboxOptions {
     /// How often the epoch ticks: the granularity of CPU budgets and how
     /// long a busy guest runs before yielding its thread to others.
     pub tick: Duration,
+    /// Where compiled guests are kept across restarts.
+    pub cache: CacheSetting,
 }
 
 impl Default for SandboxOptions {
@@ -52,6 +57,7 @@ impl Default for SandboxOptions {
         Self {
             max_instances: 1000,
             tick: Duration::from_millis(10),
+            cache: CacheSetting::Off,
         }
     }
 }
@@ -60,6 +66,10 @@ impl Default for SandboxOptions {
 pub struct Sandbox {
     engine: Engine,
     ticker_stop: Arc<AtomicBool>,
+    cache_setting: CacheSetting,
+    /// Opened on the first load, so that a config with no loadable guest
+    /// never creates a cache directory.
+    cache: OnceLock<Option<Cache>>,
 }
 
 /// Everything one run gets: the whole of the guest's world.
@@ -78,6 +88,7 @@ pub struct Invocation<'a, I, O, E> {
 pub struct Guest {
     engine: Engine,
     kind: GuestKind,
+    origin: Origin,
 }
 
 #[derive(Clone)]
@@ -144,6 +155,8 @@ impl Sandbox {
         Ok(Self {
             engine,
             ticker_stop,
+            cache_setting: opts.cache.clone(),
+            cache: OnceLock::new(),
         })
     }
 
@@ -157,24 +170,54 @@ impl Sandbox {
     /// Like [`Sandbox::load_file`], from bytes in memory.
     pub fn load(&self, bytes: &[u8]) -> anyhow::Result<Guest> {
         use wasmtime::wasmparser::Parser;
-        let kind = if Parser::is_component(bytes) {
-            let component = Component::new(&self.engine, bytes)
-                .map_err(anyhow::Error::from)
-                .context("invalid component")?;
-            GuestKind::Component(link_component(&self.engine, &component)?)
+        let (kind, origin) = if Parser::is_component(bytes) {
+            let (component, origin) = self.compile(bytes).context("invalid component")?;
+            let pre = link_component(&self.engine, &component)?;
+            (GuestKind::Component(pre), origin)
         } else if Parser::is_core_wasm(bytes) || std::str::from_utf8(bytes).is_ok() {
             // Text is accepted too: `.wat` guests are handy for tests.
-            let module = Module::new(&self.engine, bytes)
-                .map_err(anyhow::Error::from)
-                .context("invalid module")?;
-            GuestKind::Module(link_module(&self.engine, &module)?)
+            let (module, origin) = self.compile(bytes).context("invalid module")?;
+            let pre = link_module(&self.engine, &module)?;
+            (GuestKind::Module(pre), origin)
         } else {
             bail!("not a WebAssembly module or component (no `\\0asm` header)");
         };
         Ok(Guest {
             engine: self.engine.clone(),
             kind,
+            origin,
         })
+    }
+
+    /// Native code for `bytes`, from the cache when there is one.
+    fn compile<A: cache::Artefact>(&self, bytes: &[u8]) -> anyhow::Result<(A, Origin)> {
+        match self.cache() {
+            Some(cache) => cache.get_or_compile(&self.engine, bytes),
+            None => A::compile(&self.engine, bytes).map(|a| (a, Origin::Compiled)),
+        }
+        .map_err(anyhow::Error::from)
+    }
+
+    /// The compiled-code cache, if one is configured and safe to use.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache
+            .get_or_init(|| Cache::open(&self.cache_setting))
+            .as_ref()
+    }
+
+    /// Removes cached code unused for [`MAX_AGE`]; call once every guest of
+    /// the config is loaded. Does nothing if no guest touched the cache.
+    pub fn prune_cache(&self) {
+        if let Some(Some(cache)) = self.cache.get() {
+            let removed = cache.prune(MAX_AGE);
+            if removed > 0 {
+                tracing::info!(
+                    "removed {removed} file(s) unused for {} days from cache `{}`",
+                    MAX_AGE.as_secs() / 86_400,
+                    cache.dir().display()
+                );
+            }
+        }
     }
 }
 
@@ -237,6 +280,11 @@ impl Guest {
     /// Whether this guest is a preview 2 component (else a preview 1 module).
     pub fn is_component(&self) -> bool {
         matches!(self.kind, GuestKind::Component(_))
+    }
+
+    /// Whether the native code was compiled now or mapped from the cache.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// Runs the guest once in a fresh instance; returns how it ended.
