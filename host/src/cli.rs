@@ -1,6 +1,7 @@
 //! The command line: `wasinetd [-f FILE]` serves (the default), `check`
 //! validates, `run` runs one guest on this process's own stdin/stdout.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -53,6 +54,15 @@ pub struct ServeArgs {
     /// How long running connections may finish after SIGTERM or SIGINT.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub shutdown_grace: String,
+
+    /// Serve /metrics, /health and /status over HTTP on ADDR, e.g.
+    /// 127.0.0.1:9100 (off by default; loopback only unless --admin-any).
+    #[arg(long, value_name = "IP:PORT")]
+    pub admin: Option<SocketAddr>,
+
+    /// Allow --admin on an address other than loopback.
+    #[arg(long, requires = "admin")]
+    pub admin_any: bool,
 }
 
 /// `wasinetd run`: the sandbox options of a service, as flags.

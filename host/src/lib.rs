@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (serve, `check`, `run`)
+//! - [`admin`]: the optional admin listener: `/metrics`, `/health`, `/status`
 //! - [`commands`]: what each subcommand does, start to exit status
 //! - [`config`]: the xinetd config language, to validated `ServiceSpec`s
 //! - [`server`]: compiles guests, binds listeners, supervises, shuts down
@@ -16,13 +17,16 @@
 //! - [`sandbox`]: the engine, guests compiled once, one instance per run
 //! - [`bundled`]: guests built into the binary (internal services)
 //! - [`logging`]: log set-up and the per-connection log line
+//! - [`metrics`]: per-service counters and their Prometheus text form
 
+pub mod admin;
 pub mod bundled;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod sandbox;
 pub mod server;
 pub mod service;

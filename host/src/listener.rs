@@ -78,6 +78,7 @@ pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut share
             }
         };
         let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        service.metrics().accepted();
         match service.admit(permit) {
             Ok(admission) => {
                 let in_flight = shared.in_flight.clone();
@@ -87,6 +88,7 @@ pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut share
                 });
             }
             Err(reason) => {
+                service.metrics().refused(reason);
                 // Logged before the close, so a client that sees the close
                 // can rely on the line being there.
                 logging::connection_refused(&service.spec, conn, peer, reason);

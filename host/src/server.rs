@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::admin;
 use crate::bundled;
 use crate::config::{GuestSource, ServiceSpec};
 use crate::listener;
@@ -107,6 +109,11 @@ pub struct ServeOptions {
     pub max_instances: u32,
     /// How long in-flight connections may finish after a stop request.
     pub shutdown_grace: Duration,
+    /// Where the admin listener binds, if there is one.
+    pub admin: Option<SocketAddr>,
+    /// Services of the config that could not be prepared, by name (the
+    /// admin listener reports them as not listening).
+    pub failed: Vec<String>,
 }
 
 /// Binds and serves `services` until `shutdown` resolves, then drains
@@ -119,28 +126,50 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     force: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let admin_listener = opts.admin.map(admin::bind).transpose()?;
     let mut bound: Vec<(Arc<Service>, TcpListener)> = Vec::new();
+    let mut not_listening = opts.failed.clone();
     for service in services {
         match listener::bind(service.spec.addr) {
             Ok(l) => bound.push((Arc::new(service), l)),
-            Err(e) => tracing::error!(
-                "{}:{}: service `{}` cannot start: {e:#}",
-                service.spec.file.display(),
-                service.spec.line,
-                service.name()
-            ),
+            Err(e) => {
+                tracing::error!(
+                    "{}:{}: service `{}` cannot start: {e:#}",
+                    service.spec.file.display(),
+                    service.spec.line,
+                    service.name()
+                );
+                not_listening.push(service.name().to_owned());
+            }
         }
     }
     if bound.is_empty() {
         bail!("no service could start");
     }
+    let mut listening = Vec::with_capacity(bound.len());
     for (service, l) in &bound {
         let addr = l.local_addr().context("cannot read a listener's address")?;
+        listening.push((service.clone(), addr));
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(l) = admin_listener {
+        let addr = l.local_addr().context("cannot read the admin address")?;
+        let view = admin::View {
+            services: listening.clone(),
+            not_listening,
+            stopping: stop_rx.clone(),
+            started: Instant::now(),
+        };
+        tokio::spawn(admin::serve(l, view));
+        // Not `listening service=`: that line is for services only.
+        eprintln!("admin listening addr={addr}");
+    }
+    for (service, addr) in &listening {
         // The readiness line: tests and scripts wait for exactly this.
         eprintln!("listening service={} addr={addr}", service.name());
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
     let shared = listener::Shared {
         slots: Arc::new(Semaphore::new(opts.max_instances as usize)),

@@ -17,6 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::ServiceSpec;
 use crate::logging;
+use crate::metrics::{CountedSocket, ServiceMetrics};
 use crate::sandbox::{Guest, GuestLog, Invocation, SocketStdin, SocketStdout, drain};
 
 /// How long the end of a connection may take after the guest: writing out
@@ -31,6 +32,7 @@ pub struct Service {
     guest: Guest,
     name: Arc<str>,
     active: AtomicU32,
+    metrics: ServiceMetrics,
 }
 
 /// Why a connection was closed without running the guest.
@@ -67,6 +69,7 @@ impl Service {
             spec,
             guest,
             active: AtomicU32::new(0),
+            metrics: ServiceMetrics::default(),
         }
     }
 
@@ -78,6 +81,11 @@ impl Service {
     /// The prepared guest.
     pub fn guest(&self) -> &Guest {
         &self.guest
+    }
+
+    /// What this service has counted so far.
+    pub fn metrics(&self) -> &ServiceMetrics {
+        &self.metrics
     }
 
     /// Guests of this service running now.
@@ -111,10 +119,10 @@ impl Service {
         conn: u64,
     ) {
         let started = Instant::now();
-        let sock = Arc::new(stream);
+        let sock = Arc::new(CountedSocket::new(stream, &self.metrics));
         let stdout = SocketStdout::new(sock.clone());
         let env = connection_env(&self.spec.env, peer);
-        let outcome = self
+        let report = self
             .guest
             .run(Invocation {
                 argv: &self.spec.argv,
@@ -133,7 +141,9 @@ impl Service {
         stdout.finish(DRAIN_TIME).await;
         let _ = socket2::SockRef::from(&*sock).shutdown(std::net::Shutdown::Write);
         drain(&*sock, DRAIN_TIME, DRAIN_BYTES).await;
-        logging::connection_done(&self.spec, conn, peer, started.elapsed(), &outcome);
+        let duration = started.elapsed();
+        self.metrics.finished(&report, duration);
+        logging::connection_done(&self.spec, conn, peer, duration, &report.outcome);
     }
 }
 

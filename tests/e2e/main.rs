@@ -9,5 +9,6 @@ mod cache;
 mod config_golden;
 mod guests;
 mod limits;
+mod metrics;
 mod run_command;
 mod serve;

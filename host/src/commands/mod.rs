@@ -63,9 +63,14 @@ fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
 fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     let grace = config::parse_duration_arg(&cli.serve.shutdown_grace)
         .context("invalid --shutdown-grace")?;
-    let opts = ServeOptions {
+    if let Some(addr) = cli.serve.admin {
+        crate::admin::check_addr(addr, cli.serve.admin_any)?;
+    }
+    let mut opts = ServeOptions {
         max_instances: cli.serve.limit.max(1),
         shutdown_grace: grace,
+        admin: cli.serve.admin,
+        failed: Vec::new(),
     };
     let config = load_config(cli.file.as_deref())?;
     for w in &config.warnings {
@@ -83,6 +88,7 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     for f in &failed {
         tracing::error!("{f}");
     }
+    opts.failed = failed.into_iter().map(|f| f.spec.name).collect();
     sandbox.prune_cache();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

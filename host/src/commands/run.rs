@@ -70,15 +70,17 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let outcome = runtime.block_on(guest.run(Invocation {
-        argv: &argv,
-        env: &env,
-        preopens: &preopens,
-        limits,
-        stdin: tokio::io::stdin(),
-        stdout: tokio::io::stdout(),
-        stderr: tokio::io::stderr(),
-    }));
+    let outcome = runtime
+        .block_on(guest.run(Invocation {
+            argv: &argv,
+            env: &env,
+            preopens: &preopens,
+            limits,
+            stdin: tokio::io::stdin(),
+            stdout: tokio::io::stdout(),
+            stderr: tokio::io::stderr(),
+        }))
+        .outcome;
     if outcome.is_abnormal() {
         tracing::warn!("{} {outcome}", args.guest.display());
     }

@@ -21,7 +21,7 @@ mod stdio;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use wasmtime::component::{Component, ResourceTable};
@@ -37,7 +37,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub use crate::config::{Limits, Preopen};
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
 pub use meter::Meter;
-pub use outcome::Outcome;
+pub use outcome::{Outcome, RunReport};
 pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
 
 /// Engine-wide settings, fixed at start-up.
@@ -305,31 +305,41 @@ impl Guest {
         self.origin
     }
 
-    /// Runs the guest once in a fresh instance; returns how it ended.
+    /// Runs the guest once in a fresh instance; returns how it ended and
+    /// what it used.
     ///
     /// Dropping the returned future stops the guest and frees its instance.
-    pub async fn run<I, O, E>(&self, inv: Invocation<'_, I, O, E>) -> Outcome
+    pub async fn run<I, O, E>(&self, inv: Invocation<'_, I, O, E>) -> RunReport
     where
         I: StdinStream + 'static,
         O: StdoutStream + 'static,
         E: StdoutStream + 'static,
     {
         let limits = inv.limits;
+        let mut usage = Usage::default();
         let run = async {
             let wasi = match wasi_builder(inv) {
                 Ok(b) => b,
                 Err(e) => return Outcome::Failed(format!("{e:#}")),
             };
             match &self.kind {
-                GuestKind::Module(pre) => self.run_module(pre, wasi, limits).await,
-                GuestKind::Component(pre) => self.run_component(pre, wasi, limits).await,
+                GuestKind::Module(pre) => self.run_module(pre, wasi, limits, &mut usage).await,
+                GuestKind::Component(pre) => {
+                    self.run_component(pre, wasi, limits, &mut usage).await
+                }
             }
         };
-        match limits.runtime {
+        let outcome = match limits.runtime {
             Some(max) => tokio::time::timeout(max, run)
                 .await
                 .unwrap_or(Outcome::RuntimeLimit),
             None => run.await,
+        };
+        RunReport {
+            outcome,
+            instantiate: usage.instantiate,
+            cpu: usage.cpu,
+            memory_peak: usage.memory_peak,
         }
     }
 
@@ -338,17 +348,23 @@ impl Guest {
         pre: &InstancePre<State<WasiP1Ctx>>,
         mut wasi: WasiCtxBuilder,
         limits: Limits,
+        usage: &mut Usage,
     ) -> Outcome {
-        let mut store = self.store(wasi.build_p1(), limits);
+        let mut run = Metered {
+            store: self.store(wasi.build_p1(), limits),
+            usage,
+        };
         let result = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call_async(&mut store, ()).await
+            let started = Instant::now();
+            let instance = pre.instantiate_async(&mut run.store).await?;
+            run.usage.instantiate = Some(started.elapsed());
+            let start = instance.get_typed_func::<(), ()>(&mut run.store, "_start")?;
+            start.call_async(&mut run.store, ()).await
         }
         .await;
         match result {
             Ok(()) => Outcome::Exited(0),
-            Err(e) => Outcome::from_error(&e, &store.data().meter),
+            Err(e) => Outcome::from_error(&e, &run.store.data().meter),
         }
     }
 
@@ -357,6 +373,7 @@ impl Guest {
         pre: &CommandPre<State<P2Wasi>>,
         mut wasi: WasiCtxBuilder,
         limits: Limits,
+        usage: &mut Usage,
     ) -> Outcome {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
@@ -364,17 +381,22 @@ impl Guest {
             ctx: wasi.build(),
             table,
         };
-        let mut store = self.store(ctx, limits);
+        let mut run = Metered {
+            store: self.store(ctx, limits),
+            usage,
+        };
         let result = async {
-            let command = pre.instantiate_async(&mut store).await?;
-            command.wasi_cli_run().call_run(&mut store).await
+            let started = Instant::now();
+            let command = pre.instantiate_async(&mut run.store).await?;
+            run.usage.instantiate = Some(started.elapsed());
+            command.wasi_cli_run().call_run(&mut run.store).await
         }
         .await;
         match result {
             Ok(Ok(())) => Outcome::Exited(0),
             // `wasi:cli/run` returning its error variant is exit status 1.
             Ok(Err(())) => Outcome::Exited(1),
-            Err(e) => Outcome::from_error(&e, &store.data().meter),
+            Err(e) => Outcome::from_error(&e, &run.store.data().meter),
         }
     }
 
@@ -398,6 +420,29 @@ impl Guest {
             }
         });
         store
+    }
+}
+
+/// What a run used so far, for its [`RunReport`].
+#[derive(Default)]
+struct Usage {
+    instantiate: Option<Duration>,
+    cpu: Duration,
+    memory_peak: u64,
+}
+
+/// A run's store, which leaves its meter's readings in `usage` when it is
+/// dropped: at the end of the run, or when the wall-clock limit cuts it off.
+struct Metered<'u, W: 'static> {
+    store: Store<State<W>>,
+    usage: &'u mut Usage,
+}
+
+impl<W: 'static> Drop for Metered<'_, W> {
+    fn drop(&mut self) {
+        let meter = &self.store.data().meter;
+        self.usage.cpu = meter.cpu_used();
+        self.usage.memory_peak = meter.memory_peak();
     }
 }
 

@@ -87,3 +87,15 @@ impl fmt::Display for Outcome {
         }
     }
 }
+
+/// How a run ended and what it cost, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    /// Time to instantiate the guest; `None` if it never got that far.
+    pub instantiate: Option<std::time::Duration>,
+    /// Guest CPU time (time spent executing guest code).
+    pub cpu: std::time::Duration,
+    /// The most linear memory the instance held at once, in bytes.
+    pub memory_peak: u64,
+}

@@ -1,0 +1,288 @@
+//! The admin listener (`--admin ADDR`, off by default): `GET /metrics`
+//! (Prometheus text), `GET /health` (200 or 503) and `GET /status` (JSON),
+//! over plain HTTP/1.1, one request per connection.
+//!
+//! Three fixed paths do not need an HTTP library: the request head is read
+//! with a byte bound and a timeout, only its request line is looked at, and
+//! every answer carries `Content-Length` and `Connection: close`. At most
+//! [`MAX_CLIENTS`] requests are handled at once; more wait in the backlog.
+//! The listener stays up while the daemon drains, so `/health` can say 503.
+//! What is counted is `metrics`' business; this module only reads it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::GuestSource;
+use crate::metrics;
+use crate::service::Service;
+
+/// Longest request head read; a longer one is answered 431.
+const MAX_HEAD: usize = 8 * 1024;
+/// How long a client has to send its request head, and to take the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests handled at once.
+const MAX_CLIENTS: usize = 16;
+
+/// Refuses an admin address off the loopback unless `any` says otherwise:
+/// the metrics name every service and its traffic.
+pub fn check_addr(addr: SocketAddr, any: bool) -> anyhow::Result<()> {
+    if !addr.ip().to_canonical().is_loopback() && !any {
+        bail!(
+            "--admin `{addr}` is not a loopback address; add --admin-any to serve \
+             metrics and status to the network"
+        );
+    }
+    Ok(())
+}
+
+/// Binds the admin listener.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    crate::listener::bind(addr)
+        .with_context(|| format!("cannot start the admin listener on {addr}"))
+}
+
+/// What the admin endpoints report on.
+pub struct View {
+    /// Every listening service and the address it is bound to.
+    pub services: Vec<(Arc<Service>, SocketAddr)>,
+    /// Services of the config that are not listening (failed to load or to
+    /// bind), by name.
+    pub not_listening: Vec<String>,
+    /// Turns `true` when the daemon stops accepting.
+    pub stopping: watch::Receiver<bool>,
+    /// When the daemon started serving.
+    pub started: Instant,
+}
+
+impl View {
+    /// `None` when every configured listener is accepting, else why not.
+    fn unhealthy(&self) -> Option<String> {
+        if *self.stopping.borrow() {
+            Some("stopping".into())
+        } else if !self.not_listening.is_empty() {
+            Some(format!("not listening: {}", self.not_listening.join(", ")))
+        } else {
+            None
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let services: Vec<_> = self
+            .services
+            .iter()
+            .map(|(s, addr)| service_status(s, *addr))
+            .collect();
+        let unhealthy = self.unhealthy();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs_f64(),
+            "healthy": unhealthy.is_none(),
+            "problem": unhealthy,
+            "stopping": *self.stopping.borrow(),
+            "services": services,
+            "not_listening": self.not_listening,
+        })
+    }
+}
+
+fn service_status(s: &Service, addr: SocketAddr) -> serde_json::Value {
+    let spec = &s.spec;
+    let guest = match &spec.guest {
+        GuestSource::File(p) => p.display().to_string(),
+        GuestSource::Internal(name) => format!("internal:{name}"),
+    };
+    let millis = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+    let m = s.metrics().snapshot();
+    let refused: serde_json::Map<_, _> = m
+        .refused
+        .iter()
+        .map(|(reason, n)| ((*reason).to_owned(), json!(n)))
+        .collect();
+    let finished: serde_json::Map<_, _> = m
+        .outcomes
+        .iter()
+        .map(|(kind, n)| ((*kind).to_owned(), json!(n)))
+        .collect();
+    json!({
+        "name": s.name(),
+        "addr": addr.to_string(),
+        "guest": guest,
+        "kind": if s.guest().is_component() { "component" } else { "module" },
+        "limits": {
+            "memory_bytes": spec.limits.memory,
+            "cpu_ms": millis(spec.limits.cpu),
+            "runtime_ms": millis(spec.limits.runtime),
+            "instances": spec.instances,
+        },
+        "active": s.active(),
+        "connections": {
+            "accepted": m.accepted,
+            "refused": refused,
+            "finished": finished,
+            "exit_zero": m.exit_zero,
+            "exit_nonzero": m.exit_nonzero,
+        },
+        "bytes": { "received": m.received, "sent": m.sent },
+    })
+}
+
+/// Serves admin requests until the runtime stops.
+pub async fn serve(listener: TcpListener, view: View) {
+    let view = Arc::new(view);
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("admin accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let view = view.clone();
+        tokio::spawn(async move {
+            handle(stream, &view).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn handle(mut stream: TcpStream, view: &View) {
+    let Ok(head) = tokio::time::timeout(IO_TIMEOUT, read_head(&mut stream)).await else {
+        return; // too slow: just close
+    };
+    let response = match head {
+        Ok(head) => respond(&head, view),
+        Err(status) => reply(status, TEXT, format!("{}\n", status.1)),
+    };
+    let _ = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&response)).await;
+    let _ = stream.shutdown().await;
+}
+
+/// An HTTP status: code and reason phrase.
+type Status = (u16, &'static str);
+const OK: Status = (200, "OK");
+const BAD_REQUEST: Status = (400, "Bad Request");
+const NOT_FOUND: Status = (404, "Not Found");
+const NOT_ALLOWED: Status = (405, "Method Not Allowed");
+const TOO_LARGE: Status = (431, "Request Header Fields Too Large");
+const UNAVAILABLE: Status = (503, "Service Unavailable");
+
+/// Reads up to the blank line that ends the request head.
+async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Status> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).await.map_err(|_| BAD_REQUEST)?;
+        if n == 0 {
+            return Err(BAD_REQUEST);
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Ok(head);
+        }
+        if head.len() > MAX_HEAD {
+            return Err(TOO_LARGE);
+        }
+    }
+}
+
+fn respond(head: &[u8], view: &View) -> Vec<u8> {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end().split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return reply(BAD_REQUEST, TEXT, "bad request line\n".into());
+    };
+    if !version.starts_with("HTTP/1.") {
+        return reply(BAD_REQUEST, TEXT, "HTTP/1.x only\n".into());
+    }
+    let head_only = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return reply(NOT_ALLOWED, TEXT, "GET or HEAD only\n".into()),
+    };
+    let path = target.split('?').next().unwrap_or(target);
+    let mut response = match path {
+        "/metrics" => {
+            let services: Vec<&Service> = view.services.iter().map(|(s, _)| &**s).collect();
+            reply(
+                OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics::render(&services),
+            )
+        }
+        "/health" => match view.unhealthy() {
+            None => reply(OK, TEXT, "ok\n".into()),
+            Some(why) => reply(UNAVAILABLE, TEXT, format!("unavailable: {why}\n")),
+        },
+        "/status" => {
+            let mut body = view.status().to_string();
+            body.push('\n');
+            reply(OK, "application/json", body)
+        }
+        _ => reply(
+            NOT_FOUND,
+            TEXT,
+            "not found; try /metrics, /health or /status\n".into(),
+        ),
+    };
+    if head_only {
+        let end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(response.len(), |i| i + 4);
+        response.truncate(end);
+    }
+    response
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn reply(status: Status, content_type: &str, body: String) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        status.0,
+        status.1,
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_unless_any() {
+        check_addr("127.0.0.1:9100".parse().unwrap(), false).unwrap();
+        check_addr("[::1]:9100".parse().unwrap(), false).unwrap();
+        check_addr("[::ffff:127.0.0.1]:9100".parse().unwrap(), false).unwrap();
+        assert!(check_addr("0.0.0.0:9100".parse().unwrap(), false).is_err());
+        assert!(check_addr("192.0.2.1:9100".parse().unwrap(), false).is_err());
+        check_addr("0.0.0.0:9100".parse().unwrap(), true).unwrap();
+    }
+
+    #[test]
+    fn a_reply_carries_its_length() {
+        let r = String::from_utf8(reply(OK, TEXT, "ok\n".into())).unwrap();
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.contains("Content-Length: 3\r\n"), "{r}");
+        assert!(r.ends_with("\r\n\r\nok\n"), "{r}");
+    }
+}

@@ -1,0 +1,490 @@
+//! Per-service counters and histograms, and their Prometheus text form.
+//!
+//! Each [`Service`] owns one [`ServiceMetrics`]; the accept loop and the
+//! connection record into it with relaxed atomic adds (no lock and no
+//! allocation per connection), and the admin listener (`admin`) reads it to
+//! render `/metrics` and `/status`. Counters only grow; a reader may see
+//! one connection's counters half-updated, never a torn number. Bytes are
+//! counted as they cross the socket, by [`CountedSocket`].
+
+use std::fmt::Write as _;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::sandbox::{Outcome, RunReport, Socket};
+use crate::service::{Refusal, Service};
+
+/// Connection duration buckets (upper bounds, seconds).
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Instantiation time buckets (upper bounds, seconds).
+const INSTANTIATE_BUCKETS: &[f64] = &[
+    5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2,
+];
+const MAX_BUCKETS: usize = 16;
+
+/// How a finished connection ended, as the `outcome` label says it.
+pub const OUTCOMES: [&str; 6] = [
+    "exit",
+    "trap",
+    "cpu_limit",
+    "memory_limit",
+    "runtime_limit",
+    "failed",
+];
+
+/// Distinct refusal reasons counted separately; more are counted as `other`.
+const REFUSAL_SLOTS: usize = 8;
+
+/// Everything counted for one service.
+pub struct ServiceMetrics {
+    accepted: AtomicU64,
+    refused: [RefusalSlot; REFUSAL_SLOTS],
+    refused_other: AtomicU64,
+    /// Indexed like [`OUTCOMES`].
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    exit_nonzero: AtomicU64,
+    duration: Histogram,
+    instantiate: Histogram,
+    cpu_ns: AtomicU64,
+    received: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+}
+
+/// A refusal reason, named on first use, and its count.
+#[derive(Default)]
+struct RefusalSlot {
+    reason: OnceLock<&'static str>,
+    count: AtomicU64,
+}
+
+impl Default for ServiceMetrics {
+    fn default() -> Self {
+        let m = Self {
+            accepted: AtomicU64::new(0),
+            refused: Default::default(),
+            refused_other: AtomicU64::new(0),
+            outcomes: Default::default(),
+            exit_nonzero: AtomicU64::new(0),
+            duration: Histogram::new(DURATION_BUCKETS),
+            instantiate: Histogram::new(INSTANTIATE_BUCKETS),
+            cpu_ns: AtomicU64::new(0),
+            received: Arc::default(),
+            sent: Arc::default(),
+        };
+        // Known from the start, so the series exists (at 0) before the
+        // first refusal; reasons added later appear when first counted.
+        let _ = m.refused[0].reason.set(Refusal::Instances.as_str());
+        m
+    }
+}
+
+impl ServiceMetrics {
+    /// A connection was accepted (whether then refused or served).
+    pub fn accepted(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+    }
+
+    /// An accepted connection was closed without running the guest.
+    pub fn refused(&self, reason: Refusal) {
+        let reason = reason.as_str();
+        for slot in &self.refused {
+            if *slot.reason.get_or_init(|| reason) == reason {
+                slot.count.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+        self.refused_other.fetch_add(1, Relaxed);
+    }
+
+    /// A served connection ended, `duration` after it was accepted.
+    pub fn finished(&self, report: &RunReport, duration: Duration) {
+        let kind = match &report.outcome {
+            Outcome::Exited(code) => {
+                if *code != 0 {
+                    self.exit_nonzero.fetch_add(1, Relaxed);
+                }
+                0
+            }
+            Outcome::Trapped(_) => 1,
+            Outcome::CpuLimit => 2,
+            Outcome::MemoryLimit => 3,
+            Outcome::RuntimeLimit => 4,
+            Outcome::Failed(_) => 5,
+        };
+        self.outcomes[kind].fetch_add(1, Relaxed);
+        self.duration.observe(duration);
+        if let Some(t) = report.instantiate {
+            self.instantiate.observe(t);
+        }
+        self.cpu_ns.fetch_add(nanos(report.cpu), Relaxed);
+    }
+
+    /// A snapshot of the counters, for `/status`.
+    pub fn snapshot(&self) -> Snapshot {
+        let finished: u64 = self.outcomes.iter().map(|c| c.load(Relaxed)).sum();
+        let exits = self.outcomes[0].load(Relaxed);
+        let nonzero = self.exit_nonzero.load(Relaxed);
+        Snapshot {
+            accepted: self.accepted.load(Relaxed),
+            refused: self.refusals(),
+            finished,
+            outcomes: std::array::from_fn(|i| (OUTCOMES[i], self.outcomes[i].load(Relaxed))),
+            exit_zero: exits.saturating_sub(nonzero),
+            exit_nonzero: nonzero,
+            received: self.received.load(Relaxed),
+            sent: self.sent.load(Relaxed),
+        }
+    }
+
+    fn refusals(&self) -> Vec<(&'static str, u64)> {
+        let mut out: Vec<_> = self
+            .refused
+            .iter()
+            .filter_map(|s| Some((*s.reason.get()?, s.count.load(Relaxed))))
+            .collect();
+        let other = self.refused_other.load(Relaxed);
+        if other > 0 {
+            out.push(("other", other));
+        }
+        out
+    }
+}
+
+/// A connection's socket that adds what it reads and writes to its
+/// service's byte counters: the guest's stdio, and the unread input drained
+/// after it.
+pub struct CountedSocket {
+    stream: TcpStream,
+    received: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+}
+
+impl CountedSocket {
+    /// Counts `stream`'s bytes into `metrics`.
+    pub fn new(stream: TcpStream, metrics: &ServiceMetrics) -> Self {
+        Self {
+            stream,
+            received: metrics.received.clone(),
+            sent: metrics.sent.clone(),
+        }
+    }
+}
+
+impl Socket for CountedSocket {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_read_ready(cx)
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.try_read(buf)?;
+        self.received.fetch_add(n as u64, Relaxed);
+        Ok(n)
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_write_ready(cx)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.stream.try_write(buf)?;
+        self.sent.fetch_add(n as u64, Relaxed);
+        Ok(n)
+    }
+}
+
+impl AsFd for CountedSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+/// Counters read at one moment (each on its own).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub accepted: u64,
+    pub refused: Vec<(&'static str, u64)>,
+    pub finished: u64,
+    pub outcomes: [(&'static str, u64); OUTCOMES.len()],
+    pub exit_zero: u64,
+    pub exit_nonzero: u64,
+    pub received: u64,
+    pub sent: u64,
+}
+
+/// A Prometheus histogram over fixed buckets; counts are kept per bucket
+/// and made cumulative when rendered.
+struct Histogram {
+    bounds: &'static [f64],
+    /// Bucket upper bounds in nanoseconds, for the hot path.
+    bounds_ns: [u64; MAX_BUCKETS],
+    /// One per bound, then the `+Inf` bucket.
+    counts: [AtomicU64; MAX_BUCKETS + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        assert!(bounds.len() <= MAX_BUCKETS, "too many histogram buckets");
+        let mut bounds_ns = [u64::MAX; MAX_BUCKETS];
+        for (ns, s) in bounds_ns.iter_mut().zip(bounds) {
+            *ns = (s * 1e9).round() as u64;
+        }
+        Self {
+            bounds,
+            bounds_ns,
+            counts: Default::default(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: Duration) {
+        let ns = nanos(d);
+        let i = self.bounds_ns[..self.bounds.len()].partition_point(|&b| b < ns);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, service: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{service=\"{service}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.counts[self.bounds.len()].load(Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{service=\"{service}\",le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{service=\"{service}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{service=\"{service}\"}} {cumulative}");
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The Prometheus text exposition (format 0.0.4) of every service.
+pub fn render(services: &[&Service]) -> String {
+    let rows: Vec<(String, &ServiceMetrics, Snapshot)> = services
+        .iter()
+        .map(|s| (escape(s.name()), s.metrics(), s.metrics().snapshot()))
+        .collect();
+    // Each family is written whole (HELP, TYPE, then every service's
+    // samples), as the format requires.
+    let mut out = String::with_capacity(4096 + 2048 * rows.len());
+    header(
+        &mut out,
+        "wasinetd_connections_accepted_total",
+        "counter",
+        "Connections accepted, whether then refused or served.",
+    );
+    for (svc, _, s) in &rows {
+        sample(
+            &mut out,
+            "wasinetd_connections_accepted_total",
+            svc,
+            "",
+            s.accepted,
+        );
+    }
+    header(
+        &mut out,
+        "wasinetd_connections_refused_total",
+        "counter",
+        "Connections closed without running the guest, by reason.",
+    );
+    for (svc, _, s) in &rows {
+        for (reason, n) in &s.refused {
+            let label = format!(",reason=\"{}\"", escape(reason));
+            sample(
+                &mut out,
+                "wasinetd_connections_refused_total",
+                svc,
+                &label,
+                *n,
+            );
+        }
+    }
+    header(
+        &mut out,
+        "wasinetd_connections_active",
+        "gauge",
+        "Guests running now.",
+    );
+    for ((svc, _, _), service) in rows.iter().zip(services) {
+        let active = u64::from(service.active());
+        sample(&mut out, "wasinetd_connections_active", svc, "", active);
+    }
+    header(
+        &mut out,
+        "wasinetd_connections_finished_total",
+        "counter",
+        "Served connections that ended, by how the guest ended.",
+    );
+    for (svc, _, s) in &rows {
+        for (outcome, n) in &s.outcomes {
+            let label = format!(",outcome=\"{outcome}\"");
+            sample(
+                &mut out,
+                "wasinetd_connections_finished_total",
+                svc,
+                &label,
+                *n,
+            );
+        }
+    }
+    header(
+        &mut out,
+        "wasinetd_guest_exits_total",
+        "counter",
+        "Guests that exited, by exit status (zero or nonzero).",
+    );
+    for (svc, _, s) in &rows {
+        let name = "wasinetd_guest_exits_total";
+        sample(&mut out, name, svc, ",status=\"zero\"", s.exit_zero);
+        sample(&mut out, name, svc, ",status=\"nonzero\"", s.exit_nonzero);
+    }
+    header(
+        &mut out,
+        "wasinetd_connection_duration_seconds",
+        "histogram",
+        "Time from accept to close of served connections.",
+    );
+    for (svc, m, _) in &rows {
+        m.duration
+            .render(&mut out, "wasinetd_connection_duration_seconds", svc);
+    }
+    header(
+        &mut out,
+        "wasinetd_instantiation_seconds",
+        "histogram",
+        "Time to instantiate the guest for a connection.",
+    );
+    for (svc, m, _) in &rows {
+        m.instantiate
+            .render(&mut out, "wasinetd_instantiation_seconds", svc);
+    }
+    header(
+        &mut out,
+        "wasinetd_guest_cpu_seconds_total",
+        "counter",
+        "CPU time spent running guest code.",
+    );
+    for (svc, m, _) in &rows {
+        let secs = m.cpu_ns.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "wasinetd_guest_cpu_seconds_total{{service=\"{svc}\"}} {secs}"
+        );
+    }
+    header(
+        &mut out,
+        "wasinetd_received_bytes_total",
+        "counter",
+        "Bytes read from clients for the guest's stdin.",
+    );
+    for (svc, _, s) in &rows {
+        sample(
+            &mut out,
+            "wasinetd_received_bytes_total",
+            svc,
+            "",
+            s.received,
+        );
+    }
+    header(
+        &mut out,
+        "wasinetd_sent_bytes_total",
+        "counter",
+        "Bytes the guest wrote to clients on its stdout.",
+    );
+    for (svc, _, s) in &rows {
+        sample(&mut out, "wasinetd_sent_bytes_total", svc, "", s.sent);
+    }
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, service: &str, labels: &str, value: u64) {
+    let _ = writeln!(out, "{name}{{service=\"{service}\"{labels}}} {value}");
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_le_inclusive() {
+        let h = Histogram::new(&[0.001, 0.01]);
+        h.observe(Duration::from_millis(1)); // exactly on a bound: le="0.001"
+        h.observe(Duration::from_millis(5));
+        h.observe(Duration::from_secs(1));
+        let mut out = String::new();
+        h.render(&mut out, "x", "s");
+        assert_eq!(
+            out,
+            "x_bucket{service=\"s\",le=\"0.001\"} 1\n\
+             x_bucket{service=\"s\",le=\"0.01\"} 2\n\
+             x_bucket{service=\"s\",le=\"+Inf\"} 3\n\
+             x_sum{service=\"s\"} 1.006\n\
+             x_count{service=\"s\"} 3\n"
+        );
+    }
+
+    #[test]
+    fn refusal_reasons_get_their_own_series() {
+        let m = ServiceMetrics::default();
+        assert_eq!(m.refusals(), [("instances", 0)]);
+        m.refused(Refusal::Instances);
+        m.refused(Refusal::Instances);
+        assert_eq!(m.refusals(), [("instances", 2)]);
+    }
+
+    #[test]
+    fn outcomes_and_exit_statuses_are_counted_apart() {
+        let m = ServiceMetrics::default();
+        let report = |outcome| RunReport {
+            outcome,
+            instantiate: None,
+            cpu: Duration::ZERO,
+            memory_peak: 0,
+        };
+        m.finished(&report(Outcome::Exited(0)), Duration::ZERO);
+        m.finished(&report(Outcome::Exited(3)), Duration::ZERO);
+        m.finished(&report(Outcome::CpuLimit), Duration::ZERO);
+        let s = m.snapshot();
+        assert_eq!(s.finished, 3);
+        assert_eq!(s.outcomes[0], ("exit", 2));
+        assert_eq!(s.outcomes[2], ("cpu_limit", 1));
+        assert_eq!((s.exit_zero, s.exit_nonzero), (1, 1));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
