@@ -103,7 +103,11 @@ impl<S: Socket> Pollable for SocketStdin<S> {
 }
 
 impl<S: Socket> AsyncRead for SocketStdin<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             std::task::ready!(self.0.poll_read_ready(cx))?;
             match try_read_some(&*self.0, buf.initialize_unfilled())? {
@@ -213,7 +217,9 @@ impl<S: Socket> OutputStream for SocketStdout<S> {
             return Err(stream_error(kind));
         }
         if !state.pending.is_empty() {
-            return Err(StreamError::trap("write while the previous write is pending"));
+            return Err(StreamError::trap(
+                "write while the previous write is pending",
+            ));
         }
         state.pending = bytes;
         self.push(&mut state);
@@ -250,7 +256,11 @@ impl<S: Socket> Pollable for SocketStdout<S> {
 }
 
 impl<S: Socket> AsyncWrite for SocketStdout<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_drained(cx));
         if let Some(kind) = self.state().failed {
             return Poll::Ready(Err(kind.into()));
@@ -341,7 +351,10 @@ impl GuestLog {
     }
 
     fn write(&self, bytes: &[u8]) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(bytes);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(bytes);
     }
 }
 
@@ -403,7 +416,11 @@ impl Pollable for GuestLog {
 }
 
 impl AsyncWrite for GuestLog {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         GuestLog::write(&self, buf);
         Poll::Ready(Ok(buf.len()))
     }
