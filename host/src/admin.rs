@@ -19,7 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::GuestSource;
 use crate::metrics;
 use crate::service::Service;
 
@@ -94,10 +93,6 @@ impl View {
 
 fn service_status(s: &Service, addr: SocketAddr) -> serde_json::Value {
     let spec = &s.spec;
-    let guest = match &spec.guest {
-        GuestSource::File(p) => p.display().to_string(),
-        GuestSource::Internal(name) => format!("internal:{name}"),
-    };
     let millis = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
     let m = s.metrics().snapshot();
     let refused: serde_json::Map<_, _> = m
@@ -113,7 +108,7 @@ fn service_status(s: &Service, addr: SocketAddr) -> serde_json::Value {
     json!({
         "name": s.name(),
         "addr": addr.to_string(),
-        "guest": guest,
+        "guest": spec.guest.to_string(),
         "kind": if s.guest().is_component() { "component" } else { "module" },
         "limits": {
             "memory_bytes": spec.limits.memory,

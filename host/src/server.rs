@@ -71,12 +71,8 @@ pub fn prepare(sandbox: &Sandbox, specs: Vec<ServiceSpec>) -> (Vec<Service>, Vec
 fn load_guest(sandbox: &Sandbox, source: &GuestSource) -> anyhow::Result<Guest> {
     let started = Instant::now();
     let guest = compile_guest(sandbox, source)?;
-    let label = match source {
-        GuestSource::File(path) => path.display().to_string(),
-        GuestSource::Internal(name) => format!("internal:{name}"),
-    };
     tracing::info!(
-        "guest `{label}` {} in {:.1?}",
+        "guest `{source}` {} in {:.1?}",
         guest.origin().as_str(),
         started.elapsed()
     );

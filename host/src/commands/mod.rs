@@ -169,16 +169,13 @@ fn summary(s: &crate::service::Service) -> String {
     } else {
         "module"
     };
-    let source = match &spec.guest {
-        config::GuestSource::File(p) => p.display().to_string(),
-        config::GuestSource::Internal(name) => format!("internal:{name}"),
-    };
     let or_unlimited =
         |d: Option<std::time::Duration>| d.map_or("UNLIMITED".to_owned(), |d| format!("{d:?}"));
     format!(
         "{name} {addr} {kind} {source} rlimit_as={mem}K rlimit_cpu={cpu} runtime_max={rt} instances={inst}",
         name = spec.name,
         addr = spec.addr,
+        source = spec.guest,
         mem = spec.limits.memory >> 10,
         cpu = or_unlimited(spec.limits.cpu),
         rt = or_unlimited(spec.limits.runtime),

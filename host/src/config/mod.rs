@@ -155,6 +155,16 @@ pub enum GuestSource {
     Internal(String),
 }
 
+impl std::fmt::Display for GuestSource {
+    /// The file's path, or `internal:NAME`, as logs and `check` show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestSource::File(path) => write!(f, "{}", path.display()),
+            GuestSource::Internal(name) => write!(f, "internal:{name}"),
+        }
+    }
+}
+
 /// Budgets of one connection's guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

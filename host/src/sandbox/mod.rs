@@ -208,7 +208,7 @@ impl Sandbox {
     }
 
     /// The compiled-code cache, if one is configured and safe to use.
-    pub fn cache(&self) -> Option<&Cache> {
+    fn cache(&self) -> Option<&Cache> {
         self.cache
             .get_or_init(|| Cache::open(&self.cache_setting))
             .as_ref()
