@@ -14,11 +14,13 @@
 //! - [`server`]: compiles guests, binds listeners, supervises, shuts down
 //! - [`listener`]: binding and the accept loop of one service
 //! - [`service`]: one running service; admission and one connection's life
+//! - [`access`]: `only_from` / `no_access` and `access_times`, as predicates
 //! - [`sandbox`]: the engine, guests compiled once, one instance per run
 //! - [`bundled`]: guests built into the binary (internal services)
 //! - [`logging`]: log set-up and the per-connection log line
 //! - [`metrics`]: per-service counters and their Prometheus text form
 
+pub mod access;
 pub mod admin;
 pub mod bundled;
 pub mod cli;
