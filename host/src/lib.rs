@@ -14,6 +14,7 @@
 //! - [`server`]: compiles guests, binds listeners, supervises, shuts down
 //! - [`listener`]: binding and the accept loop of one service
 //! - [`service`]: one running service; admission and one connection's life
+//! - [`admission`]: who gets a guest: check order, per_source, cps, banners
 //! - [`access`]: `only_from` / `no_access` and `access_times`, as predicates
 //! - [`sandbox`]: the engine, guests compiled once, one instance per run
 //! - [`bundled`]: guests built into the binary (internal services)
@@ -22,6 +23,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admission;
 pub mod bundled;
 pub mod cli;
 pub mod commands;

@@ -2,9 +2,11 @@
 //!
 //! The loop takes a global instance permit *before* accepting, so when every
 //! pool slot is busy new connections wait in the kernel's backlog instead of
-//! being accepted and dropped; a per-service `instances` refusal is decided
-//! right after accept, before any instantiation. Accept errors (out of file
-//! descriptors, a peer that reset first) are logged and survived.
+//! being accepted and dropped; a per-service refusal (address, time,
+//! instances, per_source, cps) is decided right after accept, before any
+//! instantiation, and the refused connection is closed politely in a task
+//! of its own. Accept errors (out of file descriptors, a peer that reset
+//! first) are logged and survived.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,11 +81,19 @@ pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut share
         };
         let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
         service.metrics().accepted();
-        match service.admit(permit) {
+        match service.admit(permit, peer) {
             Ok(admission) => {
                 let in_flight = shared.in_flight.clone();
+                let service = service.clone();
                 tokio::spawn(async move {
-                    Service::serve(admission, stream, peer, conn).await;
+                    let mut stream = stream;
+                    match service.gate().greet(&mut stream).await {
+                        Ok(()) => Service::serve(admission, stream, peer, conn).await,
+                        Err(e) => {
+                            drop(admission);
+                            logging::connection_lost(&service.spec, conn, peer, &e);
+                        }
+                    }
                     drop(in_flight);
                 });
             }
@@ -92,7 +102,7 @@ pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut share
                 // Logged before the close, so a client that sees the close
                 // can rely on the line being there.
                 logging::connection_refused(&service.spec, conn, peer, reason);
-                drop(stream);
+                service.gate().turn_away(stream);
             }
         }
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use crate::config::{LogFlags, ServiceSpec};
+use crate::config::{Cps, LogFlags, ServiceSpec};
 use crate::sandbox::Outcome;
 use crate::service::Refusal;
 
@@ -80,6 +80,34 @@ pub fn connection_refused(spec: &ServiceSpec, conn: u64, peer: SocketAddr, reaso
     let head = format!("refused: {}", reason.as_str());
     let line = line(&head, &spec.name, conn, peer, None, flags);
     tracing::warn!(target: "wasinetd::conn", "{line}");
+}
+
+/// Logs an admitted connection that ended before its guest started,
+/// because the client did not take the banner.
+pub fn connection_lost(spec: &ServiceSpec, conn: u64, peer: SocketAddr, error: &std::io::Error) {
+    let head = format!("lost before the guest: the banner was not taken ({error})");
+    let flags = LogFlags {
+        host: spec.log_on_failure.host,
+        ..LogFlags::default()
+    };
+    let line = line(&head, &spec.name, conn, peer, None, flags);
+    tracing::info!(target: "wasinetd::conn", "{line}");
+}
+
+/// Logs a `cps` trip: the service refuses new connections for a while.
+pub fn cps_tripped(spec: &ServiceSpec, cps: Cps) {
+    tracing::warn!(
+        target: "wasinetd::conn",
+        "cps: more than {} new connections in one second; service={} refuses new connections for {:?}, then resumes by itself",
+        cps.rate,
+        spec.name,
+        cps.pause
+    );
+}
+
+/// Logs the end of a `cps` pause, seen at the first connection after it.
+pub fn cps_reopened(spec: &ServiceSpec) {
+    tracing::info!(target: "wasinetd::conn", "cps: pause over; service={} accepts new connections again", spec.name);
 }
 
 fn line(

@@ -4,10 +4,11 @@
 //! A connection runs the guest with the socket as stdin/stdout, then closes
 //! the way a client expects: output flushed, write side shut down (the
 //! client sees end of stream), unread input drained for a bounded time so
-//! the kernel answers with FIN, never RST. Admission (instances) is decided
-//! here before any instantiation; accepting is the listener's job.
+//! the kernel answers with FIN, never RST. Admission is decided here before
+//! any instantiation (the checks and their order are `admission`'s, the
+//! `instances` count is here); accepting is the listener's job.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::admission::Gatekeeper;
+pub use crate::admission::Refusal;
 use crate::config::ServiceSpec;
 use crate::logging;
 use crate::metrics::{CountedSocket, ServiceMetrics};
@@ -32,32 +35,25 @@ pub struct Service {
     guest: Guest,
     name: Arc<str>,
     active: AtomicU32,
+    gate: Gatekeeper,
     metrics: ServiceMetrics,
 }
 
-/// Why a connection was closed without running the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The service already runs `instances` guests.
-    Instances,
-}
-
-impl Refusal {
-    /// The reason as logged after `refused: `.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::Instances => "instances",
-        }
-    }
-}
-
-/// A slot in the service's `instances` and one in the global pool, both
-/// freed on drop, as soon as the guest is gone.
-pub struct Admission(Arc<Service>, #[allow(dead_code)] OwnedSemaphorePermit);
+/// A slot in the service's `instances`, one in the global pool, and one in
+/// `per_source` for the peer's address (once counted), all freed on drop,
+/// as soon as the guest is gone.
+pub struct Admission(
+    Arc<Service>,
+    #[allow(dead_code)] OwnedSemaphorePermit,
+    Option<IpAddr>,
+);
 
 impl Drop for Admission {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.2 {
+            self.0.gate.release(ip);
+        }
     }
 }
 
@@ -66,6 +62,7 @@ impl Service {
     pub fn new(spec: ServiceSpec, guest: Guest) -> Self {
         Self {
             name: spec.name.as_str().into(),
+            gate: Gatekeeper::new(&spec),
             spec,
             guest,
             active: AtomicU32::new(0),
@@ -93,16 +90,32 @@ impl Service {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Takes an instance slot, keeping the pool slot `permit` with it, or
-    /// says why not.
-    pub fn admit(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Admission, Refusal> {
+    /// The admission state: banners, `per_source` and `cps` counters.
+    pub fn gate(&self) -> &Gatekeeper {
+        &self.gate
+    }
+
+    /// Decides whether `peer` gets a guest: the slots it takes (with the
+    /// pool slot `permit`), or why not.
+    pub fn admit(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        peer: SocketAddr,
+    ) -> Result<Admission, Refusal> {
+        let ip = peer.ip().to_canonical();
+        let now = Instant::now();
+        self.gate.screen(&self.spec, ip, now)?;
         let max = self.spec.instances.unwrap_or(u32::MAX);
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .map(|_| Admission(self.clone(), permit))
-            .map_err(|_| Refusal::Instances)
+            .map_err(|_| Refusal::Instances)?;
+        // Dropped on a refusal below, which frees the instance slot.
+        let mut admission = Admission(self.clone(), permit, None);
+        self.gate.count(&self.spec, ip, now)?;
+        admission.2 = Some(ip);
+        Ok(admission)
     }
 
     /// Serves one admitted connection to the end; never fails, only logs.

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod access;
 mod bad_input;
 mod cache;
 mod config_golden;

@@ -98,15 +98,15 @@ pub(super) const TABLE: &[Attr] = &[
         Both,
         Ignored("it runs on the daemon's threads, at the daemon's priority"),
     ),
-    attr("only_from", Both, NotYet),
-    attr("no_access", Both, NotYet),
-    attr("access_times", Service, NotYet),
-    attr("per_source", Both, NotYet),
-    attr("cps", Both, NotYet),
+    attr("only_from", Both, Set),
+    attr("no_access", Both, Set),
+    attr("access_times", Service, Single),
+    attr("per_source", Both, Single),
+    attr("cps", Both, Single),
+    attr("banner", Both, Single),
+    attr("banner_success", Both, Single),
+    attr("banner_fail", Both, Single),
     attr("max_load", Both, NotYet),
-    attr("banner", Both, NotYet),
-    attr("banner_success", Both, NotYet),
-    attr("banner_fail", Both, NotYet),
     attr("redirect", Service, NotYet),
     attr("flags", Service, NotYet),
     attr("log_type", Both, NotYet),
@@ -319,7 +319,7 @@ mod tests {
     #[test]
     fn not_implemented_and_ignored_attributes() {
         let lines = [
-            raw("only_from", Op::Assign, 1),
+            raw("max_load", Op::Assign, 1),
             raw("user", Op::Assign, 2),
             raw("flags", Op::Add, 3),
         ];
@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "1: `only_from` is not implemented yet",
+                "1: `max_load` is not implemented yet",
                 "3: `flags` is not implemented yet",
                 "2: warning: `user` has no meaning for a WebAssembly guest (it runs with no uid); ignored",
             ]

@@ -4,7 +4,11 @@
 //! `spec`.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 
+use ipnet::IpNet;
+
+use super::admission::{self, Banners, Cps};
 use super::attrs::{self, Place, Seen};
 use super::parse::{Op, RawAttr, RawBlock};
 use super::{Limits, LogFlags, Report, values};
@@ -19,6 +23,14 @@ pub(super) struct Inherited {
     pub instances: Option<u32>,
     pub limits: Limits,
     pub bind: IpAddr,
+    /// `None` until an `only_from` line: everyone may connect.
+    pub only_from: Option<Vec<IpNet>>,
+    pub no_access: Vec<IpNet>,
+    pub per_source: Option<u32>,
+    /// No rate limit unless the config sets one (xinetd's built-in 50 10
+    /// pauses busy services nobody asked to limit).
+    pub cps: Option<Cps>,
+    pub banners: Banners,
 }
 
 impl Default for Inherited {
@@ -42,18 +54,25 @@ impl Default for Inherited {
             instances: None,
             limits: Limits::default(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            only_from: None,
+            no_access: Vec::new(),
+            per_source: None,
+            cps: None,
+            banners: Banners::default(),
         }
     }
 }
 
 impl Inherited {
     /// Applies a screened line (`key` is its table name) if it is one of the
-    /// inherited attributes; `Ok(false)` if it is not.
+    /// inherited attributes; `Ok(false)` if it is not. Relative paths join
+    /// `dir`, the folder of the line's file.
     pub(super) fn apply(
         &mut self,
         key: &str,
         raw: &RawAttr,
         replaces: bool,
+        dir: &Path,
     ) -> Result<bool, String> {
         let (name, words, op) = (raw.name.as_str(), &raw.values[..], raw.op);
         match key {
@@ -89,6 +108,30 @@ impl Inherited {
             "rlimit_cpu" => self.limits.cpu = values::duration(name, words)?,
             "runtime_max" => self.limits.runtime = values::duration(name, words)?,
             "bind" => self.bind = values::ip(name, words)?,
+            "only_from" => {
+                let nets = admission::addresses(name, words)?;
+                if op == Op::Remove && self.only_from.is_none() {
+                    return Err(
+                        "`only_from -=` has nothing to remove: no `only_from` is set, so \
+                         everyone may connect; deny with `no_access`"
+                            .into(),
+                    );
+                }
+                let list = self.only_from.get_or_insert_with(Vec::new);
+                combine(list, op, replaces, nets, |a, b| a == b);
+            }
+            "no_access" => combine(
+                &mut self.no_access,
+                op,
+                replaces,
+                admission::addresses(name, words)?,
+                |a, b| a == b,
+            ),
+            "per_source" => self.per_source = values::instances(name, words)?,
+            "cps" => self.cps = admission::cps(name, words)?,
+            "banner" => self.banners.banner = Some(admission::banner(name, words, dir)?),
+            "banner_success" => self.banners.success = Some(admission::banner(name, words, dir)?),
+            "banner_fail" => self.banners.fail = Some(admission::banner(name, words, dir)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -169,6 +212,7 @@ impl Defaults {
         for (line, message) in &block.problems {
             report.error(*line, message.clone());
         }
+        let dir = block.file.parent().unwrap_or(Path::new(""));
         let mut seen = Seen::default();
         for raw in &block.attrs {
             let Some(checked) = attrs::screen(raw, Place::Defaults, &mut seen, report) else {
@@ -193,7 +237,7 @@ impl Defaults {
                     combine(enabled, raw.op, checked.replaces, ids(), |a, b| a == b);
                     Ok(true)
                 }
-                key => defaults.inherited.apply(key, raw, checked.replaces),
+                key => defaults.inherited.apply(key, raw, checked.replaces, dir),
             };
             match result {
                 Ok(handled) => debug_assert!(

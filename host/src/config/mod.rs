@@ -20,11 +20,13 @@
 //! - `spec`: every block -> [`ServiceSpec`]s (one `defaults`, unique ids, disabling)
 //! - `service`: one `service` block + what it inherits -> [`ServiceSpec`]
 //! - `preopen`: `HOSTDIR:GUESTDIR[:ro|:rw]` -> [`Preopen`], host dir checked
+//! - `admission`: address lists, `access_times`, `cps`, banners (read at load)
 //! - `etc_services`: port lookup by service name in `/etc/services`
 //!
 //! Left to others: compiling the guest (`server` is not opened here),
 //! binding sockets, the built-in services behind `type = INTERNAL`.
 
+mod admission;
 mod attrs;
 mod defaults;
 mod etc_services;
@@ -41,6 +43,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+
+pub use admission::{Banner, Banners, Cps, MAX_BANNER};
+
+use crate::access::{AddressRules, TimeWindow};
 
 /// Linear memory a guest gets when `rlimit_as` is not set: 128 MiB.
 pub const DEFAULT_MEMORY: u64 = 128 << 20;
@@ -135,6 +141,16 @@ pub struct ServiceSpec {
     pub addr: SocketAddr,
     /// Most connections served at once; `None` is UNLIMITED.
     pub instances: Option<u32>,
+    /// Who may connect: `only_from` and `no_access`.
+    pub addresses: AddressRules,
+    /// When the service is open (`access_times`); empty is always.
+    pub access_times: Vec<TimeWindow>,
+    /// Most connections served at once per client address; `None` is UNLIMITED.
+    pub per_source: Option<u32>,
+    /// The new-connection rate limit; `None` is none.
+    pub cps: Option<Cps>,
+    /// `banner`, `banner_success`, `banner_fail`.
+    pub banners: Banners,
     /// Memory, CPU and wall-clock budgets of one connection's guest.
     pub limits: Limits,
     /// Host directories the guest sees, from `preopen`.

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::admission;
 use super::attrs::{self, Checked, Place, Seen};
 use super::defaults::{self, Inherited};
 use super::etc_services::ServicesDb;
@@ -12,6 +13,7 @@ use super::parse::{Op, RawAttr, RawBlock};
 use super::preopen::Preopens;
 use super::values::{self, Types};
 use super::{Env, GuestSource, Report, ServiceSpec};
+use crate::access::{AddressRules, TimeWindow};
 
 /// Validates one enabled `service NAME` block; `None` if it has an error.
 pub(super) fn service(
@@ -36,6 +38,7 @@ pub(super) fn service(
         server: None,
         server_args: Vec::new(),
         preopens: Preopens::default(),
+        access_times: Vec::new(),
     };
     let mut seen = Seen::default();
     for raw in &block.attrs {
@@ -67,6 +70,7 @@ struct Draft {
     server: Option<(PathBuf, u32)>,
     server_args: Vec<String>,
     preopens: Preopens,
+    access_times: Vec<TimeWindow>,
 }
 
 impl Draft {
@@ -94,8 +98,9 @@ impl Draft {
             }
             "server_args" => self.server_args = words.to_vec(),
             "preopen" => self.preopens.apply(raw, checked.replaces, dir)?,
+            "access_times" => self.access_times = admission::access_times(name, words)?,
             key => {
-                let handled = self.inherited.apply(key, raw, checked.replaces)?;
+                let handled = self.inherited.apply(key, raw, checked.replaces, dir)?;
                 debug_assert!(handled, "`{key}` passed screening but was not applied");
             }
         }
@@ -162,6 +167,14 @@ impl Draft {
             env: vars,
             addr: SocketAddr::new(inherited.bind, port),
             instances: inherited.instances,
+            addresses: AddressRules {
+                only_from: inherited.only_from,
+                no_access: inherited.no_access,
+            },
+            access_times: self.access_times,
+            per_source: inherited.per_source,
+            cps: inherited.cps,
+            banners: inherited.banners,
             limits: inherited.limits,
             preopens: self.preopens.into_vec(),
             log_on_success: inherited.log_on_success,
@@ -224,7 +237,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::tests::parse_env;
-    use super::super::{Config, Limits, LogFlags, Preopen};
+    use super::super::{Banners, Config, Limits, LogFlags, Preopen};
     use super::*;
 
     const SERVICES: &str = "echo 7/tcp\nhttp 80/tcp www\ndaytime 13/udp\n";
@@ -262,6 +275,11 @@ mod tests {
             env: vec![],
             addr: "0.0.0.0:9000".parse().unwrap(),
             instances: None,
+            addresses: AddressRules::default(),
+            access_times: vec![],
+            per_source: None,
+            cps: None,
+            banners: Banners::default(),
             limits: Limits::default(),
             preopens: vec![],
             log_on_success: LogFlags {
@@ -464,9 +482,9 @@ service s
     #[test]
     fn not_implemented_attributes_break_the_service_and_warnings_do_not() {
         let config = parse(
-            "service a {\n only_from = 10.0.0.0/8\n type = UNLISTED\n port = 1\n server = a.wasm\n}\nservice b {\n user = nobody\n nice = 5\n type = UNLISTED\n port = 2\n server = b.wasm\n}\n",
+            "service a {\n max_load = 2\n type = UNLISTED\n port = 1\n server = a.wasm\n}\nservice b {\n user = nobody\n nice = 5\n type = UNLISTED\n port = 2\n server = b.wasm\n}\n",
         );
-        assert_eq!(errors(&config), ["2: `only_from` is not implemented yet"]);
+        assert_eq!(errors(&config), ["2: `max_load` is not implemented yet"]);
         assert_eq!(config.services.len(), 1);
         assert_eq!(config.warnings.len(), 2);
         assert_eq!(config.warnings[1].service.as_deref(), Some("b"));

@@ -1,0 +1,390 @@
+//! Who gets a guest, decided before any instantiation: the checks and
+//! their order, the refusal reasons, the counters behind `per_source` and
+//! `cps`, and the banners around the decision. `instances` is counted by
+//! `service` between [`Gatekeeper::screen`] and [`Gatekeeper::count`].
+//!
+//! The order: `only_from` / `no_access` (`address`), `access_times`
+//! (`time`), a running `cps` pause (`cps`), then `instances`, then
+//! `per_source`, and last the `cps` rate, which counts only connections
+//! that would start a guest: a scan from a denied network, or one source
+//! held back by `per_source`, cannot pause the service for everyone else.
+//!
+//! A `cps` trip pauses new guests for the configured time and then ends by
+//! itself: never a latched failure (systemd's trigger limit), and the
+//! listening socket stays open (xinetd closes it). Connections that arrive
+//! during the pause are accepted and refused at once, with `banner_fail`
+//! and a log line, rather than left in the backlog: a backlog would serve
+//! the stale front of a flood first when the pause ends (and trip again),
+//! while a client that is told at once can retry.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::access;
+use crate::config::{Cps, ServiceSpec};
+use crate::logging;
+
+/// How long a client has to take a banner before it is dropped.
+const BANNER_TIME: Duration = Duration::from_secs(5);
+/// How long a refused connection is drained after its end of stream, so the
+/// client reads `banner_fail` and a clean end, not a reset.
+const REFUSAL_DRAIN_TIME: Duration = Duration::from_millis(500);
+/// How much unread input of a refused connection is drained at most.
+const REFUSAL_DRAIN_BYTES: usize = 64 << 10;
+/// Refused connections of one service closed politely at once; beyond that
+/// (a flood) they are closed at once, so refusals never pile up.
+const POLITE_REFUSALS: usize = 64;
+
+/// Why a connection was closed without running the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The service already runs `instances` guests.
+    Instances,
+    /// `only_from` / `no_access` deny the peer's address.
+    Address,
+    /// Outside every `access_times` window.
+    Time,
+    /// The peer's address already runs `per_source` guests.
+    PerSource,
+    /// Over the `cps` rate, or during the pause that follows.
+    Cps,
+}
+
+impl Refusal {
+    /// The reason as logged after `refused: `.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Instances => "instances",
+            Refusal::Address => "address",
+            Refusal::Time => "time",
+            Refusal::PerSource => "per_source",
+            Refusal::Cps => "cps",
+        }
+    }
+}
+
+/// One service's admission state: counters, banners, refusal closers.
+#[derive(Debug)]
+pub struct Gatekeeper {
+    per_source: PerSource,
+    rate: Rate,
+    /// `banner` + `banner_success`.
+    greeting: Box<[u8]>,
+    /// `banner` + `banner_fail`.
+    farewell: Box<[u8]>,
+    /// Permits for refused connections being closed politely.
+    closing: Arc<Semaphore>,
+}
+
+impl Gatekeeper {
+    /// The admission state of a service with `spec`.
+    pub fn new(spec: &ServiceSpec) -> Self {
+        Gatekeeper {
+            per_source: PerSource::new(spec.per_source),
+            rate: Rate::new(spec.cps),
+            greeting: spec.banners.on_success().into(),
+            farewell: spec.banners.on_failure().into(),
+            closing: Arc::new(Semaphore::new(POLITE_REFUSALS)),
+        }
+    }
+
+    /// The checks before `instances`: address, time, a running cps pause.
+    /// `ip` is canonical (IPv4-mapped IPv6 as IPv4).
+    pub fn screen(&self, spec: &ServiceSpec, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if !spec.addresses.allows(ip) {
+            return Err(Refusal::Address);
+        }
+        if !spec.access_times.is_empty() {
+            let minute = access::local_minute_of_day(SystemTime::now());
+            if !access::open_at(&spec.access_times, minute) {
+                return Err(Refusal::Time);
+            }
+        }
+        match self.rate.check(now) {
+            Gate::Open => Ok(()),
+            Gate::Reopened => {
+                logging::cps_reopened(spec);
+                Ok(())
+            }
+            Gate::Paused => Err(Refusal::Cps),
+        }
+    }
+
+    /// The checks after `instances`: `per_source`, then the cps rate. On
+    /// `Ok`, `ip` holds a `per_source` slot until [`Gatekeeper::release`].
+    pub fn count(&self, spec: &ServiceSpec, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if !self.per_source.try_take(ip) {
+            return Err(Refusal::PerSource);
+        }
+        if !self.rate.record(now) {
+            self.per_source.release(ip);
+            if let Some(cps) = spec.cps {
+                logging::cps_tripped(spec, cps);
+            }
+            return Err(Refusal::Cps);
+        }
+        Ok(())
+    }
+
+    /// A guest admitted by [`Gatekeeper::count`] for `ip` has ended.
+    pub fn release(&self, ip: IpAddr) {
+        self.per_source.release(ip);
+    }
+
+    /// Sends `banner` and `banner_success` to an admitted connection.
+    pub async fn greet(&self, stream: &mut TcpStream) -> std::io::Result<()> {
+        if self.greeting.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(BANNER_TIME, stream.write_all(&self.greeting))
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    }
+
+    /// Closes a refused connection: `banner` and `banner_fail` first, then
+    /// end of stream, then unread input drained for a moment so the client
+    /// sees FIN, not RST. During a flood (more than [`POLITE_REFUSALS`] at
+    /// once) it is closed at once instead. Never blocks the caller.
+    pub fn turn_away(&self, mut stream: TcpStream) {
+        let Ok(permit) = self.closing.clone().try_acquire_owned() else {
+            return;
+        };
+        let farewell = self.farewell.clone();
+        tokio::spawn(async move {
+            let sent = async {
+                stream.write_all(&farewell).await?;
+                stream.shutdown().await
+            };
+            if let Ok(Ok(())) = tokio::time::timeout(BANNER_TIME, sent).await {
+                let mut sink = [0; 4096];
+                let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, async {
+                    let mut left = REFUSAL_DRAIN_BYTES;
+                    while left > 0 {
+                        match stream.read(&mut sink[..left.min(4096)]).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => left -= n,
+                        }
+                    }
+                })
+                .await;
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Guests running now per client address, for `per_source`.
+#[derive(Debug, Default)]
+pub struct PerSource {
+    /// `None`: UNLIMITED, nothing is counted.
+    max: Option<u32>,
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl PerSource {
+    /// At most `max` guests per address; `None` is UNLIMITED.
+    pub fn new(max: Option<u32>) -> Self {
+        PerSource {
+            max,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Counts one more guest for `ip`, or returns `false` if it already has
+    /// `max`. Every `true` must be matched by one [`PerSource::release`].
+    pub fn try_take(&self, ip: IpAddr) -> bool {
+        let Some(max) = self.max else { return true };
+        let mut counts = lock(&self.counts);
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// One guest of `ip` has ended.
+    pub fn release(&self, ip: IpAddr) {
+        if self.max.is_none() {
+            return;
+        }
+        let mut counts = lock(&self.counts);
+        if let Some(n) = counts.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                // Only addresses with a running guest take memory.
+                counts.remove(&ip);
+            }
+        }
+    }
+
+    /// Guests running now for `ip` (for tests).
+    pub fn count(&self, ip: IpAddr) -> u32 {
+        lock(&self.counts).get(&ip).copied().unwrap_or(0)
+    }
+}
+
+/// The window `cps` counts new guests in.
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// What the rate gate says about a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// No pause is running.
+    Open,
+    /// A pause ended since the last connection: open again (log it once).
+    Reopened,
+    /// A pause is running: refuse.
+    Paused,
+}
+
+/// The `cps` rate limit of one service: more than `rate` new guests in any
+/// one second (a sliding window, so a burst across a second boundary
+/// counts) pauses new guests for `pause`.
+#[derive(Debug)]
+pub struct Rate {
+    limit: Option<Cps>,
+    state: Mutex<RateState>,
+}
+
+#[derive(Debug, Default)]
+struct RateState {
+    /// When the guests of the last second started, oldest first; at most
+    /// `rate` entries.
+    recent: VecDeque<Instant>,
+    /// When the running pause ends.
+    paused_until: Option<Instant>,
+}
+
+impl Rate {
+    /// A gate for `limit`; `None` never pauses.
+    pub fn new(limit: Option<Cps>) -> Self {
+        Rate {
+            limit,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Whether a pause is running at `now`.
+    pub fn check(&self, now: Instant) -> Gate {
+        if self.limit.is_none() {
+            return Gate::Open;
+        }
+        let mut state = lock(&self.state);
+        match state.paused_until {
+            None => Gate::Open,
+            Some(until) if now < until => Gate::Paused,
+            Some(_) => {
+                // The connections before the pause do not count after it.
+                state.paused_until = None;
+                state.recent.clear();
+                Gate::Reopened
+            }
+        }
+    }
+
+    /// Counts a new guest starting at `now`; `false` if it is one more than
+    /// the rate allows, which starts a pause (the guest must not start).
+    pub fn record(&self, now: Instant) -> bool {
+        let Some(Cps { rate, pause }) = self.limit else {
+            return true;
+        };
+        let mut state = lock(&self.state);
+        while let Some(&oldest) = state.recent.front() {
+            if now.saturating_duration_since(oldest) < WINDOW {
+                break;
+            }
+            state.recent.pop_front();
+        }
+        if state.recent.len() >= rate as usize {
+            state.recent.clear();
+            state.paused_until = Some(now + pause);
+            return false;
+        }
+        state.recent.push_back(now);
+        true
+    }
+}
+
+/// Locks `m`; the counters stay consistent even if a holder panicked, since
+/// every update is a single step.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_source_counts_each_address_apart() {
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "::1".parse().unwrap();
+        let p = PerSource::new(Some(2));
+        assert!(p.try_take(a) && p.try_take(a));
+        assert!(!p.try_take(a));
+        assert!(p.try_take(b));
+        p.release(a);
+        assert_eq!(p.count(a), 1);
+        assert!(p.try_take(a));
+        for _ in 0..2 {
+            p.release(a);
+        }
+        p.release(b);
+        assert!(lock(&p.counts).is_empty());
+        let unlimited = PerSource::new(None);
+        assert!((0..1000).all(|_| unlimited.try_take(a)));
+        assert_eq!(unlimited.count(a), 0);
+    }
+
+    fn cps(rate: u32, pause_ms: u64) -> Rate {
+        Rate::new(Some(Cps {
+            rate,
+            pause: Duration::from_millis(pause_ms),
+        }))
+    }
+
+    #[test]
+    fn more_than_rate_in_a_second_pauses_then_reopens() {
+        let r = cps(3, 500);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        for n in [0, 10, 20] {
+            assert_eq!(r.check(ms(n)), Gate::Open);
+            assert!(r.record(ms(n)));
+        }
+        assert!(!r.record(ms(30)), "the fourth in one second trips");
+        assert_eq!(r.check(ms(31)), Gate::Paused);
+        assert_eq!(r.check(ms(529)), Gate::Paused);
+        assert_eq!(r.check(ms(530)), Gate::Reopened);
+        assert_eq!(r.check(ms(531)), Gate::Open);
+        // A fresh window after the pause.
+        for n in [531, 532, 533] {
+            assert!(r.record(ms(n)));
+        }
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let r = cps(2, 1000);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert!(r.record(ms(0)));
+        assert!(r.record(ms(900)));
+        // 0 ms has left the window at 1000 ms; 900 ms has not.
+        assert!(r.record(ms(1000)));
+        assert!(
+            !r.record(ms(1500)),
+            "900, 1000 and 1500 are three in one second"
+        );
+        let none = Rate::new(None);
+        assert!((0..10_000).all(|_| none.record(t0)));
+        assert_eq!(none.check(t0), Gate::Open);
+    }
+}
