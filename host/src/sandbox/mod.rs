@@ -14,6 +14,7 @@
 //! configured. Accepting connections and logging are left to the caller.
 
 mod cache;
+mod lane;
 mod meter;
 mod outcome;
 mod stdio;
@@ -36,6 +37,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use crate::config::{Limits, Preopen};
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
+use lane::{BusyLane, Seat};
 pub use meter::Meter;
 pub use outcome::{Outcome, RunReport};
 pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
@@ -65,6 +67,7 @@ impl Default for SandboxOptions {
 /// The shared engine and its epoch ticker.
 pub struct Sandbox {
     engine: Engine,
+    lane: BusyLane,
     ticker_stop: Arc<AtomicBool>,
     cache_setting: CacheSetting,
     /// Opened on the first load, so that a config with no loadable guest
@@ -87,6 +90,7 @@ pub struct Invocation<'a, I, O, E> {
 #[derive(Clone)]
 pub struct Guest {
     engine: Engine,
+    lane: BusyLane,
     kind: GuestKind,
     origin: Origin,
 }
@@ -97,10 +101,11 @@ enum GuestKind {
     Component(CommandPre<State<P2Wasi>>),
 }
 
-/// Store data: the guest's WASI context and its meter.
+/// Store data: the guest's WASI context, its meter, and its busy-lane seat.
 struct State<W> {
     wasi: W,
     meter: Meter,
+    seat: Seat,
 }
 
 struct P2Wasi {
@@ -163,6 +168,7 @@ impl Sandbox {
             .context("failed to start the epoch ticker thread")?;
         Ok(Self {
             engine,
+            lane: BusyLane::for_this_machine(),
             ticker_stop,
             cache_setting: opts.cache.clone(),
             cache: OnceLock::new(),
@@ -193,6 +199,7 @@ impl Sandbox {
         };
         Ok(Guest {
             engine: self.engine.clone(),
+            lane: self.lane.clone(),
             kind,
             origin,
         })
@@ -402,21 +409,27 @@ impl Guest {
 
     fn store<W: Send + 'static>(&self, wasi: W, limits: Limits) -> Store<State<W>> {
         let meter = Meter::new(limits.memory, limits.cpu);
-        let mut store = Store::new(&self.engine, State { wasi, meter });
+        let seat = Seat::default();
+        let mut store = Store::new(&self.engine, State { wasi, meter, seat });
         store.limiter(|s| &mut s.meter);
         store.call_hook(|mut cx, hook| {
             cx.data_mut().meter.on_call_hook(hook);
             Ok(())
         });
         // Every tick a running guest checks its budget and yields its
-        // thread, so a busy guest cannot starve other connections and the
-        // wall-clock timeout can fire.
+        // thread, so the wall-clock timeout can fire; past its first tick
+        // of CPU it yields to the busy lane, so busy guests cannot starve
+        // short connections.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut cx| {
-            if cx.data_mut().meter.cpu_budget_spent() {
+        let lane = self.lane.clone();
+        store.epoch_deadline_callback(move |mut cx| {
+            let state = cx.data_mut();
+            if state.meter.cpu_budget_spent() {
                 Err(Trap::Interrupt.into())
-            } else {
+            } else if state.meter.cpu_used() < lane::BUSY_AFTER {
                 Ok(UpdateDeadline::Yield(1))
+            } else {
+                Ok(UpdateDeadline::YieldCustom(1, lane.next_turn(&state.seat)))
             }
         });
         store
