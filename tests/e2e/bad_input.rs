@@ -3,12 +3,12 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support::*;
 
 fn check(conf: &Path) -> Output {
-    Command::new(BIN)
+    wasinetd()
         .arg("check")
         .arg("-f")
         .arg(conf)
@@ -139,11 +139,11 @@ fn serving_nothing_is_an_error() {
     let conf = dir.path().join("none.conf");
     let (name, path, _) = broken_guests(dir.path()).remove(1);
     std::fs::write(&conf, service(name, &path, "")).unwrap();
-    let out = Command::new(BIN).arg("-f").arg(&conf).output().unwrap();
+    let out = wasinetd().arg("-f").arg(&conf).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no service could start"), "{stderr}");
-    let out = Command::new(BIN)
+    let out = wasinetd()
         .arg("-f")
         .arg(dir.path().join("absent.conf"))
         .output()

@@ -3,7 +3,6 @@
 //! recovered from, and `--no-cache` leaves nothing behind.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::support::*;
 
@@ -188,7 +187,7 @@ fn check_fills_the_cache_the_daemon_then_uses() {
     let conf = dir.path().join("wasinetd.conf");
     std::fs::write(&conf, service("hello", &module("hello-http"), "")).unwrap();
     let check = || {
-        Command::new(BIN)
+        wasinetd()
             .arg("check")
             .arg("-f")
             .arg(&conf)

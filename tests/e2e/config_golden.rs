@@ -3,9 +3,8 @@
 //! stderr when run from `tests/config`. A new case is two new files.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::support::BIN;
+use crate::support::wasinetd;
 
 #[test]
 fn every_golden_case_prints_exactly_its_errors() {
@@ -22,7 +21,7 @@ fn every_golden_case_prints_exactly_its_errors() {
         let name = case.file_name().unwrap();
         let expected = std::fs::read_to_string(case.with_extension("err"))
             .unwrap_or_else(|_| panic!("{} has no .err beside it", case.display()));
-        let out = Command::new(BIN)
+        let out = wasinetd()
             .arg("check")
             .arg("-f")
             .arg(name)

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Instant;
 
 use crate::support::*;
@@ -275,7 +274,7 @@ fn admin_off_the_loopback_needs_admin_any() {
     let dir = tempdir();
     let conf = dir.path().join("wasinetd.conf");
     std::fs::write(&conf, service("ok", &module("hello-http"), "")).unwrap();
-    let out = Command::new(BIN)
+    let out = wasinetd()
         .args(["--no-cache", "--admin", "0.0.0.0:0", "-f"])
         .arg(&conf)
         .output()

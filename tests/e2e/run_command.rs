@@ -4,12 +4,12 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use crate::support::*;
 
 fn run(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = wasinetd()
         .arg("run")
         .args(args)
         .stdin(Stdio::piped())
@@ -68,7 +68,7 @@ fn flags_give_env_and_preopens_and_nothing_else() {
     let data = tempdir();
     std::fs::write(data.path().join("f"), "x").unwrap();
     let preopen = format!("{}:/d", data.path().display());
-    let out = Command::new(BIN)
+    let out = wasinetd()
         .args([
             "run",
             "--env",
@@ -94,7 +94,7 @@ fn flags_give_env_and_preopens_and_nothing_else() {
         !stdout.contains("DROP") && !stdout.contains("REMOTE_"),
         "{stdout}"
     );
-    let out = Command::new(BIN)
+    let out = wasinetd()
         .args([
             "run",
             "--preopen",
@@ -123,7 +123,7 @@ fn as_the_server_of_an_inetd_it_knows_its_peer() {
     let (conn, peer) = listener.accept().unwrap();
     let fd_in: OwnedFd = conn.try_clone().unwrap().into();
     let fd_out: OwnedFd = conn.into();
-    let mut child = Command::new(BIN)
+    let mut child = wasinetd()
         .args(["run", &path(module("probe")), "env"])
         .stdin(Stdio::from(fd_in))
         .stdout(Stdio::from(fd_out))

@@ -1,7 +1,7 @@
 //! The daemon as a whole: config features that decide what is served, the
 //! built-in default config, log flags, and a clean stop.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::support::*;
 
@@ -84,7 +84,7 @@ fn log_on_success_flags_choose_the_line() {
 #[test]
 fn built_in_default_config_serves_the_bundled_guests() {
     let dir = tempdir();
-    let mut child = Command::new(BIN)
+    let mut child = wasinetd()
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -134,7 +134,7 @@ fn xinetd_attributes_bind_ipv6_relative_server_id_and_includefile() {
     // The config lives beside hello.wasm: relative paths resolve from it.
     let conf = dir.path().join("wasinetd.conf");
     std::fs::write(&conf, config).unwrap();
-    let mut child = std::process::Command::new(BIN)
+    let mut child = wasinetd()
         .arg("-f")
         .arg(&conf)
         .stderr(Stdio::piped())
@@ -177,7 +177,7 @@ fn check_shows_the_safe_defaults_and_the_port_from_etc_services() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN)
+    let out = wasinetd()
         .arg("check")
         .arg("-f")
         .arg(&conf)

@@ -18,6 +18,17 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasinetd");
 
+/// The binary under test as a command, with a compiled-code cache kept in
+/// cargo's scratch directory for tests, never the machine's default one.
+pub fn wasinetd() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env(
+        "CACHE_DIRECTORY",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache"),
+    );
+    cmd
+}
+
 /// How long a test waits for anything before failing (start-up, a log line,
 /// an answer). Generous: CI machines are shared; never what a test asserts.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -127,7 +138,7 @@ impl TestServer {
         let dir = tempdir();
         let conf = dir.path().join("wasinetd.conf");
         std::fs::write(&conf, config).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = wasinetd();
         cmd.arg("-f")
             .arg(&conf)
             .stdin(Stdio::null())

@@ -57,7 +57,7 @@ const fn attr(name: &'static str, allowed: Allowed, kind: Kind) -> Attr {
 use Allowed::{Both, Defaults, Service};
 use Kind::{Ignored, NotYet, Set, Single};
 
-/// Every attribute name the daemon knows; `docs/attributes.md` documents each.
+/// Every attribute name the daemon knows; the README's attribute table documents each.
 pub(super) const TABLE: &[Attr] = &[
     attr("id", Service, Single),
     attr("disable", Service, Single),

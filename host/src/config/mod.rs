@@ -3,7 +3,7 @@
 //! A config is xinetd's: `defaults { ... }`, `service NAME { ... }`,
 //! `includefile FILE` and `includedir DIR` at the top level, one
 //! `name op value...` attribute per line inside a block. Every attribute is
-//! documented once, in `docs/attributes.md`.
+//! documented once, in the README's attribute table.
 //!
 //! A value changes type as it gets more certain:
 //! text -> `RawBlock` (what the file said, with file:line for every
