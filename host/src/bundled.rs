@@ -1,6 +1,10 @@
 //! Guests built into the binary: the internal services (`type = INTERNAL`)
 //! and what the built-in default config serves.
 //!
+//! The internal services are xinetd's (RFC 862-868): `echo`, `discard`,
+//! `chargen`, `daytime`, `time`; the others serve the
+//! built-in default config and the tests.
+//!
 //! They are the WASI preview 1 builds of `guests/`, embedded at compile time
 //! (see `build.rs`), and run under the same sandbox and limits as any other.
 
@@ -16,12 +20,23 @@ macro_rules! guest_bytes {
 }
 
 /// Names of the bundled guests, as `service NAME { type = INTERNAL }` takes them.
-pub const NAMES: &[&str] = &["echo", "hello-http", "upper"];
+pub const NAMES: &[&str] = &[
+    "chargen",
+    "daytime",
+    "discard",
+    "echo",
+    "hello-http",
+    "time",
+    "upper",
+];
 
 /// The bundled guest called `name`.
 pub fn guest(name: &str) -> Option<&'static [u8]> {
     Some(match name {
         "echo" => guest_bytes!("echo"),
+        // One guest for the four classic services: it picks one by argv[0],
+        // which is the service NAME for `type = INTERNAL`.
+        "chargen" | "daytime" | "discard" | "time" => guest_bytes!("inetd"),
         "hello-http" => guest_bytes!("hello-http"),
         "upper" => guest_bytes!("upper"),
         _ => return None,

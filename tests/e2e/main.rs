@@ -9,6 +9,7 @@ mod bad_input;
 mod cache;
 mod config_golden;
 mod guests;
+mod internal;
 mod limits;
 mod metrics;
 mod run_command;
