@@ -82,6 +82,35 @@ fn log_on_success_flags_choose_the_line() {
 }
 
 #[test]
+fn plus_and_minus_equals_adjust_what_defaults_give() {
+    // defaults: HOST PID DURATION EXIT and no passenv; the service removes
+    // DURATION and HOST, adds a variable to pass.
+    let config = "defaults\n{\n\tpassenv = KEEP\n}\n".to_owned()
+        + &service(
+            "adjusted",
+            &module("probe"),
+            "\tserver_args = env\n\tlog_on_success -= DURATION HOST\n\tpassenv += ALSO\n\tenv = A=1 B=2\n\tenv -= B",
+        );
+    let server = TestServer::start_with(&config, &["adjusted"], |cmd| {
+        cmd.env("KEEP", "k").env("ALSO", "a");
+    });
+    let out = exchange_text(server.addr("adjusted"), "");
+    assert!(
+        out.contains("env KEEP=k\n") && out.contains("env ALSO=a\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("env A=1\n") && !out.contains("env B="),
+        "{out}"
+    );
+    let line = server.log.wait_for(&["exit=0 service=adjusted"]);
+    assert!(
+        !line.contains("duration=") && !line.contains("peer="),
+        "{line}"
+    );
+}
+
+#[test]
 fn built_in_default_config_serves_the_bundled_guests() {
     let dir = tempdir();
     let mut child = wasinetd()
