@@ -43,7 +43,7 @@ pub fn check_addr(addr: SocketAddr, any: bool) -> anyhow::Result<()> {
 
 /// Binds the admin listener.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    crate::listener::bind(addr)
+    crate::listener::bind(addr, &crate::config::SocketOptions::default())
         .with_context(|| format!("cannot start the admin listener on {addr}"))
 }
 

@@ -15,31 +15,65 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::config::{ServiceSpec, SocketOptions};
 use crate::logging;
 use crate::service::Service;
 
-/// Listen backlog. xinetd's fixed 64 drops handshakes under a burst; the
-/// kernel caps this at `net.core.somaxconn` (4096 on current kernels).
-const BACKLOG: i32 = 4096;
-
-/// Binds a TCP listener on `addr` (port 0 picks a free port).
-pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Binds a TCP listener on `addr` (port 0 picks a free port) with the
+/// service's `backlog` and, for IPv6, its `v6only`.
+pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .context("cannot create a socket")?;
     // A restarted daemon must be able to bind while old connections linger
-    // in TIME_WAIT, as xinetd always allows.
+    // in TIME_WAIT, as xinetd always allows (its REUSE flag is always on).
     socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // Set either way: the kernel's default (`net.ipv6.bindv6only`)
+        // must not decide whether `[::]` takes IPv4 clients.
+        socket
+            .set_only_v6(opts.v6only)
+            .context("cannot set IPV6_V6ONLY")?;
+    }
     socket.set_nonblocking(true)?;
     socket
         .bind(&addr.into())
         .with_context(|| format!("cannot bind {addr}"))?;
+    let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
     socket
-        .listen(BACKLOG)
+        .listen(backlog)
         .with_context(|| format!("cannot listen on {addr}"))?;
     TcpListener::from_std(socket.into()).context("cannot register the listener")
+}
+
+/// Binds every address of a service (`bind` may list several), all or none.
+/// With `port = 0`, the first listener's free port is used for the others,
+/// so one service has one port.
+pub fn bind_all(spec: &ServiceSpec) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners: Vec<TcpListener> = Vec::new();
+    for mut addr in spec.addrs() {
+        if let Some(first) = listeners.first()
+            && addr.port() == 0
+        {
+            addr.set_port(first.local_addr()?.port());
+        }
+        listeners.push(bind(addr, &spec.socket)?);
+    }
+    Ok(listeners)
+}
+
+/// Applies `flags = NODELAY` / `KEEPALIVE` to an accepted connection (Linux
+/// does not carry them over from the listener).
+fn tune(stream: &TcpStream, opts: &SocketOptions) -> std::io::Result<()> {
+    if opts.nodelay {
+        stream.set_nodelay(true)?;
+    }
+    if opts.keepalive {
+        socket2::SockRef::from(stream).set_keepalive(true)?;
+    }
+    Ok(())
 }
 
 /// What every accept loop shares.
@@ -79,6 +113,12 @@ pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut share
                 continue;
             }
         };
+        if let Err(e) = tune(&stream, &service.spec.socket) {
+            tracing::warn!(
+                "cannot set socket options on service `{}`: {e}",
+                service.name()
+            );
+        }
         let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
         service.metrics().accepted();
         match service.admit(permit, peer) {

@@ -126,8 +126,11 @@ pub async fn run(
     let mut bound: Vec<(Arc<Service>, TcpListener)> = Vec::new();
     let mut not_listening = opts.failed.clone();
     for service in services {
-        match listener::bind(service.spec.addr) {
-            Ok(l) => bound.push((Arc::new(service), l)),
+        match listener::bind_all(&service.spec) {
+            Ok(ls) => {
+                let service = Arc::new(service);
+                bound.extend(ls.into_iter().map(|l| (service.clone(), l)));
+            }
             Err(e) => {
                 tracing::error!(
                     "{}:{}: service `{}` cannot start: {e:#}",
@@ -151,8 +154,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(l) = admin_listener {
         let addr = l.local_addr().context("cannot read the admin address")?;
+        // One entry per service, at its first address.
+        let mut services = listening.clone();
+        services.dedup_by(|a, b| Arc::ptr_eq(&a.0, &b.0));
         let view = admin::View {
-            services: listening.clone(),
+            services,
             not_listening,
             stopping: stop_rx.clone(),
             started: Instant::now(),

@@ -14,3 +14,4 @@ mod limits;
 mod metrics;
 mod run_command;
 mod serve;
+mod sockets;

@@ -174,7 +174,11 @@ fn summary(s: &crate::service::Service) -> String {
     format!(
         "{name} {addr} {kind} {source} rlimit_as={mem}K rlimit_cpu={cpu} runtime_max={rt} instances={inst}",
         name = spec.name,
-        addr = spec.addr,
+        addr = spec
+            .addrs()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         source = spec.guest,
         mem = spec.limits.memory >> 10,
         cpu = or_unlimited(spec.limits.cpu),

@@ -106,16 +106,17 @@ pub(super) const TABLE: &[Attr] = &[
     attr("banner", Both, Single),
     attr("banner_success", Both, Single),
     attr("banner_fail", Both, Single),
+    attr("flags", Service, Single),
+    attr("v6only", Both, Single),
+    attr("backlog", Both, Single),
     attr("max_load", Both, NotYet),
     attr("redirect", Service, NotYet),
-    attr("flags", Service, NotYet),
     attr("log_type", Both, NotYet),
     attr("rlimit_data", Service, NotYet),
     attr("rlimit_rss", Service, NotYet),
     attr("rlimit_stack", Service, NotYet),
     attr("rlimit_files", Service, NotYet),
     attr("deny_time", Service, NotYet),
-    attr("v6only", Both, NotYet),
     attr("libwrap", Service, NotYet),
     attr("mdns", Service, NotYet),
     attr("rpc_version", Service, NotYet),
@@ -321,7 +322,7 @@ mod tests {
         let lines = [
             raw("max_load", Op::Assign, 1),
             raw("user", Op::Assign, 2),
-            raw("flags", Op::Add, 3),
+            raw("deny_time", Op::Add, 3),
         ];
         let (passed, messages) = screen_all(Place::Service, &lines);
         assert!(passed.is_empty());
@@ -329,7 +330,7 @@ mod tests {
             messages,
             [
                 "1: `max_load` is not implemented yet",
-                "3: `flags` is not implemented yet",
+                "3: `deny_time` is not implemented yet",
                 "2: warning: `user` has no meaning for a WebAssembly guest (it runs with no uid); ignored",
             ]
         );

@@ -3,7 +3,7 @@
 //! line with the value a block started from. Service-only attributes are in
 //! `spec`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use super::admission::{self, Banners, Cps};
 use super::attrs::{self, Place, Seen};
 use super::parse::{Op, RawAttr, RawBlock};
-use super::{Limits, LogFlags, Report, values};
+use super::{Limits, LogFlags, Report, socket, values};
 
 /// The attributes a `defaults` block sets for every service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,11 @@ pub(super) struct Inherited {
     pub env: Vec<(String, String)>,
     pub instances: Option<u32>,
     pub limits: Limits,
-    pub bind: IpAddr,
+    /// `bind` words; empty when not given (the family of `flags` decides).
+    pub bind: Vec<IpAddr>,
+    /// `v6only`; `None` when not given.
+    pub v6only: Option<bool>,
+    pub backlog: u32,
     /// `None` until an `only_from` line: everyone may connect.
     pub only_from: Option<Vec<IpNet>>,
     pub no_access: Vec<IpNet>,
@@ -53,7 +57,9 @@ impl Default for Inherited {
             env: Vec::new(),
             instances: None,
             limits: Limits::default(),
-            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            bind: Vec::new(),
+            v6only: None,
+            backlog: super::DEFAULT_BACKLOG,
             only_from: None,
             no_access: Vec::new(),
             per_source: None,
@@ -107,7 +113,9 @@ impl Inherited {
             "rlimit_as" => self.limits.memory = values::size(name, words)?,
             "rlimit_cpu" => self.limits.cpu = values::duration(name, words)?,
             "runtime_max" => self.limits.runtime = values::duration(name, words)?,
-            "bind" => self.bind = values::ip(name, words)?,
+            "bind" => self.bind = socket::addresses(name, words)?,
+            "v6only" => self.v6only = Some(values::yes_no(name, words)?),
+            "backlog" => self.backlog = socket::backlog(name, words)?,
             "only_from" => {
                 let nets = admission::addresses(name, words)?;
                 if op == Op::Remove && self.only_from.is_none() {
@@ -303,7 +311,8 @@ mod tests {
                 runtime: Some(Duration::from_secs(60))
             }
         );
-        assert_eq!(i.bind.to_string(), "0.0.0.0");
+        assert!(i.bind.is_empty());
+        assert_eq!((i.v6only, i.backlog), (None, 4096));
         assert_eq!(i.instances, None);
         assert!(
             i.log_on_success.host
@@ -364,7 +373,7 @@ mod tests {
         assert_eq!(d.inherited.limits.memory, 1 << 30);
         assert_eq!(d.inherited.limits.cpu, Some(Duration::from_millis(500)));
         assert_eq!(d.inherited.limits.runtime, None);
-        assert_eq!(d.inherited.bind.to_string(), "::1");
+        assert_eq!(d.inherited.bind, ["::1".parse::<IpAddr>().unwrap()]);
         assert_eq!(
             errors,
             [

@@ -21,6 +21,7 @@
 //! - `service`: one `service` block + what it inherits -> [`ServiceSpec`]
 //! - `preopen`: `HOSTDIR:GUESTDIR[:ro|:rw]` -> [`Preopen`], host dir checked
 //! - `admission`: address lists, `access_times`, `cps`, banners (read at load)
+//! - `socket`: `bind` words, `flags`, `v6only`, `backlog` -> addresses and options
 //! - `etc_services`: port lookup by service name in `/etc/services`
 //!
 //! Left to others: compiling the guest (`server` is not opened here),
@@ -34,6 +35,7 @@ mod include;
 mod parse;
 mod preopen;
 mod service;
+mod socket;
 mod spec;
 mod values;
 
@@ -137,8 +139,13 @@ pub struct ServiceSpec {
     /// at load; one entry per name (the later one wins). No `REMOTE_*`: those
     /// are added per connection.
     pub env: Vec<(String, String)>,
-    /// `bind` (default 0.0.0.0) and `port` (0: any free port).
+    /// The first `bind` address (default 0.0.0.0, or `[::]` with
+    /// `flags = IPv6`) and `port` (0: any free port).
     pub addr: SocketAddr,
+    /// The other `bind` addresses, on the same port: one listener each.
+    pub extra_addrs: Vec<SocketAddr>,
+    /// Listening and accepted socket options: `flags`, `v6only`, `backlog`.
+    pub socket: SocketOptions,
     /// Most connections served at once; `None` is UNLIMITED.
     pub instances: Option<u32>,
     /// Who may connect: `only_from` and `no_access`.
@@ -159,6 +166,43 @@ pub struct ServiceSpec {
     pub log_on_success: LogFlags,
     /// What is logged when a connection is refused or its guest fails.
     pub log_on_failure: LogFlags,
+}
+
+impl ServiceSpec {
+    /// Every TCP address the service listens on: `addr`, then `extra_addrs`.
+    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.addr).chain(self.extra_addrs.iter().copied())
+    }
+}
+
+/// Listen backlog when `backlog` is not set. xinetd's fixed 64 drops
+/// handshakes under a burst; the kernel caps any value at
+/// `net.core.somaxconn` (4096 on current kernels).
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
+/// Socket options of a service's listeners and accepted connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// TCP_NODELAY on accepted sockets (`flags = NODELAY`).
+    pub nodelay: bool,
+    /// SO_KEEPALIVE on accepted sockets (`flags = KEEPALIVE`).
+    pub keepalive: bool,
+    /// IPV6_V6ONLY on IPv6 listeners (`v6only`; by default off, unless the
+    /// service also binds an IPv4 address).
+    pub v6only: bool,
+    /// The listen backlog (`backlog`).
+    pub backlog: u32,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            nodelay: false,
+            keepalive: false,
+            v6only: false,
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
 }
 
 /// Where a service's guest comes from.

@@ -2,7 +2,6 @@
 //! `defaults`, then the checks that need the whole block (a guest, a port,
 //! `/etc/services`) -> a [`ServiceSpec`].
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::admission;
@@ -11,6 +10,7 @@ use super::defaults::{self, Inherited};
 use super::etc_services::ServicesDb;
 use super::parse::{Op, RawAttr, RawBlock};
 use super::preopen::Preopens;
+use super::socket::{self, Flags};
 use super::values::{self, Types};
 use super::{Env, GuestSource, Report, ServiceSpec};
 use crate::access::{AddressRules, TimeWindow};
@@ -39,6 +39,7 @@ pub(super) fn service(
         server_args: Vec::new(),
         preopens: Preopens::default(),
         access_times: Vec::new(),
+        flags: (Flags::default(), 0),
     };
     let mut seen = Seen::default();
     for raw in &block.attrs {
@@ -71,6 +72,8 @@ struct Draft {
     server_args: Vec<String>,
     preopens: Preopens,
     access_times: Vec<TimeWindow>,
+    /// With the line that set it (0: none).
+    flags: (Flags, u32),
 }
 
 impl Draft {
@@ -99,6 +102,7 @@ impl Draft {
             "server_args" => self.server_args = words.to_vec(),
             "preopen" => self.preopens.apply(raw, checked.replaces, dir)?,
             "access_times" => self.access_times = admission::access_times(name, words)?,
+            "flags" => self.flags = (socket::flags(words)?, raw.line),
             key => {
                 let handled = self.inherited.apply(key, raw, checked.replaces, dir)?;
                 debug_assert!(handled, "`{key}` passed screening but was not applied");
@@ -138,12 +142,42 @@ impl Draft {
         };
         let port = self.port(name, block.line, db, report);
         let (guest, port) = (guest?, port?);
+        let (flags, flags_line) = self.flags;
+        let inherited = &self.inherited;
+        let listen = socket::listen(
+            &inherited.bind,
+            port,
+            flags,
+            inherited.v6only,
+            inherited.backlog,
+        );
+        let (addr, extra_addrs, socket) = match listen {
+            Ok(listen) => listen,
+            Err(message) => {
+                report.error(flags_line, message);
+                return None;
+            }
+        };
         let argv0 = match &guest {
             GuestSource::File(path) => path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             GuestSource::Internal(name) => name.clone(),
+        };
+        let mut server_args = self.server_args.into_iter();
+        let argv0 = if flags.name_in_args {
+            // xinetd's NAMEINARGS: `server_args` is the whole argv.
+            let Some(first) = server_args.next() else {
+                report.error(
+                    flags_line,
+                    "`flags = NAMEINARGS` needs `server_args`: its first word becomes argv[0]",
+                );
+                return None;
+            };
+            first
+        } else {
+            argv0
         };
         let inherited = self.inherited;
         let mut vars = inherited.env;
@@ -163,9 +197,11 @@ impl Draft {
             file: block.file.clone(),
             line: block.line,
             guest,
-            argv: std::iter::once(argv0).chain(self.server_args).collect(),
+            argv: std::iter::once(argv0).chain(server_args).collect(),
             env: vars,
-            addr: SocketAddr::new(inherited.bind, port),
+            addr,
+            extra_addrs,
+            socket,
             instances: inherited.instances,
             addresses: AddressRules {
                 only_from: inherited.only_from,
@@ -274,6 +310,8 @@ mod tests {
             argv: vec!["hello.wasm".into(), "-v".into(), "x".into()],
             env: vec![],
             addr: "0.0.0.0:9000".parse().unwrap(),
+            extra_addrs: vec![],
+            socket: super::super::SocketOptions::default(),
             instances: None,
             addresses: AddressRules::default(),
             access_times: vec![],
