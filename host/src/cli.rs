@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// xinetd's job, done with WebAssembly: one sandboxed WASI guest per connection.
 #[derive(Debug, Parser)]
@@ -26,11 +26,26 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "cache_dir")]
     pub no_cache: bool,
 
+    /// Log lines as text, or as one JSON object each (for log shippers).
+    /// The readiness lines (`listening service=NAME addr=IP:PORT`) stay
+    /// plain text.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     #[command(flatten)]
     pub serve: ServeArgs,
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `LEVEL message key=value...`, for people.
+    Text,
+    /// One JSON object per line, with structured fields.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,7 +18,7 @@
 //! - [`access`]: `only_from` / `no_access` and `access_times`, as predicates
 //! - [`sandbox`]: the engine, guests compiled once, one instance per run
 //! - [`bundled`]: guests built into the binary (internal services)
-//! - [`logging`]: log set-up and the per-connection log line
+//! - [`logging`]: log set-up, the per-connection line, `log_type` sinks, JSON
 //! - [`metrics`]: per-service counters and their Prometheus text form
 
 pub mod access;

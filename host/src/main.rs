@@ -7,11 +7,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = wasinetd::cli::Cli::parse();
-    wasinetd::logging::init();
+    wasinetd::logging::init(cli.log_format);
     match wasinetd::commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wasinetd: error: {e:#}");
+            wasinetd::logging::fatal(&e);
             ExitCode::FAILURE
         }
     }

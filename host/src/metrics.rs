@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::logging::Traffic;
 use crate::sandbox::{Outcome, RunReport, Socket};
 use crate::service::{Refusal, Service};
 
@@ -165,6 +166,9 @@ pub struct CountedSocket {
     stream: TcpStream,
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
+    /// This connection's own counts, for its log line (`TRAFFIC`).
+    conn_received: AtomicU64,
+    conn_sent: AtomicU64,
 }
 
 impl CountedSocket {
@@ -174,6 +178,16 @@ impl CountedSocket {
             stream,
             received: metrics.received.clone(),
             sent: metrics.sent.clone(),
+            conn_received: AtomicU64::new(0),
+            conn_sent: AtomicU64::new(0),
+        }
+    }
+
+    /// What this connection has read and written so far.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            bytes_in: self.conn_received.load(Relaxed),
+            bytes_out: self.conn_sent.load(Relaxed),
         }
     }
 }
@@ -186,6 +200,7 @@ impl Socket for CountedSocket {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.stream.try_read(buf)?;
         self.received.fetch_add(n as u64, Relaxed);
+        self.conn_received.fetch_add(n as u64, Relaxed);
         Ok(n)
     }
 
@@ -196,6 +211,7 @@ impl Socket for CountedSocket {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         let n = self.stream.try_write(buf)?;
         self.sent.fetch_add(n as u64, Relaxed);
+        self.conn_sent.fetch_add(n as u64, Relaxed);
         Ok(n)
     }
 }

@@ -156,7 +156,8 @@ impl Service {
         drain(&*sock, DRAIN_TIME, DRAIN_BYTES).await;
         let duration = started.elapsed();
         self.metrics.finished(&report, duration);
-        logging::connection_done(&self.spec, conn, peer, duration, &report.outcome);
+        let traffic = sock.traffic();
+        logging::connection_done(&self.spec, conn, peer, duration, &report.outcome, traffic);
     }
 }
 

@@ -11,6 +11,7 @@ mod config_golden;
 mod guests;
 mod internal;
 mod limits;
+mod logging;
 mod metrics;
 mod run_command;
 mod serve;

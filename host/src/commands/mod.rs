@@ -79,6 +79,7 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     for e in &config.errors {
         tracing::error!("{e}");
     }
+    crate::logging::sink::open(&config.services)?;
     let sandbox = Sandbox::new(&SandboxOptions {
         max_instances: opts.max_instances,
         cache,

@@ -111,7 +111,7 @@ pub(super) const TABLE: &[Attr] = &[
     attr("backlog", Both, Single),
     attr("max_load", Both, NotYet),
     attr("redirect", Service, NotYet),
-    attr("log_type", Both, NotYet),
+    attr("log_type", Both, Single),
     attr("rlimit_data", Service, NotYet),
     attr("rlimit_rss", Service, NotYet),
     attr("rlimit_stack", Service, NotYet),

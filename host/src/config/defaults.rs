@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use super::admission::{self, Banners, Cps};
 use super::attrs::{self, Place, Seen};
+use super::log_type;
 use super::parse::{Op, RawAttr, RawBlock};
 use super::{Limits, LogFlags, Report, socket, values};
 
@@ -18,6 +19,8 @@ use super::{Limits, LogFlags, Report, socket, values};
 pub(super) struct Inherited {
     pub log_on_success: LogFlags,
     pub log_on_failure: LogFlags,
+    /// `None` until a `log_type` line: stderr.
+    pub log_type: Option<super::LogType>,
     pub passenv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub instances: Option<u32>,
@@ -47,12 +50,14 @@ impl Default for Inherited {
                 duration: true,
                 exit: true,
                 attempt: false,
+                traffic: false,
             },
             log_on_failure: LogFlags {
                 host: true,
                 attempt: true,
                 ..LogFlags::default()
             },
+            log_type: None,
             passenv: Vec::new(),
             env: Vec::new(),
             instances: None,
@@ -94,6 +99,7 @@ impl Inherited {
                 replaces,
                 values::log_flags(name, words)?,
             ),
+            "log_type" => self.log_type = Some(log_type::log_type(name, words, dir)?),
             "passenv" => {
                 let names = values::var_names(name, words, false)?;
                 combine(&mut self.passenv, op, replaces, names, |a, b| a == b);
@@ -187,6 +193,7 @@ impl LogFlags {
             duration: self.duration || o.duration,
             exit: self.exit || o.exit,
             attempt: self.attempt || o.attempt,
+            traffic: self.traffic || o.traffic,
         }
     }
 
@@ -198,6 +205,7 @@ impl LogFlags {
             duration: self.duration && !o.duration,
             exit: self.exit && !o.exit,
             attempt: self.attempt && !o.attempt,
+            traffic: self.traffic && !o.traffic,
         }
     }
 }

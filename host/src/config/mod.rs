@@ -23,6 +23,7 @@
 //! - `admission`: address lists, `access_times`, `cps`, banners (read at load)
 //! - `socket`: `bind` words, `flags`, `v6only`, `backlog` -> addresses and options
 //! - `etc_services`: port lookup by service name in `/etc/services`
+//! - `log_type`: `SYSLOG facility [level]` / `FILE path [soft [hard]]`
 //!
 //! Left to others: compiling the guest (`server` is not opened here),
 //! binding sockets, the built-in services behind `type = INTERNAL`.
@@ -32,6 +33,7 @@ mod attrs;
 mod defaults;
 mod etc_services;
 mod include;
+mod log_type;
 mod parse;
 mod preopen;
 mod service;
@@ -166,6 +168,30 @@ pub struct ServiceSpec {
     pub log_on_success: LogFlags,
     /// What is logged when a connection is refused or its guest fails.
     pub log_on_failure: LogFlags,
+    /// Where its connection lines go (`log_type`); `None` is stderr.
+    pub log_type: Option<LogType>,
+}
+
+/// Where a service's connection lines and guest stderr lines go, from
+/// `log_type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogType {
+    /// `SYSLOG facility [level]`, as RFC 3164 datagrams to `/dev/log`.
+    Syslog {
+        /// The facility's code (`daemon` is 3, `local3` is 19).
+        facility: u8,
+        /// The severity's code (`notice` is 5, `info` is 6).
+        level: u8,
+    },
+    /// `FILE path [soft [hard]]`: appended to `path`.
+    File {
+        /// Joined to the config file's folder when relative; it opened at load.
+        path: PathBuf,
+        /// Size in bytes past which one warning is logged.
+        soft: Option<u64>,
+        /// Size in bytes past which the file is written no more.
+        hard: Option<u64>,
+    },
 }
 
 impl ServiceSpec {
@@ -271,6 +297,8 @@ pub struct LogFlags {
     pub exit: bool,
     /// Why a connection was refused.
     pub attempt: bool,
+    /// Bytes received from and sent to the client (`in=N out=N`).
+    pub traffic: bool,
 }
 
 /// `--rlimit-as` and the like: a flag's value read as the attribute of the

@@ -215,6 +215,7 @@ impl Draft {
             preopens: self.preopens.into_vec(),
             log_on_success: inherited.log_on_success,
             log_on_failure: inherited.log_on_failure,
+            log_type: inherited.log_type,
         })
     }
 
@@ -326,12 +327,14 @@ mod tests {
                 duration: true,
                 exit: true,
                 attempt: false,
+                traffic: false,
             },
             log_on_failure: LogFlags {
                 host: true,
                 attempt: true,
                 ..LogFlags::default()
             },
+            log_type: None,
         };
         assert_eq!(spec, expected);
     }

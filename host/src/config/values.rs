@@ -84,23 +84,24 @@ pub(super) fn size(name: &str, values: &[String]) -> Result<u64, String> {
     if unlimited(word) {
         return Ok(MAX_MEMORY);
     }
-    let (digits, shift) = match word.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&word[..i], 10),
-        Some((i, 'm' | 'M')) => (&word[..i], 20),
-        Some((i, 'g' | 'G')) => (&word[..i], 30),
-        _ => (word, 0),
-    };
-    let bytes = digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| format!("`{name}` takes {what}, not `{word}`"))?;
+    let bytes = byte_count(word).ok_or_else(|| format!("`{name}` takes {what}, not `{word}`"))?;
     if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
         return Err(format!(
             "`{name}` must be from 64K to 4G (wasm32's limit), not `{word}`"
         ));
     }
     Ok(bytes)
+}
+
+/// A number of bytes, plain or with a K/M/G suffix (1024-based).
+pub(super) fn byte_count(word: &str) -> Option<u64> {
+    let (digits, shift) = match word.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&word[..i], 10),
+        Some((i, 'm' | 'M')) => (&word[..i], 20),
+        Some((i, 'g' | 'G')) => (&word[..i], 30),
+        _ => (word, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 /// A duration: a number with `ms`, `s`, `m` / `min` or `h`; a plain number
@@ -133,7 +134,7 @@ pub(super) fn duration(name: &str, values: &[String]) -> Result<Option<Duration>
     }
 }
 
-/// Log flags. USERID and TRAFFIC are xinetd's but not implemented yet.
+/// Log flags. USERID (RFC 1413 ident) is xinetd's, and not supported.
 pub(super) fn log_flags(name: &str, values: &[String]) -> Result<LogFlags, String> {
     let mut flags = LogFlags::default();
     for word in values {
@@ -143,12 +144,15 @@ pub(super) fn log_flags(name: &str, values: &[String]) -> Result<LogFlags, Strin
             "DURATION" => flags.duration = true,
             "EXIT" => flags.exit = true,
             "ATTEMPT" => flags.attempt = true,
-            "USERID" | "TRAFFIC" => {
-                return Err(format!("`{name}` flag `{word}` is not implemented yet"));
+            "TRAFFIC" => flags.traffic = true,
+            "USERID" => {
+                return Err(format!(
+                    "`{name}` flag `{word}`: RFC 1413 ident is obsolete; not supported"
+                ));
             }
             _ => {
                 return Err(format!(
-                    "`{name}` takes flags from HOST PID DURATION EXIT ATTEMPT, not `{word}`"
+                    "`{name}` takes flags from HOST PID DURATION EXIT ATTEMPT TRAFFIC, not `{word}`"
                 ));
             }
         }
@@ -349,10 +353,11 @@ mod tests {
     #[test]
     fn flags_and_sets() {
         let f = log_flags("log_on_success", &w("host Pid EXIT")).unwrap();
-        assert!(f.host && f.pid && f.exit && !f.duration && !f.attempt);
+        assert!(f.host && f.pid && f.exit && !f.duration && !f.attempt && !f.traffic);
+        assert!(log_flags("log_on_success", &w("TRAFFIC")).unwrap().traffic);
         assert_eq!(
             log_flags("log_on_success", &w("HOST USERID")).unwrap_err(),
-            "`log_on_success` flag `USERID` is not implemented yet"
+            "`log_on_success` flag `USERID`: RFC 1413 ident is obsolete; not supported"
         );
         assert!(
             log_flags("log_on_failure", &w("RECORD"))

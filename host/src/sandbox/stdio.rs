@@ -378,9 +378,10 @@ impl LineBuf {
         if self.lines < MAX_LINES {
             let text = String::from_utf8_lossy(&self.pending);
             let text = text.trim_end_matches(['\n', '\r']);
-            tracing::info!(target: "wasinetd::guest", "stderr service={} conn={}: {}", self.service, self.conn, text);
+            crate::logging::guest_stderr(&self.service, self.conn, text, false);
         } else if self.lines == MAX_LINES {
-            tracing::warn!(target: "wasinetd::guest", "stderr service={} conn={}: more than {MAX_LINES} lines; the rest is dropped", self.service, self.conn);
+            let text = format!("more than {MAX_LINES} lines; the rest is dropped");
+            crate::logging::guest_stderr(&self.service, self.conn, &text, true);
         }
         self.lines = self.lines.saturating_add(1);
         self.pending.clear();
