@@ -167,7 +167,8 @@ impl Line<'_> {
         put("reason", self.reason.map(Value::from));
     }
 
-    /// Writes the line where its service's lines go.
+    /// Writes a connection line (target [`CONN`]) where its service's
+    /// lines go.
     fn emit(&self) {
         let level = if self.warn { Level::WARN } else { Level::INFO };
         if !enabled(self.target, level) {
@@ -182,8 +183,6 @@ impl Line<'_> {
                 let text = self.text();
                 if self.warn {
                     tracing::warn!(target: "wasinetd::conn", "{text}");
-                } else if self.target == GUEST {
-                    tracing::info!(target: "wasinetd::guest", "{text}");
                 } else {
                     tracing::info!(target: "wasinetd::conn", "{text}");
                 }

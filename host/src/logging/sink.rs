@@ -133,6 +133,13 @@ impl FileLog {
             .open(path)
             .with_context(|| format!("cannot open log file `{}` for appending", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let full = hard.is_some_and(|h| size >= h);
+        if full {
+            tracing::warn!(
+                "log file `{}` is already at its hard limit: no lines are written to it",
+                path.display()
+            );
+        }
         Ok(FileLog {
             path: path.to_owned(),
             soft,
@@ -141,7 +148,7 @@ impl FileLog {
                 out: BufWriter::new(file),
                 size,
                 soft_passed: soft.is_some_and(|s| size > s),
-                stopped: hard.is_some_and(|h| size >= h),
+                stopped: full,
             }),
         })
     }
