@@ -18,6 +18,7 @@
 //! - [`access`]: `only_from` / `no_access` and `access_times`, as predicates
 //! - [`sandbox`]: the engine, guests compiled once, one instance per run
 //! - [`bundled`]: guests built into the binary (internal services)
+//! - [`systemd`]: sockets passed by systemd (`LISTEN_FDS`), `sd_notify`
 //! - [`logging`]: log set-up, the per-connection line, `log_type` sinks, JSON
 //! - [`metrics`]: per-service counters and their Prometheus text form
 
@@ -34,3 +35,4 @@ pub mod metrics;
 pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod systemd;

@@ -1,4 +1,5 @@
-//! Listening sockets and the accept loop of one service.
+//! Listening sockets (bound here, or adopted from systemd) and the accept
+//! loop of one service.
 //!
 //! The loop takes a global instance permit *before* accepting, so when every
 //! pool slot is busy new connections wait in the kernel's backlog instead of
@@ -21,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::config::{ServiceSpec, SocketOptions};
 use crate::logging;
 use crate::service::Service;
+use crate::systemd::ListenFds;
 
 /// Binds a TCP listener on `addr` (port 0 picks a free port) with the
 /// service's `backlog` and, for IPv6, its `v6only`.
@@ -46,6 +48,17 @@ pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<TcpListene
         .listen(backlog)
         .with_context(|| format!("cannot listen on {addr}"))?;
     TcpListener::from_std(socket.into()).context("cannot register the listener")
+}
+
+/// The listeners of a service: the sockets systemd passed for it, if any
+/// (then nothing is bound), else every address bound.
+pub fn listen(spec: &ServiceSpec, passed: &ListenFds) -> anyhow::Result<Vec<TcpListener>> {
+    let adopted = passed.take_for(spec)?;
+    if adopted.is_empty() {
+        bind_all(spec)
+    } else {
+        Ok(adopted)
+    }
 }
 
 /// Binds every address of a service (`bind` may list several), all or none.

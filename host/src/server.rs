@@ -24,6 +24,7 @@ use crate::config::{GuestSource, ServiceSpec};
 use crate::listener;
 use crate::sandbox::{Guest, Sandbox};
 use crate::service::Service;
+use crate::systemd::{ListenFds, Notifier};
 
 /// A service whose guest could not be prepared, with the reason.
 #[derive(Debug)]
@@ -110,6 +111,8 @@ pub struct ServeOptions {
     /// Services of the config that could not be prepared, by name (the
     /// admin listener reports them as not listening).
     pub failed: Vec<String>,
+    /// Listening sockets systemd passed, taken by the services they match.
+    pub listen_fds: ListenFds,
 }
 
 /// Binds and serves `services` until `shutdown` resolves, then drains
@@ -126,7 +129,7 @@ pub async fn run(
     let mut bound: Vec<(Arc<Service>, TcpListener)> = Vec::new();
     let mut not_listening = opts.failed.clone();
     for service in services {
-        match listener::bind_all(&service.spec) {
+        match listener::listen(&service.spec, &opts.listen_fds) {
             Ok(ls) => {
                 let service = Arc::new(service);
                 bound.extend(ls.into_iter().map(|l| (service.clone(), l)));
@@ -142,6 +145,7 @@ pub async fn run(
             }
         }
     }
+    opts.listen_fds.close_unclaimed();
     if bound.is_empty() {
         bail!("no service could start");
     }
@@ -152,6 +156,7 @@ pub async fn run(
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let notifier = Notifier::from_env();
     if let Some(l) = admin_listener {
         let addr = l.local_addr().context("cannot read the admin address")?;
         // One entry per service, at its first address.
@@ -187,10 +192,13 @@ pub async fn run(
             shared.clone(),
         )));
     }
+    // After the readiness lines: systemd's READY=1 means the same.
+    notifier.ready(&listening, shared.stopping.clone());
     drop(shared);
 
     shutdown.await;
     let _ = stop_tx.send(true);
+    notifier.stopping(&listening);
     for l in loops {
         let _ = l.await;
     }

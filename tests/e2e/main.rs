@@ -16,3 +16,4 @@ mod metrics;
 mod run_command;
 mod serve;
 mod sockets;
+mod systemd;

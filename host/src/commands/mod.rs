@@ -17,6 +17,7 @@ use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use crate::sandbox::{CacheSetting, Sandbox, SandboxOptions};
 use crate::server::{self, ServeOptions};
+use crate::systemd::ListenFds;
 
 /// Where a config file is looked for when `-f` is not given.
 const SYSTEM_CONFIG: &str = "/etc/wasinetd.conf";
@@ -61,6 +62,9 @@ fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
+    // SAFETY: no thread has started yet (the sandbox's epoch ticker and the
+    // runtime's workers come later), so changing the environment is sound.
+    let listen_fds = unsafe { ListenFds::take() };
     let grace = config::parse_duration_arg(&cli.serve.shutdown_grace)
         .context("invalid --shutdown-grace")?;
     if let Some(addr) = cli.serve.admin {
@@ -71,6 +75,7 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
         shutdown_grace: grace,
         admin: cli.serve.admin,
         failed: Vec::new(),
+        listen_fds,
     };
     let config = load_config(cli.file.as_deref())?;
     for w in &config.warnings {

@@ -1,0 +1,309 @@
+//! Speaking to systemd, without libsystemd: listening sockets it passed
+//! (`LISTEN_FDS`, socket activation) and readiness notifications
+//! (`NOTIFY_SOCKET`, `Type=notify`).
+//!
+//! Passed sockets are taken once, before any thread starts, and handed to
+//! services by name (`FileDescriptorName=` == the service id), then by local
+//! address (== the service's `bind` and `port`). Binding the rest, and the
+//! accept loops, are the listener's and the server's.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::ServiceSpec;
+use crate::service::Service;
+
+/// The first passed descriptor (`SD_LISTEN_FDS_START`).
+const FIRST_FD: RawFd = 3;
+
+/// One passed TCP listening socket.
+#[derive(Debug)]
+struct Passed {
+    fd: RawFd,
+    /// Its `LISTEN_FDNAMES` entry, if any.
+    name: Option<String>,
+    addr: SocketAddr,
+    socket: std::net::TcpListener,
+}
+
+/// Listening sockets passed by systemd, not yet given to a service.
+#[derive(Debug, Clone, Default)]
+pub struct ListenFds(Arc<Mutex<Vec<Passed>>>);
+
+impl ListenFds {
+    /// Takes the sockets systemd passed to this process: `LISTEN_FDS`
+    /// descriptors from fd 3, if `LISTEN_PID` is this process. Each is made
+    /// close-on-exec; one that is not a TCP listening socket is logged and
+    /// closed. The variables are removed from the environment, so `passenv`
+    /// never hands them on.
+    ///
+    /// # Safety
+    ///
+    /// Changes the environment: call it while the process has one thread.
+    pub unsafe fn take() -> ListenFds {
+        let count = std::env::var("LISTEN_FDS").ok();
+        let pid = std::env::var("LISTEN_PID").ok();
+        let names = std::env::var("LISTEN_FDNAMES").ok();
+        for var in [
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+            "LISTEN_PIDFDID",
+        ] {
+            // SAFETY: the caller guarantees no other thread reads the
+            // environment now.
+            unsafe { std::env::remove_var(var) };
+        }
+        let Some(count) = count else {
+            return ListenFds::default();
+        };
+        if pid.as_deref() != Some(&std::process::id().to_string()) {
+            tracing::warn!(
+                "LISTEN_FDS is set for process {}, not this one ({}); ignored",
+                pid.as_deref().unwrap_or("(no LISTEN_PID)"),
+                std::process::id()
+            );
+            return ListenFds::default();
+        }
+        let Ok(count) = count.parse::<RawFd>() else {
+            tracing::warn!("LISTEN_FDS is not a number: `{count}`; ignored");
+            return ListenFds::default();
+        };
+        let mut names = names.as_deref().unwrap_or("").split(':');
+        let mut passed = Vec::new();
+        for fd in FIRST_FD..FIRST_FD.saturating_add(count.max(0)) {
+            let name = names.next().filter(|n| !n.is_empty()).map(str::to_owned);
+            // SAFETY: systemd passes these descriptors to this process for
+            // it to own; nothing else in the process uses them.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            match adopt(owned) {
+                Ok((addr, socket)) => passed.push(Passed {
+                    fd,
+                    name,
+                    addr,
+                    socket,
+                }),
+                Err(e) => tracing::warn!(
+                    "passed fd {fd} (name `{}`): {e:#}; closed",
+                    name.as_deref().unwrap_or("")
+                ),
+            }
+        }
+        ListenFds(Arc::new(Mutex::new(passed)))
+    }
+
+    /// The passed sockets that belong to `spec`: every one named after the
+    /// service, else every one bound to one of its addresses. They are
+    /// removed from the set; an empty result means none was passed.
+    pub fn take_for(&self, spec: &ServiceSpec) -> anyhow::Result<Vec<TcpListener>> {
+        let mut passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let by_name = passed.iter().any(|p| p.name.as_deref() == Some(&spec.name));
+        let (mine, rest): (Vec<_>, Vec<_>) = passed.drain(..).partition(|p| {
+            if by_name {
+                p.name.as_deref() == Some(&spec.name)
+            } else {
+                spec.addrs().any(|a| a == p.addr)
+            }
+        });
+        *passed = rest;
+        mine.into_iter()
+            .map(|p| {
+                tracing::info!(
+                    "service `{}`: adopted the listening socket {} passed by systemd (fd {}, {})",
+                    spec.name,
+                    p.addr,
+                    p.fd,
+                    match &p.name {
+                        Some(name) if by_name => format!("name `{name}`"),
+                        _ => "matched by address".to_owned(),
+                    }
+                );
+                TcpListener::from_std(p.socket).context("cannot register a passed listener")
+            })
+            .collect()
+    }
+
+    /// Logs and closes every passed socket no service took.
+    pub fn close_unclaimed(&self) {
+        let mut passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for p in passed.drain(..) {
+            tracing::warn!(
+                "passed fd {} ({}, name `{}`) matches no service by name or address; closed",
+                p.fd,
+                p.addr,
+                p.name.as_deref().unwrap_or("")
+            );
+        }
+    }
+}
+
+/// Checks that `fd` is a TCP listening socket and readies it for tokio.
+fn adopt(fd: OwnedFd) -> anyhow::Result<(SocketAddr, std::net::TcpListener)> {
+    // SAFETY: fcntl on a descriptor this process owns.
+    let cloexec = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    if cloexec < 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot set FD_CLOEXEC");
+    }
+    let socket = socket2::Socket::from(fd);
+    let kind = socket.r#type().context("not a socket")?;
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .filter(|_| kind == socket2::Type::STREAM)
+        .context("not a TCP socket (only TCP listening sockets are adopted)")?;
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `listening`.
+    let ok = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut listening).cast(),
+            &mut len,
+        )
+    };
+    if ok != 0 || listening == 0 {
+        anyhow::bail!("{addr} is not a listening socket");
+    }
+    socket.set_nonblocking(true)?;
+    Ok((addr, socket.into()))
+}
+
+/// Readiness and status messages to systemd (`sd_notify`), when it set
+/// `NOTIFY_SOCKET`; silent otherwise.
+#[derive(Debug, Default)]
+pub struct Notifier {
+    target: Option<std::os::unix::net::SocketAddr>,
+}
+
+impl Notifier {
+    /// The notifier `NOTIFY_SOCKET` asks for: a path, or `@name` for an
+    /// abstract socket.
+    pub fn from_env() -> Notifier {
+        let Some(var) = std::env::var_os("NOTIFY_SOCKET") else {
+            return Notifier::default();
+        };
+        let bytes = var.as_encoded_bytes();
+        let target = match bytes.strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt as _;
+                std::os::unix::net::SocketAddr::from_abstract_name(name)
+            }
+            None => std::os::unix::net::SocketAddr::from_pathname(&var),
+        };
+        match target {
+            Ok(target) => Notifier {
+                target: Some(target),
+            },
+            Err(e) => {
+                tracing::warn!("NOTIFY_SOCKET `{}`: {e}; not notifying", var.display());
+                Notifier::default()
+            }
+        }
+    }
+
+    /// Sends `message` (`KEY=VALUE` lines) as one datagram; a failure is
+    /// logged, never fatal.
+    pub fn send(&self, message: &str) {
+        let Some(target) = &self.target else { return };
+        let sent = UnixDatagram::unbound().and_then(|s| s.send_to_addr(message.as_bytes(), target));
+        if let Err(e) = sent {
+            tracing::warn!("cannot notify systemd: {e}");
+        }
+    }
+
+    /// Whether systemd listens.
+    pub fn enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// `READY=1` with a first `STATUS=`, then a fresh `STATUS=` every
+    /// [`STATUS_EVERY`] until `stopping` turns true.
+    pub fn ready(
+        &self,
+        listening: &[(Arc<Service>, SocketAddr)],
+        mut stopping: watch::Receiver<bool>,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        self.send(&format!("READY=1\nSTATUS={}", status(listening)));
+        let notifier = Notifier {
+            target: self.target.clone(),
+        };
+        let listening = listening.to_vec();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(STATUS_EVERY) => {}
+                    _ = stopping.wait_for(|&s| s) => return,
+                }
+                notifier.send(&format!("STATUS={}", status(&listening)));
+            }
+        });
+    }
+
+    /// `STOPPING=1`, with the connections still running.
+    pub fn stopping(&self, listening: &[(Arc<Service>, SocketAddr)]) {
+        if self.enabled() {
+            let running = running(listening);
+            self.send(&format!(
+                "STOPPING=1\nSTATUS=stopping; {running} connections running"
+            ));
+        }
+    }
+}
+
+/// How often `STATUS=` is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Guests running now across the services (each counted once).
+fn running(listening: &[(Arc<Service>, SocketAddr)]) -> u64 {
+    let mut services: Vec<&Arc<Service>> = listening.iter().map(|(s, _)| s).collect();
+    services.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    services.iter().map(|s| u64::from(s.active())).sum()
+}
+
+/// The one-line `STATUS=`: services, listeners, running connections.
+fn status(listening: &[(Arc<Service>, SocketAddr)]) -> String {
+    let mut services: Vec<&Arc<Service>> = listening.iter().map(|(s, _)| s).collect();
+    services.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    format!(
+        "{} services on {} listeners; {} connections running",
+        services.len(),
+        listening.len(),
+        running(listening)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_reach_a_path_socket() {
+        let dir = std::env::temp_dir().join(format!("wasinetd-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).unwrap();
+        let notifier = Notifier {
+            target: Some(std::os::unix::net::SocketAddr::from_pathname(&path).unwrap()),
+        };
+        notifier.send("READY=1\nSTATUS=ok");
+        let mut buf = [0; 64];
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=ok");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!Notifier::default().enabled());
+    }
+}

@@ -1,0 +1,160 @@
+//! Running under systemd: listening sockets passed with `LISTEN_FDS`
+//! (through `systemd-socket-activate`, systemd's own test tool) and the
+//! `sd_notify` messages on `NOTIFY_SOCKET`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::support::{
+    BIN, Log, PATIENCE, connect, module, read_all, signal, tempdir, wait_timeout, wasinetd,
+};
+
+const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+
+/// A loopback port free right now (bound, then closed).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A hello-http service block; `extra` adds attribute lines.
+fn hello(name: &str, extra: &str) -> String {
+    format!(
+        "service {name}\n{{\n\ttype = UNLISTED\n\tbind = 127.0.0.1\n\tport = 0\n\tserver = {}\n{extra}\n}}\n",
+        module("hello-http").display()
+    )
+}
+
+fn get(addr: SocketAddr) -> String {
+    let mut s = connect(addr);
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    String::from_utf8(read_all(&mut s)).unwrap()
+}
+
+#[test]
+fn sockets_passed_by_systemd_are_adopted_by_name_then_address() {
+    if !Path::new(ACTIVATE).exists() {
+        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+        return;
+    }
+    let (named, by_addr, stray) = (free_port(), free_port(), free_port());
+    let config = hello("hello", "")
+        + &hello("other", "").replace("\tport = 0\n", &format!("\tport = {by_addr}\n"));
+    let dir = tempdir();
+    let conf = dir.path().join("wasinetd.conf");
+    std::fs::write(&conf, config).unwrap();
+    let mut child = std::process::Command::new(ACTIVATE)
+        .args(["-l", &format!("127.0.0.1:{named}")])
+        .args(["-l", &format!("127.0.0.1:{by_addr}")])
+        .args(["-l", &format!("127.0.0.1:{stray}")])
+        .arg("--fdname=hello:web:stray")
+        .arg("--")
+        .arg(BIN)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("-f")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::follow_child(&mut child);
+    // It starts the daemon on the first connection, which waits in the
+    // passed socket's backlog meanwhile.
+    log.wait_for(&["Listening on 127.0.0.1:", &stray.to_string()]);
+    assert!(get(([127, 0, 0, 1], named).into()).ends_with("Hello, World!"));
+    assert!(get(([127, 0, 0, 1], by_addr).into()).ends_with("Hello, World!"));
+    log.wait_for(&[
+        "service `hello`: adopted",
+        &format!("127.0.0.1:{named}"),
+        "name `hello`",
+    ]);
+    log.wait_for(&[
+        "service `other`: adopted",
+        &format!("127.0.0.1:{by_addr}"),
+        "matched by address",
+    ]);
+    log.wait_for(&[
+        "listening service=hello addr=127.0.0.1:",
+        &named.to_string(),
+    ]);
+    log.wait_for(&["name `stray`", "matches no service", "closed"]);
+    // The stray socket is closed: nothing listens on it any more.
+    let refused = std::net::TcpStream::connect(("127.0.0.1", stray)).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The next datagram on `socket`, as text.
+fn next_message(socket: &UnixDatagram) -> String {
+    let mut buf = [0; 4096];
+    let n = socket.recv(&mut buf).expect("a notification");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn sd_notify_says_ready_after_listening_and_stopping_on_sigterm() {
+    let dir = tempdir();
+    let notify = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&notify).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let conf = dir.path().join("wasinetd.conf");
+    std::fs::write(&conf, hello("hello", "")).unwrap();
+    let mut child = wasinetd()
+        .arg("-f")
+        .arg(&conf)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let ready = next_message(&socket);
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(
+        ready.contains("STATUS=1 services on 1 listeners; 0 connections running"),
+        "{ready}"
+    );
+    // Everything written to stderr before READY=1 is in the pipe now: read
+    // what is there without waiting, and find the readiness line in it.
+    // SAFETY: fcntl on a descriptor this test owns.
+    unsafe {
+        let fd = stderr.as_raw_fd();
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK), 0);
+    }
+    let mut before = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match stderr.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => before.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let before = String::from_utf8_lossy(&before);
+    assert!(
+        before.contains("listening service=hello addr=127.0.0.1:"),
+        "READY=1 came before the readiness line:\n{before}"
+    );
+    signal(&child, "TERM");
+    // Skipping the periodic `STATUS=` updates.
+    let stopping = std::iter::repeat_with(|| next_message(&socket))
+        .find(|m| !m.starts_with("STATUS="))
+        .unwrap();
+    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
+    let status = wait_timeout(&mut child, PATIENCE).expect("the daemon exits after SIGTERM");
+    assert!(status.success());
+}
