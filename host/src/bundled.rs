@@ -2,7 +2,7 @@
 //! and what the built-in default config serves.
 //!
 //! The internal services are xinetd's (RFC 862-868): `echo`, `discard`,
-//! `chargen`, `daytime`, `time`; the others serve the
+//! `chargen`, `daytime`, `time`, on TCP and UDP; the others serve the
 //! built-in default config and the tests.
 //!
 //! They are the WASI preview 1 builds of `guests/`, embedded at compile time

@@ -13,6 +13,7 @@
 //! - [`config`]: the xinetd config language, to validated `ServiceSpec`s
 //! - [`server`]: compiles guests, binds listeners, supervises, shuts down
 //! - [`listener`]: binding and the accept loop of one service
+//! - [`udp`]: UDP services: one guest per datagram, its stdout the reply
 //! - [`service`]: one running service; admission and one connection's life
 //! - [`admission`]: who gets a guest: check order, per_source, cps, banners
 //! - [`access`]: `only_from` / `no_access` and `access_times`, as predicates
@@ -36,3 +37,4 @@ pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod systemd;
+pub mod udp;

@@ -15,16 +15,17 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::admin;
 use crate::bundled;
-use crate::config::{GuestSource, ServiceSpec};
+use crate::config::{GuestSource, ServiceSpec, Transport};
 use crate::listener;
 use crate::sandbox::{Guest, Sandbox};
 use crate::service::Service;
 use crate::systemd::{ListenFds, Notifier};
+use crate::udp;
 
 /// A service whose guest could not be prepared, with the reason.
 #[derive(Debug)]
@@ -126,6 +127,9 @@ pub async fn run(
     force: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let admin_listener = opts.admin.map(admin::bind).transpose()?;
+    let (datagram, services): (Vec<Service>, Vec<Service>) = services
+        .into_iter()
+        .partition(|s| s.spec.transport == Transport::Udp);
     let mut bound: Vec<(Arc<Service>, TcpListener)> = Vec::new();
     let mut not_listening = opts.failed.clone();
     for service in services {
@@ -146,12 +150,17 @@ pub async fn run(
         }
     }
     opts.listen_fds.close_unclaimed();
-    if bound.is_empty() {
+    let bound_udp: Vec<(Arc<Service>, UdpSocket)> = udp::bind_all(datagram, &mut not_listening);
+    if bound.is_empty() && bound_udp.is_empty() {
         bail!("no service could start");
     }
     let mut listening = Vec::with_capacity(bound.len());
     for (service, l) in &bound {
         let addr = l.local_addr().context("cannot read a listener's address")?;
+        listening.push((service.clone(), addr));
+    }
+    for (service, s) in &bound_udp {
+        let addr = s.local_addr().context("cannot read a socket's address")?;
         listening.push((service.clone(), addr));
     }
 
@@ -191,6 +200,9 @@ pub async fn run(
             l,
             shared.clone(),
         )));
+    }
+    for (service, s) in bound_udp {
+        loops.push(tokio::spawn(udp::serve(service, s, shared.clone())));
     }
     // After the readiness lines: systemd's READY=1 means the same.
     notifier.ready(&listening, shared.stopping.clone());

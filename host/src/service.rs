@@ -48,6 +48,13 @@ pub struct Admission(
     Option<IpAddr>,
 );
 
+impl Admission {
+    /// The service admitted to.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.0
+    }
+}
+
 impl Drop for Admission {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::AcqRel);

@@ -17,3 +17,4 @@ mod run_command;
 mod serve;
 mod sockets;
 mod systemd;
+mod udp;

@@ -1,17 +1,18 @@
 //! Port lookup by service name in a services database (`/etc/services`),
 //! read at most once per load and only if a service needs it. The format is
 //! `name port/protocol aliases...`, `#` to the end of a line is a comment;
-//! only `tcp` entries count, and a name matches an entry's name or aliases.
+//! `tcp` entries serve stream services and `udp` entries dgram ones; a name
+//! matches an entry's name or aliases.
 
 use std::path::Path;
 
 /// A services database, read on first use.
 pub(super) struct ServicesDb<'p> {
     path: &'p Path,
-    /// `(names, port)` of every tcp entry; `None` until first read. An
-    /// unreadable file reads as empty, so every lookup misses and says where
-    /// it looked.
-    entries: Option<Vec<(Vec<String>, u16)>>,
+    /// `(names, port, udp)` of every tcp and udp entry; `None` until first
+    /// read. An unreadable file reads as empty, so every lookup misses and
+    /// says where it looked.
+    entries: Option<Vec<(Vec<String>, u16, bool)>>,
 }
 
 impl<'p> ServicesDb<'p> {
@@ -26,8 +27,9 @@ impl<'p> ServicesDb<'p> {
         self.path
     }
 
-    /// The tcp port listed for `name`, if any (the first entry wins).
-    pub(super) fn tcp_port(&mut self, name: &str) -> Option<u16> {
+    /// The tcp (or, if `udp`, the udp) port listed for `name`, if any (the
+    /// first entry wins).
+    pub(super) fn port(&mut self, name: &str, udp: bool) -> Option<u16> {
         let path = self.path;
         let entries = self.entries.get_or_insert_with(|| {
             std::fs::read_to_string(path)
@@ -36,12 +38,12 @@ impl<'p> ServicesDb<'p> {
         });
         entries
             .iter()
-            .find(|(names, _)| names.iter().any(|n| n == name))
-            .map(|(_, port)| *port)
+            .find(|(names, _, u)| *u == udp && names.iter().any(|n| n == name))
+            .map(|(_, port, _)| *port)
     }
 }
 
-fn parse(text: &str) -> Vec<(Vec<String>, u16)> {
+fn parse(text: &str) -> Vec<(Vec<String>, u16, bool)> {
     let mut entries = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");
@@ -49,8 +51,13 @@ fn parse(text: &str) -> Vec<(Vec<String>, u16)> {
         let (Some(name), Some(port_proto)) = (words.next(), words.next()) else {
             continue;
         };
-        let Some((port, "tcp")) = port_proto.split_once('/') else {
+        let Some((port, proto)) = port_proto.split_once('/') else {
             continue;
+        };
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => continue,
         };
         let Ok(port) = port.parse() else {
             continue;
@@ -59,7 +66,7 @@ fn parse(text: &str) -> Vec<(Vec<String>, u16)> {
             .chain(words)
             .map(str::to_string)
             .collect();
-        entries.push((names, port));
+        entries.push((names, port, udp));
     }
     entries
 }
@@ -80,11 +87,11 @@ daytime 13/udp
     #[test]
     fn tcp_entries_by_name_and_alias() {
         let entries = parse(SAMPLE);
-        assert_eq!(entries.len(), 2);
+        assert_eq!(entries.len(), 4);
         let find = |n: &str| {
             entries
                 .iter()
-                .find(|(names, _)| names.iter().any(|x| x == n))
+                .find(|(names, _, udp)| !udp && names.iter().any(|x| x == n))
                 .map(|e| e.1)
         };
         assert_eq!(find("echo"), Some(7));
@@ -94,9 +101,21 @@ daytime 13/udp
     }
 
     #[test]
+    fn udp_entries_for_dgram_services() {
+        let path = std::env::temp_dir().join(format!("wasinetd-services-{}", std::process::id()));
+        std::fs::write(&path, SAMPLE).unwrap();
+        let mut db = ServicesDb::new(&path);
+        assert_eq!(db.port("daytime", true), Some(13));
+        assert_eq!(db.port("daytime", false), None);
+        assert_eq!(db.port("echo", true), Some(7));
+        assert_eq!(db.port("http", true), None);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn missing_file_reads_as_empty() {
         let mut db = ServicesDb::new(Path::new("/nonexistent/services"));
-        assert_eq!(db.tcp_port("echo"), None);
+        assert_eq!(db.port("echo", false), None);
         assert_eq!(db.path(), Path::new("/nonexistent/services"));
     }
 }

@@ -39,6 +39,7 @@ mod preopen;
 mod service;
 mod socket;
 mod spec;
+mod transport;
 mod values;
 
 use std::fmt;
@@ -134,6 +135,8 @@ pub struct ServiceSpec {
     pub line: u32,
     /// The guest to run.
     pub guest: GuestSource,
+    /// TCP (`socket_type = stream`) or UDP (`dgram`).
+    pub transport: Transport,
     /// `argv[0]` is the file name of `server` (the service name for INTERNAL),
     /// then the words of `server_args`.
     pub argv: Vec<String>,
@@ -249,6 +252,16 @@ impl std::fmt::Display for GuestSource {
             GuestSource::Internal(name) => write!(f, "internal:{name}"),
         }
     }
+}
+
+/// How a service takes its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// `socket_type = stream`, `protocol = tcp`: one guest per connection.
+    #[default]
+    Tcp,
+    /// `socket_type = dgram`, `protocol = udp`: one guest per datagram.
+    Udp,
 }
 
 /// Budgets of one connection's guest.

@@ -11,8 +11,9 @@ use super::etc_services::ServicesDb;
 use super::parse::{Op, RawAttr, RawBlock};
 use super::preopen::Preopens;
 use super::socket::{self, Flags};
+use super::transport;
 use super::values::{self, Types};
-use super::{Env, GuestSource, Report, ServiceSpec};
+use super::{Env, GuestSource, Report, ServiceSpec, Transport};
 use crate::access::{AddressRules, TimeWindow};
 
 /// Validates one enabled `service NAME` block; `None` if it has an error.
@@ -40,6 +41,7 @@ pub(super) fn service(
         preopens: Preopens::default(),
         access_times: Vec::new(),
         flags: (Flags::default(), 0),
+        transport: transport::Said::default(),
     };
     let mut seen = Seen::default();
     for raw in &block.attrs {
@@ -74,6 +76,7 @@ struct Draft {
     access_times: Vec<TimeWindow>,
     /// With the line that set it (0: none).
     flags: (Flags, u32),
+    transport: transport::Said,
 }
 
 impl Draft {
@@ -93,7 +96,7 @@ impl Draft {
                 values::yes_no(name, words)?;
             }
             "type" => self.types = values::types(words)?,
-            "socket_type" | "protocol" | "wait" => values::only(name, words)?,
+            "socket_type" | "protocol" | "wait" => self.transport.apply(name, words, raw.line)?,
             "port" => self.port = Some((values::port(name, words)?, raw.line)),
             "server" => {
                 let path = values::one(name, "the path of a .wasm file", words)?;
@@ -140,8 +143,17 @@ impl Draft {
                 None
             }
         };
-        let port = self.port(name, block.line, db, report);
-        let (guest, port) = (guest?, port?);
+        let transport = if ["socket_type", "protocol", "wait"]
+            .iter()
+            .any(|a| self.failed(a))
+        {
+            None
+        } else {
+            self.transport.resolve(report)
+        };
+        let udp = transport == Some(Transport::Udp);
+        let port = self.port(name, udp, block.line, db, report);
+        let (guest, port, transport) = (guest?, port?, transport?);
         let (flags, flags_line) = self.flags;
         let inherited = &self.inherited;
         let listen = socket::listen(
@@ -179,6 +191,9 @@ impl Draft {
         } else {
             argv0
         };
+        // Tells a bundled guest its stdin is one datagram (chargen then
+        // answers once, not forever).
+        let dgram = (matches!(guest, GuestSource::Internal(_)) && udp).then(|| "--dgram".into());
         let inherited = self.inherited;
         let mut vars = inherited.env;
         for var in &inherited.passenv {
@@ -197,7 +212,11 @@ impl Draft {
             file: block.file.clone(),
             line: block.line,
             guest,
-            argv: std::iter::once(argv0).chain(server_args).collect(),
+            transport,
+            argv: std::iter::once(argv0)
+                .chain(dgram)
+                .chain(server_args)
+                .collect(),
             env: vars,
             addr,
             extra_addrs,
@@ -219,11 +238,13 @@ impl Draft {
         })
     }
 
-    /// The port: given, or looked up by NAME unless UNLISTED; a given port
-    /// must match the listed one (0, any free port, is exempt).
+    /// The port: given, or looked up by NAME (its tcp or, if `udp`, udp
+    /// entry) unless UNLISTED; a given port must match the listed one (0,
+    /// any free port, is exempt).
     fn port(
         &self,
         name: &str,
+        udp: bool,
         block_line: u32,
         db: &mut ServicesDb,
         report: &mut Report,
@@ -234,7 +255,7 @@ impl Draft {
                 if self.types.unlisted || self.failed("type") || port == 0 {
                     return Some(port);
                 }
-                match db.tcp_port(name) {
+                match db.port(name, udp) {
                     Some(listed) if listed != port => {
                         let message = format!(
                             "port {port} differs from `{name}` in {services} ({listed}): add `type = UNLISTED`"
@@ -254,7 +275,7 @@ impl Draft {
                 None
             }
             None => {
-                let port = db.tcp_port(name);
+                let port = db.port(name, udp);
                 if port.is_none() {
                     let message = format!(
                         "service `{name}` has no `port` and is not in {services}: add `port` and `type = UNLISTED`"
@@ -308,6 +329,7 @@ mod tests {
             file: "t.conf".into(),
             line: 1,
             guest: GuestSource::File("/srv/hello.wasm".into()),
+            transport: Transport::Tcp,
             argv: vec!["hello.wasm".into(), "-v".into(), "x".into()],
             env: vec![],
             addr: "0.0.0.0:9000".parse().unwrap(),

@@ -123,7 +123,8 @@ mod tests {
             [
                 "2: unknown attribute `rlimit_ass`; did you mean `rlimit_as`?",
                 "12: `service c` has no closing `}`",
-                "13: `wait = yes` is not implemented yet; only `no` is (one guest per connection)",
+                // No `wait = yes` error: an unreadable line may have said
+                // `socket_type = dgram`.
                 "14: `port` takes a number from 0 to 65535 (0: any free port), not `x`",
                 "16: `port` is set twice in this block (lines 14 and 16); keep one",
             ]

@@ -225,32 +225,6 @@ pub(super) fn types(values: &[String]) -> Result<Types, String> {
     Ok(types)
 }
 
-/// An attribute with one implemented value among xinetd's: `socket_type`
-/// (stream), `protocol` (tcp), `wait` (no).
-pub(super) fn only(name: &str, values: &[String]) -> Result<(), String> {
-    let (ours, others, note): (&str, &[&str], &str) = match name {
-        "socket_type" => ("stream", &["dgram", "raw", "seqpacket"], ""),
-        "protocol" => ("tcp", &["udp"], ""),
-        _ => ("no", &["yes"], " (one guest per connection)"),
-    };
-    let what = if name == "wait" {
-        "`yes` or `no`".to_string()
-    } else {
-        format!("`{ours}`")
-    };
-    let word = one(name, &what, values)?;
-    let lower = word.to_ascii_lowercase();
-    if lower == ours {
-        Ok(())
-    } else if others.contains(&lower.as_str()) {
-        Err(format!(
-            "`{name} = {word}` is not implemented yet; only `{ours}` is{note}"
-        ))
-    } else {
-        Err(format!("`{name}` takes {what}, not `{word}`"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,28 +372,6 @@ mod tests {
         assert_eq!(
             types(&w("FOO")).unwrap_err(),
             "`type` takes UNLISTED and/or INTERNAL, not `FOO`"
-        );
-        assert_eq!(only("socket_type", &w("stream")), Ok(()));
-        assert_eq!(
-            only("socket_type", &w("dgram")).unwrap_err(),
-            "`socket_type = dgram` is not implemented yet; only `stream` is"
-        );
-        assert_eq!(
-            only("socket_type", &w("foo")).unwrap_err(),
-            "`socket_type` takes `stream`, not `foo`"
-        );
-        assert_eq!(
-            only("protocol", &w("UDP")).unwrap_err(),
-            "`protocol = UDP` is not implemented yet; only `tcp` is"
-        );
-        assert_eq!(only("wait", &w("no")), Ok(()));
-        assert_eq!(
-            only("wait", &w("yes")).unwrap_err(),
-            "`wait = yes` is not implemented yet; only `no` is (one guest per connection)"
-        );
-        assert_eq!(
-            only("wait", &w("sometimes")).unwrap_err(),
-            "`wait` takes `yes` or `no`, not `sometimes`"
         );
     }
 }

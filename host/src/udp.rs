@@ -1,0 +1,302 @@
+//! UDP services (`socket_type = dgram`): one guest per datagram.
+//!
+//! The datagram is the guest's whole stdin (end of file after it); what
+//! the guest writes to stdout, up to [`MAX_REPLY`] bytes, goes back to the
+//! sender as one datagram once the guest is gone (nothing written, no
+//! reply). Admission is the same as a TCP connection's (`Service::admit`:
+//! address, time, `instances`, `per_source`, `cps`, and the daemon-wide
+//! `--limit`), decided before any instantiation; a refused datagram is
+//! dropped. Nothing queues: a datagram that finds the service at its
+//! `instances` is dropped, so a flood costs at most `instances` guests and
+//! the kernel's receive buffer. Refusals are logged at most once a second
+//! per service in full, the rest summed up in one `dropped N datagrams`
+//! line per second.
+//!
+//! Binding shares `server`'s readiness line; the accept loop of TCP
+//! services is `listener`'s.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+use crate::admission::Refusal;
+use crate::config::{ServiceSpec, SocketOptions};
+use crate::listener::Shared;
+use crate::logging::{self, Traffic};
+use crate::sandbox::{GuestLog, Invocation};
+use crate::service::{Admission, Service, connection_env};
+
+/// The largest datagram read: a UDP payload cannot be longer (64 KiB less
+/// the headers), so nothing is ever cut short on the way in.
+const MAX_DATAGRAM: usize = 64 * 1024;
+/// The largest reply: the largest UDP payload over IPv4 (64 KiB less the
+/// IP and UDP headers). Beyond it, a reply is truncated and logged.
+pub const MAX_REPLY: usize = 65_507;
+/// How often refusals are logged in full; the rest are counted.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Binds a UDP socket on `addr` (port 0 picks a free port), for IPv6 with
+/// the service's `v6only`.
+pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .context("cannot create a socket")?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // As for TCP: the kernel's default must not decide it.
+        socket
+            .set_only_v6(opts.v6only)
+            .context("cannot set IPV6_V6ONLY")?;
+    }
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("cannot bind {addr}"))?;
+    UdpSocket::from_std(socket.into()).context("cannot register the socket")
+}
+
+/// Binds every address of every UDP service (all of a service's or none;
+/// with `port = 0` they share the first one's port). A service that cannot
+/// bind is logged, named in `not_listening` and left out, as `server` does
+/// for TCP.
+pub fn bind_all(
+    services: Vec<Service>,
+    not_listening: &mut Vec<String>,
+) -> Vec<(Arc<Service>, UdpSocket)> {
+    let mut bound = Vec::new();
+    for service in services {
+        let mut sockets: Vec<UdpSocket> = Vec::new();
+        let result = service.spec.addrs().try_for_each(|mut addr| {
+            if let Some(first) = sockets.first()
+                && addr.port() == 0
+            {
+                addr.set_port(first.local_addr()?.port());
+            }
+            sockets.push(bind(addr, &service.spec.socket)?);
+            anyhow::Ok(())
+        });
+        match result {
+            Ok(()) => {
+                let service = Arc::new(service);
+                bound.extend(sockets.into_iter().map(|s| (service.clone(), s)));
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{}:{}: service `{}` cannot start: {e:#}",
+                    service.spec.file.display(),
+                    service.spec.line,
+                    service.name()
+                );
+                not_listening.push(service.name().to_owned());
+            }
+        }
+    }
+    bound
+}
+
+/// Receives datagrams for `service` until `shared.stopping` turns true,
+/// starting one guest for each admitted one.
+pub async fn serve(service: Arc<Service>, socket: UdpSocket, mut shared: Shared) {
+    let socket = Arc::new(socket);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut drops = Drops::default();
+    loop {
+        let flush_at = drops.flush_at();
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buf) => received,
+            _ = sleep_until(flush_at) => {
+                drops.flush(&service.spec);
+                continue;
+            }
+            _ = shared.stopping.wait_for(|&s| s) => return,
+        };
+        let (len, peer) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                // An ICMP error from an earlier reply's destination, or out
+                // of memory: the socket itself is still good.
+                tracing::debug!("receive failed on service `{}`: {e}", service.name());
+                continue;
+            }
+        };
+        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        service.metrics().accepted();
+        // The daemon-wide `--limit` first: without a pool slot there is no
+        // guest, and UDP has no backlog to wait in.
+        let admitted = match shared.slots.clone().try_acquire_owned() {
+            Ok(permit) => service.admit(permit, peer),
+            Err(_) => Err(Refusal::Instances),
+        };
+        match admitted {
+            Ok(admission) => {
+                let payload = Bytes::copy_from_slice(&buf[..len]);
+                let in_flight = shared.in_flight.clone();
+                let reply_to = socket.clone();
+                tokio::spawn(async move {
+                    answer(admission, reply_to, payload, peer, conn).await;
+                    drop(in_flight);
+                });
+            }
+            Err(reason) => {
+                service.metrics().refused(reason);
+                drops.refused(&service.spec, conn, peer, reason, Instant::now());
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the guest on one datagram and sends its reply; never fails, only logs.
+async fn answer(
+    admission: Admission,
+    socket: Arc<UdpSocket>,
+    payload: Bytes,
+    peer: SocketAddr,
+    conn: u64,
+) {
+    let service = admission.service().clone();
+    let spec = &service.spec;
+    let started = Instant::now();
+    let payload_len = payload.len();
+    // One byte over the limit, to tell a reply that fits from one cut short.
+    let stdout = MemoryOutputPipe::new(MAX_REPLY + 1);
+    let env = connection_env(&spec.env, peer);
+    let report = service
+        .guest()
+        .run(Invocation {
+            argv: &spec.argv,
+            env: &env,
+            preopens: &spec.preopens,
+            limits: spec.limits,
+            stdin: MemoryInputPipe::new(payload),
+            stdout: stdout.clone(),
+            stderr: GuestLog::new(service.name().into(), conn),
+        })
+        .await;
+    drop(admission);
+    let mut reply = stdout.contents();
+    if reply.len() > MAX_REPLY {
+        tracing::warn!(
+            target: "wasinetd::conn",
+            "service={} conn={conn} reply truncated to {MAX_REPLY} bytes (the largest UDP payload)",
+            spec.name
+        );
+        reply.truncate(MAX_REPLY);
+    }
+    let mut traffic = Traffic {
+        bytes_in: payload_len as u64,
+        bytes_out: 0,
+    };
+    if !reply.is_empty() {
+        match socket.send_to(&reply, peer).await {
+            Ok(n) => traffic.bytes_out = n as u64,
+            Err(e) => tracing::warn!(
+                target: "wasinetd::conn",
+                "service={} conn={conn} reply not sent: {e}",
+                spec.name
+            ),
+        }
+    }
+    let duration = started.elapsed();
+    service.metrics().finished(&report, duration);
+    logging::connection_done(spec, conn, peer, duration, &report.outcome, traffic);
+}
+
+/// Refused datagrams on one socket: the first of each second logged in full (as a
+/// refused connection), the others counted by reason and summed up in one
+/// line when the second is over.
+#[derive(Debug, Default)]
+struct Drops {
+    /// When the current second started: its first refusal.
+    since: Option<Instant>,
+    /// Refusals since then not logged in full, by reason.
+    counted: BTreeMap<&'static str, u64>,
+}
+
+impl Drops {
+    fn refused(
+        &mut self,
+        spec: &ServiceSpec,
+        conn: u64,
+        peer: SocketAddr,
+        reason: Refusal,
+        now: Instant,
+    ) {
+        match self.since {
+            Some(since) if now.duration_since(since) < LOG_EVERY => {
+                *self.counted.entry(reason.as_str()).or_default() += 1;
+            }
+            _ => {
+                self.flush(spec);
+                self.since = Some(now);
+                logging::connection_refused(spec, conn, peer, reason);
+            }
+        }
+    }
+
+    /// When the summary line is due, if anything was counted.
+    fn flush_at(&self) -> Option<Instant> {
+        match self.since {
+            Some(since) if !self.counted.is_empty() => Some(since + LOG_EVERY),
+            _ => None,
+        }
+    }
+
+    /// Logs the summary of what was counted, then starts afresh.
+    fn flush(&mut self, spec: &ServiceSpec) {
+        self.since = None;
+        let counted = std::mem::take(&mut self.counted);
+        if counted.is_empty() || spec.log_on_failure == Default::default() {
+            return;
+        }
+        let total: u64 = counted.values().sum();
+        let reasons: Vec<String> = counted.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        tracing::warn!(
+            target: "wasinetd::conn",
+            "service={} dropped {total} datagrams in the last second: refused {}",
+            spec.name,
+            reasons.join(" ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_a_second_then_summed_up() {
+        let text = "service u\n{\n type = UNLISTED INTERNAL\n socket_type = dgram\n port = 0\n}\n";
+        let config = crate::config::parse_str(text, std::path::Path::new("t.conf"));
+        let spec = config.services.into_iter().next().unwrap();
+        let mut drops = Drops::default();
+        let t0 = Instant::now();
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        drops.refused(&spec, 1, peer, Refusal::Instances, t0);
+        assert_eq!(drops.flush_at(), None, "the first is logged, not counted");
+        for conn in 2..100 {
+            drops.refused(&spec, conn, peer, Refusal::Instances, t0);
+        }
+        drops.refused(&spec, 100, peer, Refusal::Address, t0);
+        assert_eq!(drops.counted["instances"], 98);
+        assert_eq!(drops.counted["address"], 1);
+        assert_eq!(drops.flush_at(), Some(t0 + LOG_EVERY));
+        // The next second's first refusal flushes and is logged in full.
+        drops.refused(&spec, 101, peer, Refusal::Instances, t0 + LOG_EVERY);
+        assert!(drops.counted.is_empty());
+        assert_eq!(drops.since, Some(t0 + LOG_EVERY));
+    }
+}
