@@ -22,8 +22,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::access;
@@ -95,9 +94,15 @@ impl Gatekeeper {
     }
 
     /// The checks before `instances`: address, time, a running cps pause.
-    /// `ip` is canonical (IPv4-mapped IPv6 as IPv4).
-    pub fn screen(&self, spec: &ServiceSpec, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        if !spec.addresses.allows(ip) {
+    /// `ip` is canonical (IPv4-mapped IPv6 as IPv4); `None` for a Unix
+    /// socket's peer, which address lists do not apply to.
+    pub fn screen(
+        &self,
+        spec: &ServiceSpec,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        if ip.is_some_and(|ip| !spec.addresses.allows(ip)) {
             return Err(Refusal::Address);
         }
         if !spec.access_times.is_empty() {
@@ -117,13 +122,21 @@ impl Gatekeeper {
     }
 
     /// The checks after `instances`: `per_source`, then the cps rate. On
-    /// `Ok`, `ip` holds a `per_source` slot until [`Gatekeeper::release`].
-    pub fn count(&self, spec: &ServiceSpec, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        if !self.per_source.try_take(ip) {
+    /// `Ok`, `ip` holds a `per_source` slot until [`Gatekeeper::release`];
+    /// a Unix socket's peer (`None`) is not counted per source.
+    pub fn count(
+        &self,
+        spec: &ServiceSpec,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        if ip.is_some_and(|ip| !self.per_source.try_take(ip)) {
             return Err(Refusal::PerSource);
         }
         if !self.rate.record(now) {
-            self.per_source.release(ip);
+            if let Some(ip) = ip {
+                self.per_source.release(ip);
+            }
             if let Some(cps) = spec.cps {
                 logging::cps_tripped(spec, cps);
             }
@@ -138,7 +151,7 @@ impl Gatekeeper {
     }
 
     /// Sends `banner` and `banner_success` to an admitted connection.
-    pub async fn greet(&self, stream: &mut TcpStream) -> std::io::Result<()> {
+    pub async fn greet<S: AsyncWrite + Unpin>(&self, stream: &mut S) -> std::io::Result<()> {
         if self.greeting.is_empty() {
             return Ok(());
         }
@@ -151,7 +164,10 @@ impl Gatekeeper {
     /// end of stream, then unread input drained for a moment so the client
     /// sees FIN, not RST. During a flood (more than [`POLITE_REFUSALS`] at
     /// once) it is closed at once instead. Never blocks the caller.
-    pub fn turn_away(&self, mut stream: TcpStream) {
+    pub fn turn_away<S>(&self, mut stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Ok(permit) = self.closing.clone().try_acquire_owned() else {
             return;
         };

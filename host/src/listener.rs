@@ -10,18 +10,21 @@
 //! first) are logged and survived.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::config::{ServiceSpec, SocketOptions};
+use crate::config::{ServiceSpec, SocketOptions, UnixListen};
 use crate::logging;
-use crate::service::Service;
+use crate::sandbox::Socket as GuestStdio;
+use crate::service::{Peer, Service};
 use crate::systemd::ListenFds;
 
 /// Binds a TCP listener on `addr` (port 0 picks a free port) with the
@@ -50,15 +53,75 @@ pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<TcpListene
     TcpListener::from_std(socket.into()).context("cannot register the listener")
 }
 
-/// The listeners of a service: the sockets systemd passed for it, if any
-/// (then nothing is bound), else every address bound.
-pub fn listen(spec: &ServiceSpec, passed: &ListenFds) -> anyhow::Result<Vec<TcpListener>> {
+/// The listeners of one service.
+pub struct Bound {
+    pub tcp: Vec<TcpListener>,
+    pub unix: Option<UnixListener>,
+}
+
+/// The listeners of a service: the TCP sockets systemd passed for it, if
+/// any (then no TCP address is bound), else every address bound; and its
+/// `listen_unix` socket.
+pub fn listen(spec: &ServiceSpec, passed: &ListenFds) -> anyhow::Result<Bound> {
     let adopted = passed.take_for(spec)?;
-    if adopted.is_empty() {
-        bind_all(spec)
+    let tcp = if adopted.is_empty() {
+        bind_all(spec)?
     } else {
-        Ok(adopted)
+        adopted
+    };
+    let unix = spec
+        .unix
+        .as_ref()
+        .map(|u| bind_unix(u, &spec.socket))
+        .transpose()?;
+    Ok(Bound { tcp, unix })
+}
+
+/// Binds a Unix stream socket at `unix.path` with `socket_mode`. A socket
+/// file left by an earlier run is replaced, but only if nothing listens on
+/// it; any other file there is an error.
+pub fn bind_unix(unix: &UnixListen, opts: &SocketOptions) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let path = &unix.path;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => anyhow::bail!(
+                    "cannot bind `{}`: another process listens on it",
+                    path.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path).with_context(|| {
+                        format!("cannot remove the stale socket `{}`", path.display())
+                    })?;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot tell whether `{}` is in use", path.display())
+                    });
+                }
+            }
+        }
+        Ok(_) => anyhow::bail!(
+            "cannot bind `{}`: it exists and is not a socket",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot inspect `{}`", path.display())),
     }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).context("cannot create a socket")?;
+    socket.set_nonblocking(true)?;
+    let addr = socket2::SockAddr::unix(path)?;
+    socket
+        .bind(&addr)
+        .with_context(|| format!("cannot bind `{}`", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(unix.mode))
+        .with_context(|| format!("cannot set the mode of `{}`", path.display()))?;
+    let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
+    socket
+        .listen(backlog)
+        .with_context(|| format!("cannot listen on `{}`", path.display()))?;
+    UnixListener::from_std(socket.into()).context("cannot register the listener")
 }
 
 /// Binds every address of a service (`bind` may list several), all or none.
@@ -103,7 +166,21 @@ pub struct Shared {
 }
 
 /// Accepts connections for `service` until `shared.stopping` turns true.
-pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut shared: Shared) {
+pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, shared: Shared) {
+    serve_listener(service, Listener::Tcp(listener), shared).await;
+}
+
+/// Like [`accept_loop`], on a Unix stream socket.
+pub async fn unix_accept_loop(service: Arc<Service>, listener: UnixListener, shared: Shared) {
+    serve_listener(service, Listener::Unix(listener), shared).await;
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+async fn serve_listener(service: Arc<Service>, listener: Listener, mut shared: Shared) {
     loop {
         let permit = tokio::select! {
             permit = shared.slots.clone().acquire_owned() => match permit {
@@ -113,7 +190,12 @@ pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut share
             _ = shared.stopping.wait_for(|&s| s) => return,
         };
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = async {
+                match &listener {
+                    Listener::Tcp(l) => l.accept().await.map(|(s, p)| (Ok(s), Peer::Ip(p))),
+                    Listener::Unix(l) => l.accept().await.map(|(s, p)| (Err(s), Peer::unix(&p))),
+                }
+            } => accepted,
             _ = shared.stopping.wait_for(|&s| s) => return,
         };
         let (stream, peer) = match accepted {
@@ -126,37 +208,56 @@ pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, mut share
                 continue;
             }
         };
-        if let Err(e) = tune(&stream, &service.spec.socket) {
-            tracing::warn!(
-                "cannot set socket options on service `{}`: {e}",
-                service.name()
-            );
+        match stream {
+            Ok(tcp) => {
+                if let Err(e) = tune(&tcp, &service.spec.socket) {
+                    tracing::warn!(
+                        "cannot set socket options on service `{}`: {e}",
+                        service.name()
+                    );
+                }
+                handle(&service, &shared, permit, tcp, peer);
+            }
+            Err(unix) => handle(&service, &shared, permit, unix, peer),
         }
-        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        service.metrics().accepted();
-        match service.admit(permit, peer) {
-            Ok(admission) => {
-                let in_flight = shared.in_flight.clone();
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let mut stream = stream;
-                    match service.gate().greet(&mut stream).await {
-                        Ok(()) => Service::serve(admission, stream, peer, conn).await,
-                        Err(e) => {
-                            drop(admission);
-                            logging::connection_lost(&service.spec, conn, peer, &e);
-                        }
+    }
+}
+
+/// Admits or refuses one accepted connection; an admitted one is served in
+/// a task of its own.
+fn handle<S>(
+    service: &Arc<Service>,
+    shared: &Shared,
+    permit: OwnedSemaphorePermit,
+    stream: S,
+    peer: Peer,
+) where
+    S: GuestStdio + AsFd + AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    service.metrics().accepted();
+    match service.admit(permit, &peer) {
+        Ok(admission) => {
+            let in_flight = shared.in_flight.clone();
+            let service = service.clone();
+            tokio::spawn(async move {
+                let mut stream = stream;
+                match service.gate().greet(&mut stream).await {
+                    Ok(()) => Service::serve(admission, stream, peer, conn).await,
+                    Err(e) => {
+                        drop(admission);
+                        logging::connection_lost(&service.spec, conn, peer.tcp(), &e);
                     }
-                    drop(in_flight);
-                });
-            }
-            Err(reason) => {
-                service.metrics().refused(reason);
-                // Logged before the close, so a client that sees the close
-                // can rely on the line being there.
-                logging::connection_refused(&service.spec, conn, peer, reason);
-                service.gate().turn_away(stream);
-            }
+                }
+                drop(in_flight);
+            });
+        }
+        Err(reason) => {
+            service.metrics().refused(reason);
+            // Logged before the close, so a client that sees the close
+            // can rely on the line being there.
+            logging::connection_refused(&service.spec, conn, peer.tcp(), reason);
+            service.gate().turn_away(stream);
         }
     }
 }

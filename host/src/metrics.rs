@@ -162,8 +162,8 @@ impl ServiceMetrics {
 /// A connection's socket that adds what it reads and writes to its
 /// service's byte counters: the guest's stdio, and the unread input drained
 /// after it.
-pub struct CountedSocket {
-    stream: TcpStream,
+pub struct CountedSocket<S = TcpStream> {
+    stream: S,
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
     /// This connection's own counts, for its log line (`TRAFFIC`).
@@ -171,9 +171,9 @@ pub struct CountedSocket {
     conn_sent: AtomicU64,
 }
 
-impl CountedSocket {
+impl<S> CountedSocket<S> {
     /// Counts `stream`'s bytes into `metrics`.
-    pub fn new(stream: TcpStream, metrics: &ServiceMetrics) -> Self {
+    pub fn new(stream: S, metrics: &ServiceMetrics) -> Self {
         Self {
             stream,
             received: metrics.received.clone(),
@@ -192,7 +192,7 @@ impl CountedSocket {
     }
 }
 
-impl Socket for CountedSocket {
+impl<S: Socket> Socket for CountedSocket<S> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.stream.poll_read_ready(cx)
     }
@@ -216,7 +216,7 @@ impl Socket for CountedSocket {
     }
 }
 
-impl AsFd for CountedSocket {
+impl<S: AsFd> AsFd for CountedSocket<S> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
     }

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::admin;
@@ -131,12 +131,14 @@ pub async fn run(
         .into_iter()
         .partition(|s| s.spec.transport == Transport::Udp);
     let mut bound: Vec<(Arc<Service>, TcpListener)> = Vec::new();
+    let mut unix_bound: Vec<(Arc<Service>, UnixListener)> = Vec::new();
     let mut not_listening = opts.failed.clone();
     for service in services {
         match listener::listen(&service.spec, &opts.listen_fds) {
             Ok(ls) => {
                 let service = Arc::new(service);
-                bound.extend(ls.into_iter().map(|l| (service.clone(), l)));
+                bound.extend(ls.tcp.into_iter().map(|l| (service.clone(), l)));
+                unix_bound.extend(ls.unix.map(|l| (service.clone(), l)));
             }
             Err(e) => {
                 tracing::error!(
@@ -151,7 +153,7 @@ pub async fn run(
     }
     opts.listen_fds.close_unclaimed();
     let bound_udp: Vec<(Arc<Service>, UdpSocket)> = udp::bind_all(datagram, &mut not_listening);
-    if bound.is_empty() && bound_udp.is_empty() {
+    if bound.is_empty() && unix_bound.is_empty() && bound_udp.is_empty() {
         bail!("no service could start");
     }
     let mut listening = Vec::with_capacity(bound.len());
@@ -185,6 +187,15 @@ pub async fn run(
         // The readiness line: tests and scripts wait for exactly this.
         eprintln!("listening service={} addr={addr}", service.name());
     }
+    for (service, _) in &unix_bound {
+        if let Some(unix) = &service.spec.unix {
+            eprintln!(
+                "listening service={} addr=unix:{}",
+                service.name(),
+                unix.path.display()
+            );
+        }
+    }
 
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
     let shared = listener::Shared {
@@ -196,6 +207,13 @@ pub async fn run(
     let mut loops = Vec::new();
     for (service, l) in bound {
         loops.push(tokio::spawn(listener::accept_loop(
+            service,
+            l,
+            shared.clone(),
+        )));
+    }
+    for (service, l) in unix_bound {
+        loops.push(tokio::spawn(listener::unix_accept_loop(
             service,
             l,
             shared.clone(),

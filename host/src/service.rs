@@ -9,11 +9,11 @@
 //! `instances` count is here); accepting is the listener's job.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::admission::Gatekeeper;
@@ -21,7 +21,7 @@ pub use crate::admission::Refusal;
 use crate::config::ServiceSpec;
 use crate::logging;
 use crate::metrics::{CountedSocket, ServiceMetrics};
-use crate::sandbox::{Guest, GuestLog, Invocation, SocketStdin, SocketStdout, drain};
+use crate::sandbox::{Guest, GuestLog, Invocation, Socket, SocketStdin, SocketStdout, drain};
 
 /// How long the end of a connection may take after the guest: writing out
 /// what it left pending, and draining unread client input.
@@ -107,9 +107,9 @@ impl Service {
     pub fn admit(
         self: &Arc<Self>,
         permit: OwnedSemaphorePermit,
-        peer: SocketAddr,
+        peer: &Peer,
     ) -> Result<Admission, Refusal> {
-        let ip = peer.ip().to_canonical();
+        let ip = peer.tcp().map(|p| p.ip().to_canonical());
         let now = Instant::now();
         self.gate.screen(&self.spec, ip, now)?;
         let max = self.spec.instances.unwrap_or(u32::MAX);
@@ -121,27 +121,30 @@ impl Service {
         // Dropped on a refusal below, which frees the instance slot.
         let mut admission = Admission(self.clone(), permit, None);
         self.gate.count(&self.spec, ip, now)?;
-        admission.2 = Some(ip);
+        admission.2 = ip;
         Ok(admission)
     }
 
     /// Serves one admitted connection to the end; never fails, only logs.
-    pub async fn serve(admission: Admission, stream: TcpStream, peer: SocketAddr, conn: u64) {
+    pub async fn serve<S: Socket + AsFd>(admission: Admission, stream: S, peer: Peer, conn: u64) {
         let this = admission.0.clone();
         this.serve_admitted(admission, stream, peer, conn).await;
     }
 
-    async fn serve_admitted(
+    async fn serve_admitted<S: Socket + AsFd>(
         &self,
         admission: Admission,
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: S,
+        peer: Peer,
         conn: u64,
     ) {
         let started = Instant::now();
         let sock = Arc::new(CountedSocket::new(stream, &self.metrics));
         let stdout = SocketStdout::new(sock.clone());
-        let env = connection_env(&self.spec.env, peer);
+        let env = match &peer {
+            Peer::Ip(addr) => connection_env(&self.spec.env, *addr),
+            Peer::Unix(path) => unix_env(&self.spec.env, path.as_deref()),
+        };
         let report = self
             .guest
             .run(Invocation {
@@ -164,8 +167,59 @@ impl Service {
         let duration = started.elapsed();
         self.metrics.finished(&report, duration);
         let traffic = sock.traffic();
-        logging::connection_done(&self.spec, conn, peer, duration, &report.outcome, traffic);
+        logging::connection_done(
+            &self.spec,
+            conn,
+            peer.tcp(),
+            duration,
+            &report.outcome,
+            traffic,
+        );
     }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP (or UDP) client.
+    Ip(SocketAddr),
+    /// A client of a Unix socket: the path it is bound to (`@name` for an
+    /// abstract one), if it bound one; most clients do not.
+    Unix(Option<String>),
+}
+
+impl Peer {
+    /// The client's IP address and port; `None` for a Unix socket's peer.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Peer::Ip(addr) => Some(*addr),
+            Peer::Unix(_) => None,
+        }
+    }
+
+    /// A Unix socket's peer, from the address `accept` gave.
+    pub fn unix(addr: &tokio::net::unix::SocketAddr) -> Peer {
+        use std::os::linux::net::SocketAddrExt as _;
+        let std_addr: std::os::unix::net::SocketAddr = addr.clone().into();
+        if let Some(path) = std_addr.as_pathname() {
+            Peer::Unix(Some(path.display().to_string()))
+        } else if let Some(name) = std_addr.as_abstract_name() {
+            Peer::Unix(Some(format!("@{}", String::from_utf8_lossy(name))))
+        } else {
+            Peer::Unix(None)
+        }
+    }
+}
+
+/// The service's environment plus a Unix socket's peer, as systemd (257)
+/// sets it: `REMOTE_ADDR` is the peer's path, unset when it has none; no
+/// `REMOTE_HOST` or `REMOTE_PORT`.
+fn unix_env(base: &[(String, String)], path: Option<&str>) -> Vec<(String, String)> {
+    let mut env = base.to_vec();
+    if let Some(path) = path {
+        env.push(("REMOTE_ADDR".into(), path.to_owned()));
+    }
+    env
 }
 
 /// The service's environment plus the peer, as xinetd (`REMOTE_HOST`) and

@@ -32,7 +32,7 @@ use crate::config::{ServiceSpec, SocketOptions};
 use crate::listener::Shared;
 use crate::logging::{self, Traffic};
 use crate::sandbox::{GuestLog, Invocation};
-use crate::service::{Admission, Service, connection_env};
+use crate::service::{Admission, Peer, Service, connection_env};
 
 /// The largest datagram read: a UDP payload cannot be longer (64 KiB less
 /// the headers), so nothing is ever cut short on the way in.
@@ -131,7 +131,7 @@ pub async fn serve(service: Arc<Service>, socket: UdpSocket, mut shared: Shared)
         // The daemon-wide `--limit` first: without a pool slot there is no
         // guest, and UDP has no backlog to wait in.
         let admitted = match shared.slots.clone().try_acquire_owned() {
-            Ok(permit) => service.admit(permit, peer),
+            Ok(permit) => service.admit(permit, &Peer::Ip(peer)),
             Err(_) => Err(Refusal::Instances),
         };
         match admitted {

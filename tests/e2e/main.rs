@@ -18,3 +18,4 @@ mod serve;
 mod sockets;
 mod systemd;
 mod udp;
+mod unix;

@@ -183,6 +183,11 @@ fn summary(s: &crate::service::Service) -> String {
         addr = spec
             .addrs()
             .map(|a| a.to_string())
+            .chain(
+                spec.unix
+                    .iter()
+                    .map(|u| format!("unix:{}", u.path.display()))
+            )
             .collect::<Vec<_>>()
             .join(","),
         source = spec.guest,

@@ -109,6 +109,8 @@ pub(super) const TABLE: &[Attr] = &[
     attr("flags", Service, Single),
     attr("v6only", Both, Single),
     attr("backlog", Both, Single),
+    attr("listen_unix", Service, Single),
+    attr("socket_mode", Both, Single),
     attr("max_load", Both, NotYet),
     attr("redirect", Service, NotYet),
     attr("log_type", Both, Single),

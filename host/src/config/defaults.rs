@@ -30,6 +30,8 @@ pub(super) struct Inherited {
     /// `v6only`; `None` when not given.
     pub v6only: Option<bool>,
     pub backlog: u32,
+    /// `socket_mode` of `listen_unix` sockets.
+    pub socket_mode: u32,
     /// `None` until an `only_from` line: everyone may connect.
     pub only_from: Option<Vec<IpNet>>,
     pub no_access: Vec<IpNet>,
@@ -65,6 +67,7 @@ impl Default for Inherited {
             bind: Vec::new(),
             v6only: None,
             backlog: super::DEFAULT_BACKLOG,
+            socket_mode: super::DEFAULT_SOCKET_MODE,
             only_from: None,
             no_access: Vec::new(),
             per_source: None,
@@ -122,6 +125,7 @@ impl Inherited {
             "bind" => self.bind = socket::addresses(name, words)?,
             "v6only" => self.v6only = Some(values::yes_no(name, words)?),
             "backlog" => self.backlog = socket::backlog(name, words)?,
+            "socket_mode" => self.socket_mode = socket::mode(name, words)?,
             "only_from" => {
                 let nets = admission::addresses(name, words)?;
                 if op == Op::Remove && self.only_from.is_none() {

@@ -149,6 +149,11 @@ pub struct ServiceSpec {
     pub addr: SocketAddr,
     /// The other `bind` addresses, on the same port: one listener each.
     pub extra_addrs: Vec<SocketAddr>,
+    /// Whether the service listens on TCP at all: not when it has
+    /// `listen_unix` and no `port` (then `addr` means nothing).
+    pub tcp: bool,
+    /// The Unix stream socket of `listen_unix`, if any.
+    pub unix: Option<UnixListen>,
     /// Listening and accepted socket options: `flags`, `v6only`, `backlog`.
     pub socket: SocketOptions,
     /// Most connections served at once; `None` is UNLIMITED.
@@ -200,9 +205,23 @@ pub enum LogType {
 impl ServiceSpec {
     /// Every TCP address the service listens on: `addr`, then `extra_addrs`.
     pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        std::iter::once(self.addr).chain(self.extra_addrs.iter().copied())
+        let tcp = self.tcp.then_some(self.addr);
+        tcp.into_iter()
+            .chain(self.extra_addrs.iter().copied().filter(|_| self.tcp))
     }
 }
+
+/// A Unix stream socket to listen on (`listen_unix`, `socket_mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixListen {
+    /// An absolute path.
+    pub path: PathBuf,
+    /// The socket file's permission bits.
+    pub mode: u32,
+}
+
+/// `socket_mode` when not set: systemd's `SocketMode=` default.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o666;
 
 /// Listen backlog when `backlog` is not set. xinetd's fixed 64 drops
 /// handshakes under a burst; the kernel caps any value at

@@ -13,7 +13,7 @@ use super::preopen::Preopens;
 use super::socket::{self, Flags};
 use super::transport;
 use super::values::{self, Types};
-use super::{Env, GuestSource, Report, ServiceSpec, Transport};
+use super::{Env, GuestSource, Report, ServiceSpec, Transport, UnixListen};
 use crate::access::{AddressRules, TimeWindow};
 
 /// Validates one enabled `service NAME` block; `None` if it has an error.
@@ -41,6 +41,7 @@ pub(super) fn service(
         preopens: Preopens::default(),
         access_times: Vec::new(),
         flags: (Flags::default(), 0),
+        unix: None,
         transport: transport::Said::default(),
     };
     let mut seen = Seen::default();
@@ -76,6 +77,8 @@ struct Draft {
     access_times: Vec<TimeWindow>,
     /// With the line that set it (0: none).
     flags: (Flags, u32),
+    /// With the line that set it.
+    unix: Option<(PathBuf, u32)>,
     transport: transport::Said,
 }
 
@@ -106,6 +109,7 @@ impl Draft {
             "preopen" => self.preopens.apply(raw, checked.replaces, dir)?,
             "access_times" => self.access_times = admission::access_times(name, words)?,
             "flags" => self.flags = (socket::flags(words)?, raw.line),
+            "listen_unix" => self.unix = Some((socket::unix_path(name, words)?, raw.line)),
             key => {
                 let handled = self.inherited.apply(key, raw, checked.replaces, dir)?;
                 debug_assert!(handled, "`{key}` passed screening but was not applied");
@@ -152,7 +156,20 @@ impl Draft {
             self.transport.resolve(report)
         };
         let udp = transport == Some(Transport::Udp);
-        let port = self.port(name, udp, block.line, db, report);
+        if let (true, Some((_, line))) = (udp, &self.unix) {
+            report.error(
+                *line,
+                "`listen_unix` is for stream services; a `dgram` service listens on UDP only",
+            );
+            return None;
+        }
+        // `listen_unix` without `port`: a Unix socket only.
+        let tcp = self.unix.is_none() && !self.failed("listen_unix") || self.port.is_some();
+        let port = if tcp {
+            self.port(name, udp, block.line, db, report)
+        } else {
+            Some(0)
+        };
         let (guest, port, transport) = (guest?, port?, transport?);
         let (flags, flags_line) = self.flags;
         let inherited = &self.inherited;
@@ -220,6 +237,11 @@ impl Draft {
             env: vars,
             addr,
             extra_addrs,
+            tcp,
+            unix: self.unix.map(|(path, _)| UnixListen {
+                path,
+                mode: inherited.socket_mode,
+            }),
             socket,
             instances: inherited.instances,
             addresses: AddressRules {
@@ -334,6 +356,8 @@ mod tests {
             env: vec![],
             addr: "0.0.0.0:9000".parse().unwrap(),
             extra_addrs: vec![],
+            tcp: true,
+            unix: None,
             socket: super::super::SocketOptions::default(),
             instances: None,
             addresses: AddressRules::default(),

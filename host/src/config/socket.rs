@@ -4,6 +4,7 @@
 //! Binding is the listener's job.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
 use super::{SocketOptions, values};
 
@@ -101,6 +102,33 @@ pub(super) fn backlog(name: &str, values: &[String]) -> Result<u32, String> {
     let word = values::one(name, what, values)?;
     match word.parse::<i32>() {
         Ok(n) if n >= 1 => Ok(n as u32),
+        _ => Err(format!("`{name}` takes {what}, not `{word}`")),
+    }
+}
+
+/// `listen_unix`: an absolute path that fits in a `sockaddr_un`.
+pub(super) fn unix_path(name: &str, values: &[String]) -> Result<PathBuf, String> {
+    let what = "the absolute path of a Unix socket, like /run/wasinetd/NAME.sock";
+    let word = values::one(name, what, values)?;
+    if !word.starts_with('/') {
+        return Err(format!("`{name}` takes {what}, not `{word}`"));
+    }
+    // sun_path holds 108 bytes with the terminating NUL.
+    if word.len() > 107 {
+        return Err(format!(
+            "`{name}` path is {} bytes long; a Unix socket path has at most 107",
+            word.len()
+        ));
+    }
+    Ok(PathBuf::from(word))
+}
+
+/// `socket_mode`: octal permission bits, like `0660`.
+pub(super) fn mode(name: &str, values: &[String]) -> Result<u32, String> {
+    let what = "octal permission bits from 0000 to 0777, like 0660";
+    let word = values::one(name, what, values)?;
+    match u32::from_str_radix(word, 8) {
+        Ok(mode) if mode <= 0o777 && word.len() >= 3 => Ok(mode),
         _ => Err(format!("`{name}` takes {what}, not `{word}`")),
     }
 }
@@ -211,6 +239,9 @@ mod tests {
             "`flags = IPv6` does not match the `bind` address `127.0.0.1`"
         );
         assert_eq!(backlog("backlog", &w("64")), Ok(64));
+        assert_eq!(mode("socket_mode", &w("0660")), Ok(0o660));
+        assert!(mode("socket_mode", &w("0999")).is_err());
+        assert!(unix_path("listen_unix", &w("x.sock")).is_err());
         assert!(backlog("backlog", &w("0")).is_err());
     }
 }

@@ -223,7 +223,7 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
 fn with_flags<'a>(
     spec: &'a ServiceSpec,
     conn: u64,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
     duration: Option<Duration>,
     traffic: Option<Traffic>,
     flags: LogFlags,
@@ -235,7 +235,7 @@ fn with_flags<'a>(
         service: &spec.name,
         conn: Some(conn),
         pid: flags.pid.then(std::process::id),
-        peer: flags.host.then_some(peer),
+        peer: peer.filter(|_| flags.host),
         duration: duration.filter(|_| flags.duration),
         traffic: traffic.filter(|_| flags.traffic),
         ..Line::default()
@@ -246,7 +246,7 @@ fn with_flags<'a>(
 pub fn connection_done(
     spec: &ServiceSpec,
     conn: u64,
-    peer: SocketAddr,
+    peer: impl Into<Option<SocketAddr>>,
     duration: Duration,
     outcome: &Outcome,
     traffic: Traffic,
@@ -266,7 +266,14 @@ pub fn connection_done(
     } else {
         return;
     };
-    let mut line = with_flags(spec, conn, peer, Some(duration), Some(traffic), flags);
+    let mut line = with_flags(
+        spec,
+        conn,
+        peer.into(),
+        Some(duration),
+        Some(traffic),
+        flags,
+    );
     line.warn = abnormal;
     line.head = if flags.exit {
         outcome.to_string()
@@ -281,12 +288,17 @@ pub fn connection_done(
 }
 
 /// Logs a connection closed without running the guest: `refused: REASON ...`.
-pub fn connection_refused(spec: &ServiceSpec, conn: u64, peer: SocketAddr, reason: Refusal) {
+pub fn connection_refused(
+    spec: &ServiceSpec,
+    conn: u64,
+    peer: impl Into<Option<SocketAddr>>,
+    reason: Refusal,
+) {
     let flags = spec.log_on_failure;
     if flags == LogFlags::default() {
         return;
     }
-    let mut line = with_flags(spec, conn, peer, None, None, flags);
+    let mut line = with_flags(spec, conn, peer.into(), None, None, flags);
     line.warn = true;
     line.head = format!("refused: {}", reason.as_str());
     line.outcome = Some("refused");
@@ -296,12 +308,17 @@ pub fn connection_refused(spec: &ServiceSpec, conn: u64, peer: SocketAddr, reaso
 
 /// Logs an admitted connection that ended before its guest started,
 /// because the client did not take the banner.
-pub fn connection_lost(spec: &ServiceSpec, conn: u64, peer: SocketAddr, error: &std::io::Error) {
+pub fn connection_lost(
+    spec: &ServiceSpec,
+    conn: u64,
+    peer: impl Into<Option<SocketAddr>>,
+    error: &std::io::Error,
+) {
     let flags = LogFlags {
         host: spec.log_on_failure.host,
         ..LogFlags::default()
     };
-    let mut line = with_flags(spec, conn, peer, None, None, flags);
+    let mut line = with_flags(spec, conn, peer.into(), None, None, flags);
     line.head = format!("lost before the guest: the banner was not taken ({error})");
     line.outcome = Some("lost");
     line.reason = Some("banner");

@@ -51,6 +51,21 @@ impl Socket for tokio::net::TcpStream {
     }
 }
 
+impl Socket for tokio::net::UnixStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::UnixStream::poll_read_ready(self, cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::net::UnixStream::try_read(self, buf)
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::UnixStream::poll_write_ready(self, cx)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        tokio::net::UnixStream::try_write(self, buf)
+    }
+}
+
 /// Non-blocking read that treats "would block" as no data yet.
 fn try_read_some<S: Socket>(sock: &S, buf: &mut [u8]) -> io::Result<Option<usize>> {
     match sock.try_read(buf) {
