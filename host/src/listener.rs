@@ -25,7 +25,7 @@ use crate::config::{ServiceSpec, SocketOptions, UnixListen};
 use crate::logging;
 use crate::sandbox::Socket as GuestStdio;
 use crate::service::{Peer, Service};
-use crate::systemd::ListenFds;
+use crate::systemd::{Adopted, ListenFds};
 
 /// Binds a TCP listener on `addr` (port 0 picks a free port) with the
 /// service's `backlog` and, for IPv6, its `v6only`.
@@ -53,27 +53,23 @@ pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<TcpListene
     TcpListener::from_std(socket.into()).context("cannot register the listener")
 }
 
-/// The listeners of one service.
-pub struct Bound {
-    pub tcp: Vec<TcpListener>,
-    pub unix: Option<UnixListener>,
-}
+/// The listeners of one service: TCP, and Unix stream sockets.
+pub type Bound = Adopted;
 
-/// The listeners of a service: the TCP sockets systemd passed for it, if
-/// any (then no TCP address is bound), else every address bound; and its
+/// The listeners of a service: the sockets systemd passed for it, if any
+/// (then nothing is bound), else every address bound, and its
 /// `listen_unix` socket.
 pub fn listen(spec: &ServiceSpec, passed: &ListenFds) -> anyhow::Result<Bound> {
     let adopted = passed.take_for(spec)?;
-    let tcp = if adopted.is_empty() {
-        bind_all(spec)?
-    } else {
-        adopted
-    };
+    if !adopted.is_empty() {
+        return Ok(adopted);
+    }
+    let tcp = bind_all(spec)?;
     let unix = spec
         .unix
-        .as_ref()
+        .iter()
         .map(|u| bind_unix(u, &spec.socket))
-        .transpose()?;
+        .collect::<anyhow::Result<_>>()?;
     Ok(Bound { tcp, unix })
 }
 

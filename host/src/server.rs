@@ -138,7 +138,7 @@ pub async fn run(
             Ok(ls) => {
                 let service = Arc::new(service);
                 bound.extend(ls.tcp.into_iter().map(|l| (service.clone(), l)));
-                unix_bound.extend(ls.unix.map(|l| (service.clone(), l)));
+                unix_bound.extend(ls.unix.into_iter().map(|l| (service.clone(), l)));
             }
             Err(e) => {
                 tracing::error!(
@@ -187,14 +187,14 @@ pub async fn run(
         // The readiness line: tests and scripts wait for exactly this.
         eprintln!("listening service={} addr={addr}", service.name());
     }
-    for (service, _) in &unix_bound {
-        if let Some(unix) = &service.spec.unix {
-            eprintln!(
-                "listening service={} addr=unix:{}",
-                service.name(),
-                unix.path.display()
-            );
-        }
+    for (service, l) in &unix_bound {
+        let addr = l.local_addr().context("cannot read a listener's address")?;
+        let path = addr.as_pathname().unwrap_or(std::path::Path::new(""));
+        eprintln!(
+            "listening service={} addr=unix:{}",
+            service.name(),
+            path.display()
+        );
     }
 
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
@@ -204,6 +204,11 @@ pub async fn run(
         stopping: stop_rx,
         in_flight: in_flight_tx,
     };
+    // The service of every listener, for systemd's STATUS=.
+    let per_listener: Vec<Arc<Service>> = (listening.iter().map(|(s, _)| s))
+        .chain(unix_bound.iter().map(|(s, _)| s))
+        .cloned()
+        .collect();
     let mut loops = Vec::new();
     for (service, l) in bound {
         loops.push(tokio::spawn(listener::accept_loop(
@@ -223,12 +228,12 @@ pub async fn run(
         loops.push(tokio::spawn(udp::serve(service, s, shared.clone())));
     }
     // After the readiness lines: systemd's READY=1 means the same.
-    notifier.ready(&listening, shared.stopping.clone());
+    notifier.ready(&per_listener, shared.stopping.clone());
     drop(shared);
 
     shutdown.await;
     let _ = stop_tx.send(true);
-    notifier.stopping(&listening);
+    notifier.stopping(&per_listener);
     for l in loops {
         let _ = l.await;
     }

@@ -10,11 +10,12 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::config::ServiceSpec;
@@ -23,14 +24,45 @@ use crate::service::Service;
 /// The first passed descriptor (`SD_LISTEN_FDS_START`).
 const FIRST_FD: RawFd = 3;
 
-/// One passed TCP listening socket.
+/// One passed listening socket.
 #[derive(Debug)]
 struct Passed {
     fd: RawFd,
     /// Its `LISTEN_FDNAMES` entry, if any.
     name: Option<String>,
-    addr: SocketAddr,
-    socket: std::net::TcpListener,
+    local: Local,
+    socket: socket2::Socket,
+}
+
+/// Where a passed socket listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Local {
+    Tcp(SocketAddr),
+    /// A Unix socket bound to a path.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Local::Tcp(addr) => write!(f, "{addr}"),
+            Local::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The passed sockets a service takes.
+#[derive(Debug, Default)]
+pub struct Adopted {
+    pub tcp: Vec<TcpListener>,
+    pub unix: Vec<UnixListener>,
+}
+
+impl Adopted {
+    /// Whether systemd passed nothing for the service.
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_empty() && self.unix.is_empty()
+    }
 }
 
 /// Listening sockets passed by systemd, not yet given to a service.
@@ -40,8 +72,8 @@ pub struct ListenFds(Arc<Mutex<Vec<Passed>>>);
 impl ListenFds {
     /// Takes the sockets systemd passed to this process: `LISTEN_FDS`
     /// descriptors from fd 3, if `LISTEN_PID` is this process. Each is made
-    /// close-on-exec; one that is not a TCP listening socket is logged and
-    /// closed. The variables are removed from the environment, so `passenv`
+    /// close-on-exec; one that is not a TCP or Unix (path) stream listening
+    /// socket is logged and closed. The variables are removed from the environment, so `passenv`
     /// never hands them on.
     ///
     /// # Safety
@@ -84,10 +116,10 @@ impl ListenFds {
             // it to own; nothing else in the process uses them.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             match adopt(owned) {
-                Ok((addr, socket)) => passed.push(Passed {
+                Ok((local, socket)) => passed.push(Passed {
                     fd,
                     name,
-                    addr,
+                    local,
                     socket,
                 }),
                 Err(e) => tracing::warn!(
@@ -100,34 +132,46 @@ impl ListenFds {
     }
 
     /// The passed sockets that belong to `spec`: every one named after the
-    /// service, else every one bound to one of its addresses. They are
-    /// removed from the set; an empty result means none was passed.
-    pub fn take_for(&self, spec: &ServiceSpec) -> anyhow::Result<Vec<TcpListener>> {
+    /// service, else every one bound to one of its addresses (or its
+    /// `listen_unix` path). They are removed from the set.
+    pub fn take_for(&self, spec: &ServiceSpec) -> anyhow::Result<Adopted> {
         let mut passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let by_name = passed.iter().any(|p| p.name.as_deref() == Some(&spec.name));
         let (mine, rest): (Vec<_>, Vec<_>) = passed.drain(..).partition(|p| {
             if by_name {
                 p.name.as_deref() == Some(&spec.name)
             } else {
-                spec.addrs().any(|a| a == p.addr)
+                match &p.local {
+                    Local::Tcp(addr) => spec.addrs().any(|a| a == *addr),
+                    Local::Unix(path) => spec.unix.as_ref().is_some_and(|u| u.path == *path),
+                }
             }
         });
         *passed = rest;
-        mine.into_iter()
-            .map(|p| {
-                tracing::info!(
-                    "service `{}`: adopted the listening socket {} passed by systemd (fd {}, {})",
-                    spec.name,
-                    p.addr,
-                    p.fd,
-                    match &p.name {
-                        Some(name) if by_name => format!("name `{name}`"),
-                        _ => "matched by address".to_owned(),
-                    }
-                );
-                TcpListener::from_std(p.socket).context("cannot register a passed listener")
-            })
-            .collect()
+        let mut adopted = Adopted::default();
+        for p in mine {
+            tracing::info!(
+                "service `{}`: adopted the listening socket {} passed by systemd (fd {}, {})",
+                spec.name,
+                p.local,
+                p.fd,
+                match &p.name {
+                    Some(name) if by_name => format!("name `{name}`"),
+                    _ => "matched by address".to_owned(),
+                }
+            );
+            match p.local {
+                Local::Tcp(_) => adopted.tcp.push(
+                    TcpListener::from_std(p.socket.into())
+                        .context("cannot register a passed listener")?,
+                ),
+                Local::Unix(_) => adopted.unix.push(
+                    UnixListener::from_std(OwnedFd::from(p.socket).into())
+                        .context("cannot register a passed listener")?,
+                ),
+            }
+        }
+        Ok(adopted)
     }
 
     /// Logs and closes every passed socket no service took.
@@ -137,15 +181,16 @@ impl ListenFds {
             tracing::warn!(
                 "passed fd {} ({}, name `{}`) matches no service by name or address; closed",
                 p.fd,
-                p.addr,
+                p.local,
                 p.name.as_deref().unwrap_or("")
             );
         }
     }
 }
 
-/// Checks that `fd` is a TCP listening socket and readies it for tokio.
-fn adopt(fd: OwnedFd) -> anyhow::Result<(SocketAddr, std::net::TcpListener)> {
+/// Checks that `fd` is a TCP or Unix (path) stream listening socket and
+/// readies it for tokio.
+fn adopt(fd: OwnedFd) -> anyhow::Result<(Local, socket2::Socket)> {
     // SAFETY: fcntl on a descriptor this process owns.
     let cloexec = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     if cloexec < 0 {
@@ -153,12 +198,13 @@ fn adopt(fd: OwnedFd) -> anyhow::Result<(SocketAddr, std::net::TcpListener)> {
     }
     let socket = socket2::Socket::from(fd);
     let kind = socket.r#type().context("not a socket")?;
-    let addr = socket
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
+    let local = socket.local_addr().ok().and_then(|a| match a.as_socket() {
+        Some(addr) => Some(Local::Tcp(addr)),
+        None => a.as_pathname().map(|p| Local::Unix(p.to_owned())),
+    });
+    let addr = local
         .filter(|_| kind == socket2::Type::STREAM)
-        .context("not a TCP socket (only TCP listening sockets are adopted)")?;
+        .context("not a TCP or Unix (path) stream socket")?;
     let mut listening: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `listening`.
@@ -175,7 +221,7 @@ fn adopt(fd: OwnedFd) -> anyhow::Result<(SocketAddr, std::net::TcpListener)> {
         anyhow::bail!("{addr} is not a listening socket");
     }
     socket.set_nonblocking(true)?;
-    Ok((addr, socket.into()))
+    Ok((addr, socket))
 }
 
 /// Readiness and status messages to systemd (`sd_notify`), when it set
@@ -228,11 +274,8 @@ impl Notifier {
 
     /// `READY=1` with a first `STATUS=`, then a fresh `STATUS=` every
     /// [`STATUS_EVERY`] until `stopping` turns true.
-    pub fn ready(
-        &self,
-        listening: &[(Arc<Service>, SocketAddr)],
-        mut stopping: watch::Receiver<bool>,
-    ) {
+    /// `listening` has the service of each listener.
+    pub fn ready(&self, listening: &[Arc<Service>], mut stopping: watch::Receiver<bool>) {
         if !self.enabled() {
             return;
         }
@@ -253,7 +296,7 @@ impl Notifier {
     }
 
     /// `STOPPING=1`, with the connections still running.
-    pub fn stopping(&self, listening: &[(Arc<Service>, SocketAddr)]) {
+    pub fn stopping(&self, listening: &[Arc<Service>]) {
         if self.enabled() {
             let running = running(listening);
             self.send(&format!(
@@ -266,17 +309,28 @@ impl Notifier {
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
-/// Guests running now across the services (each counted once).
-fn running(listening: &[(Arc<Service>, SocketAddr)]) -> u64 {
-    let mut services: Vec<&Arc<Service>> = listening.iter().map(|(s, _)| s).collect();
-    services.dedup_by(|a, b| Arc::ptr_eq(a, b));
-    services.iter().map(|s| u64::from(s.active())).sum()
+/// Each service of `listening` once.
+fn distinct(listening: &[Arc<Service>]) -> Vec<&Arc<Service>> {
+    let mut services: Vec<&Arc<Service>> = Vec::new();
+    for s in listening {
+        if !services.iter().any(|known| Arc::ptr_eq(known, s)) {
+            services.push(s);
+        }
+    }
+    services
+}
+
+/// Guests running now across the services.
+fn running(listening: &[Arc<Service>]) -> u64 {
+    distinct(listening)
+        .iter()
+        .map(|s| u64::from(s.active()))
+        .sum()
 }
 
 /// The one-line `STATUS=`: services, listeners, running connections.
-fn status(listening: &[(Arc<Service>, SocketAddr)]) -> String {
-    let mut services: Vec<&Arc<Service>> = listening.iter().map(|(s, _)| s).collect();
-    services.dedup_by(|a, b| Arc::ptr_eq(a, b));
+fn status(listening: &[Arc<Service>]) -> String {
+    let services = distinct(listening);
     format!(
         "{} services on {} listeners; {} connections running",
         services.len(),
@@ -305,5 +359,19 @@ mod tests {
         assert_eq!(&buf[..n], b"READY=1\nSTATUS=ok");
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(!Notifier::default().enabled());
+    }
+
+    #[test]
+    fn notifications_reach_an_abstract_socket() {
+        use std::os::linux::net::SocketAddrExt as _;
+        let name = format!("wasinetd-notify-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        // As `NOTIFY_SOCKET=@name` gives it.
+        let notifier = Notifier { target: Some(addr) };
+        notifier.send("STOPPING=1");
+        let mut buf = [0; 64];
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1");
     }
 }

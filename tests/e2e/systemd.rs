@@ -158,3 +158,63 @@ fn sd_notify_says_ready_after_listening_and_stopping_on_sigterm() {
     let status = wait_timeout(&mut child, PATIENCE).expect("the daemon exits after SIGTERM");
     assert!(status.success());
 }
+
+#[test]
+fn a_passed_unix_socket_is_adopted_by_its_path_and_listen_vars_are_gone() {
+    if !Path::new(ACTIVATE).exists() {
+        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+        return;
+    }
+    let dir = tempdir();
+    let path = dir.path().join("hello.sock");
+    let config = format!(
+        "service hello\n{{\n\ttype = UNLISTED\n\tlisten_unix = {}\n\tserver = {}\n}}\n{}",
+        path.display(),
+        module("hello-http").display(),
+        // The daemon binds this one itself; its guest shows its environment.
+        hello(
+            "env",
+            "\tpassenv = LISTEN_FDS LISTEN_PID LISTEN_FDNAMES PATH"
+        )
+        .replace("hello-http", "probe")
+        .replace("\tport = 0\n", "\tport = 0\n\tserver_args = env\n"),
+    );
+    let conf = dir.path().join("wasinetd.conf");
+    std::fs::write(&conf, config).unwrap();
+    let mut child = std::process::Command::new(ACTIVATE)
+        .arg("-l")
+        .arg(&path)
+        .arg("--fdname=activated")
+        .arg("--")
+        .arg(BIN)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("-f")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::follow_child(&mut child);
+    log.wait_for(&["Listening on", &path.display().to_string()]);
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(answer.ends_with("Hello, World!"), "{answer}");
+    let unix = format!("unix:{}", path.display());
+    log.wait_for(&["service `hello`: adopted", &unix, "matched by address"]);
+    log.wait_for(&[&format!("listening service=hello addr={unix}")]);
+    let line = log.wait_for(&["listening service=env addr="]);
+    let env: SocketAddr = line.rsplit("addr=").next().unwrap().parse().unwrap();
+    let mut s = connect(env);
+    s.shutdown(Shutdown::Write).unwrap();
+    let out = String::from_utf8(read_all(&mut s)).unwrap();
+    assert!(out.contains("env PATH="), "{out}");
+    assert!(!out.contains("LISTEN_"), "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
