@@ -122,20 +122,21 @@ impl Gatekeeper {
     }
 
     /// The checks after `instances`: `per_source`, then the cps rate. On
-    /// `Ok`, `ip` holds a `per_source` slot until [`Gatekeeper::release`];
-    /// a Unix socket's peer (`None`) is not counted per source.
+    /// `Ok`, `source` holds a `per_source` slot until
+    /// [`Gatekeeper::release`]; `None` (a Unix peer of unknown uid) is not
+    /// counted per source.
     pub fn count(
         &self,
         spec: &ServiceSpec,
-        ip: Option<IpAddr>,
+        source: Option<Source>,
         now: Instant,
     ) -> Result<(), Refusal> {
-        if ip.is_some_and(|ip| !self.per_source.try_take(ip)) {
+        if source.is_some_and(|s| !self.per_source.try_take(s)) {
             return Err(Refusal::PerSource);
         }
         if !self.rate.record(now) {
-            if let Some(ip) = ip {
-                self.per_source.release(ip);
+            if let Some(source) = source {
+                self.per_source.release(source);
             }
             if let Some(cps) = spec.cps {
                 logging::cps_tripped(spec, cps);
@@ -146,8 +147,8 @@ impl Gatekeeper {
     }
 
     /// A guest admitted by [`Gatekeeper::count`] for `ip` has ended.
-    pub fn release(&self, ip: IpAddr) {
-        self.per_source.release(ip);
+    pub fn release(&self, source: Source) {
+        self.per_source.release(source);
     }
 
     /// Sends `banner` and `banner_success` to an admitted connection.
@@ -195,12 +196,27 @@ impl Gatekeeper {
     }
 }
 
-/// Guests running now per client address, for `per_source`.
+/// What `per_source` counts guests by: a client's address, or a Unix
+/// socket peer's uid (as systemd's `MaxConnectionsPerSource=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Ip(IpAddr),
+    Uid(u32),
+}
+
+impl From<IpAddr> for Source {
+    fn from(ip: IpAddr) -> Self {
+        Source::Ip(ip)
+    }
+}
+
+/// Guests running now per client address (or Unix peer uid), for
+/// `per_source`.
 #[derive(Debug, Default)]
 pub struct PerSource {
     /// `None`: UNLIMITED, nothing is counted.
     max: Option<u32>,
-    counts: Mutex<HashMap<IpAddr, u32>>,
+    counts: Mutex<HashMap<Source, u32>>,
 }
 
 impl PerSource {
@@ -214,10 +230,10 @@ impl PerSource {
 
     /// Counts one more guest for `ip`, or returns `false` if it already has
     /// `max`. Every `true` must be matched by one [`PerSource::release`].
-    pub fn try_take(&self, ip: IpAddr) -> bool {
+    pub fn try_take(&self, ip: impl Into<Source>) -> bool {
         let Some(max) = self.max else { return true };
         let mut counts = lock(&self.counts);
-        let n = counts.entry(ip).or_insert(0);
+        let n = counts.entry(ip.into()).or_insert(0);
         if *n >= max {
             return false;
         }
@@ -226,10 +242,11 @@ impl PerSource {
     }
 
     /// One guest of `ip` has ended.
-    pub fn release(&self, ip: IpAddr) {
+    pub fn release(&self, ip: impl Into<Source>) {
         if self.max.is_none() {
             return;
         }
+        let ip = ip.into();
         let mut counts = lock(&self.counts);
         if let Some(n) = counts.get_mut(&ip) {
             *n -= 1;
@@ -241,8 +258,8 @@ impl PerSource {
     }
 
     /// Guests running now for `ip` (for tests).
-    pub fn count(&self, ip: IpAddr) -> u32 {
-        lock(&self.counts).get(&ip).copied().unwrap_or(0)
+    pub fn count(&self, ip: impl Into<Source>) -> u32 {
+        lock(&self.counts).get(&ip.into()).copied().unwrap_or(0)
     }
 }
 

@@ -189,7 +189,10 @@ async fn serve_listener(service: Arc<Service>, listener: Listener, mut shared: S
             accepted = async {
                 match &listener {
                     Listener::Tcp(l) => l.accept().await.map(|(s, p)| (Ok(s), Peer::Ip(p))),
-                    Listener::Unix(l) => l.accept().await.map(|(s, p)| (Err(s), Peer::unix(&p))),
+                    Listener::Unix(l) => l.accept().await.map(|(s, p)| {
+                        let peer = Peer::unix(&s, &p);
+                        (Err(s), peer)
+                    }),
                 }
             } => accepted,
             _ = shared.stopping.wait_for(|&s| s) => return,

@@ -8,7 +8,7 @@
 //! any instantiation (the checks and their order are `admission`'s, the
 //! `instances` count is here); accepting is the listener's job.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::admission::Gatekeeper;
 pub use crate::admission::Refusal;
+use crate::admission::Source;
 use crate::config::ServiceSpec;
 use crate::logging;
 use crate::metrics::{CountedSocket, ServiceMetrics};
@@ -45,7 +46,7 @@ pub struct Service {
 pub struct Admission(
     Arc<Service>,
     #[allow(dead_code)] OwnedSemaphorePermit,
-    Option<IpAddr>,
+    Option<Source>,
 );
 
 impl Admission {
@@ -58,8 +59,8 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         self.0.active.fetch_sub(1, Ordering::AcqRel);
-        if let Some(ip) = self.2 {
-            self.0.gate.release(ip);
+        if let Some(source) = self.2 {
+            self.0.gate.release(source);
         }
     }
 }
@@ -110,6 +111,10 @@ impl Service {
         peer: &Peer,
     ) -> Result<Admission, Refusal> {
         let ip = peer.tcp().map(|p| p.ip().to_canonical());
+        let source = match peer {
+            Peer::Ip(_) => ip.map(Source::Ip),
+            Peer::Unix { uid, .. } => uid.map(Source::Uid),
+        };
         let now = Instant::now();
         self.gate.screen(&self.spec, ip, now)?;
         let max = self.spec.instances.unwrap_or(u32::MAX);
@@ -120,8 +125,8 @@ impl Service {
             .map_err(|_| Refusal::Instances)?;
         // Dropped on a refusal below, which frees the instance slot.
         let mut admission = Admission(self.clone(), permit, None);
-        self.gate.count(&self.spec, ip, now)?;
-        admission.2 = ip;
+        self.gate.count(&self.spec, source, now)?;
+        admission.2 = source;
         Ok(admission)
     }
 
@@ -143,7 +148,7 @@ impl Service {
         let stdout = SocketStdout::new(sock.clone());
         let env = match &peer {
             Peer::Ip(addr) => connection_env(&self.spec.env, *addr),
-            Peer::Unix(path) => unix_env(&self.spec.env, path.as_deref()),
+            Peer::Unix { path, .. } => unix_env(&self.spec.env, path.as_deref()),
         };
         let report = self
             .guest
@@ -183,9 +188,14 @@ impl Service {
 pub enum Peer {
     /// A TCP (or UDP) client.
     Ip(SocketAddr),
-    /// A client of a Unix socket: the path it is bound to (`@name` for an
-    /// abstract one), if it bound one; most clients do not.
-    Unix(Option<String>),
+    /// A client of a Unix socket.
+    Unix {
+        /// The path it is bound to (`@name` for an abstract one), if it
+        /// bound one; most clients do not.
+        path: Option<String>,
+        /// Its user id (SO_PEERCRED), for `per_source`.
+        uid: Option<u32>,
+    },
 }
 
 impl Peer {
@@ -193,21 +203,23 @@ impl Peer {
     pub fn tcp(&self) -> Option<SocketAddr> {
         match self {
             Peer::Ip(addr) => Some(*addr),
-            Peer::Unix(_) => None,
+            Peer::Unix { .. } => None,
         }
     }
 
-    /// A Unix socket's peer, from the address `accept` gave.
-    pub fn unix(addr: &tokio::net::unix::SocketAddr) -> Peer {
+    /// A Unix socket's peer, from what `accept` gave.
+    pub fn unix(stream: &tokio::net::UnixStream, addr: &tokio::net::unix::SocketAddr) -> Peer {
         use std::os::linux::net::SocketAddrExt as _;
         let std_addr: std::os::unix::net::SocketAddr = addr.clone().into();
-        if let Some(path) = std_addr.as_pathname() {
-            Peer::Unix(Some(path.display().to_string()))
-        } else if let Some(name) = std_addr.as_abstract_name() {
-            Peer::Unix(Some(format!("@{}", String::from_utf8_lossy(name))))
+        let path = if let Some(path) = std_addr.as_pathname() {
+            Some(path.display().to_string())
         } else {
-            Peer::Unix(None)
-        }
+            std_addr
+                .as_abstract_name()
+                .map(|name| format!("@{}", String::from_utf8_lossy(name)))
+        };
+        let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+        Peer::Unix { path, uid }
     }
 }
 

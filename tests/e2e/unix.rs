@@ -43,8 +43,8 @@ fn a_unix_socket_serves_the_guest_with_its_mode() {
         "env",
         "probe",
         &env,
-        // Address lists and per_source do not apply to Unix peers.
-        "\tserver_args = env\n\tonly_from = 10.9.9.9\n\tper_source = 1",
+        // Address lists do not apply to Unix peers.
+        "\tserver_args = env\n\tonly_from = 10.9.9.9",
     );
     let server = TestServer::start(&config, &["web"]);
     server.log.wait_for(&[&format!(
@@ -133,4 +133,32 @@ fn a_stale_socket_file_is_replaced_but_a_live_one_is_not() {
         "GET / HTTP/1.0\r\n\r\n",
     );
     assert!(answer.ends_with("Hello, World!"));
+}
+
+#[test]
+fn per_source_counts_unix_peers_by_uid() {
+    let dir = crate::support::tempdir();
+    let path = dir.path().join("slow.sock");
+    // `readall` runs until the client's end of stream.
+    let config = unix_service(
+        "slow",
+        "probe",
+        &path,
+        "\tserver_args = readall\n\tper_source = 1",
+    );
+    let server = TestServer::start(&config, &[]);
+    server.log.wait_for(&["listening service=slow addr=unix:"]);
+    let mut first = UnixStream::connect(&path).unwrap();
+    first.write_all(b"abc").unwrap();
+    // The same uid again, while the first guest runs: refused.
+    let mut second = UnixStream::connect(&path).unwrap();
+    assert_eq!(exchange_unix(&mut second, ""), "");
+    server
+        .log
+        .wait_for(&["refused: per_source", "service=slow conn=2"]);
+    let answer = exchange_unix(&mut first, "");
+    assert!(answer.contains('3'), "{answer}");
+    // Its guest has ended: the uid may connect again.
+    let mut third = UnixStream::connect(&path).unwrap();
+    assert!(exchange_unix(&mut third, "xy").contains('2'));
 }
