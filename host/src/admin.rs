@@ -49,8 +49,9 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// What the admin endpoints report on.
 pub struct View {
-    /// Every listening service and the address it is bound to.
-    pub services: Vec<(Arc<Service>, SocketAddr)>,
+    /// Every listening service and the address it is bound to, as its
+    /// readiness line shows it (`IP:PORT` or `unix:/path`).
+    pub services: Vec<(Arc<Service>, String)>,
     /// Services of the config that are not listening (failed to load or to
     /// bind), by name.
     pub not_listening: Vec<String>,
@@ -76,7 +77,7 @@ impl View {
         let services: Vec<_> = self
             .services
             .iter()
-            .map(|(s, addr)| service_status(s, *addr))
+            .map(|(s, addr)| service_status(s, addr))
             .collect();
         let unhealthy = self.unhealthy();
         json!({
@@ -91,7 +92,7 @@ impl View {
     }
 }
 
-fn service_status(s: &Service, addr: SocketAddr) -> serde_json::Value {
+fn service_status(s: &Service, addr: &str) -> serde_json::Value {
     let spec = &s.spec;
     let millis = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
     let m = s.metrics().snapshot();
@@ -107,7 +108,7 @@ fn service_status(s: &Service, addr: SocketAddr) -> serde_json::Value {
         .collect();
     json!({
         "name": s.name(),
-        "addr": addr.to_string(),
+        "addr": addr,
         "guest": spec.guest.to_string(),
         "kind": if s.guest().is_component() { "component" } else { "module" },
         "limits": {

@@ -165,14 +165,29 @@ pub async fn run(
         let addr = s.local_addr().context("cannot read a socket's address")?;
         listening.push((service.clone(), addr));
     }
+    let mut unix_listening = Vec::with_capacity(unix_bound.len());
+    for (service, l) in &unix_bound {
+        let addr = l.local_addr().context("cannot read a listener's address")?;
+        let path = addr.as_pathname().unwrap_or(std::path::Path::new(""));
+        unix_listening.push((service.clone(), format!("unix:{}", path.display())));
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let notifier = Notifier::from_env();
     if let Some(l) = admin_listener {
         let addr = l.local_addr().context("cannot read the admin address")?;
         // One entry per service, at its first address.
-        let mut services = listening.clone();
-        services.dedup_by(|a, b| Arc::ptr_eq(&a.0, &b.0));
+        let mut services: Vec<(Arc<Service>, String)> = Vec::new();
+        let all = (listening.iter().map(|(s, a)| (s, a.to_string())))
+            .chain(unix_listening.iter().map(|(s, a)| (s, a.clone())));
+        for (service, addr) in all {
+            if !services
+                .iter()
+                .any(|(known, _)| Arc::ptr_eq(known, service))
+            {
+                services.push((service.clone(), addr));
+            }
+        }
         let view = admin::View {
             services,
             not_listening,
@@ -187,14 +202,8 @@ pub async fn run(
         // The readiness line: tests and scripts wait for exactly this.
         eprintln!("listening service={} addr={addr}", service.name());
     }
-    for (service, l) in &unix_bound {
-        let addr = l.local_addr().context("cannot read a listener's address")?;
-        let path = addr.as_pathname().unwrap_or(std::path::Path::new(""));
-        eprintln!(
-            "listening service={} addr=unix:{}",
-            service.name(),
-            path.display()
-        );
+    for (service, addr) in &unix_listening {
+        eprintln!("listening service={} addr={addr}", service.name());
     }
 
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);

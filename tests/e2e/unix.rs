@@ -162,3 +162,26 @@ fn per_source_counts_unix_peers_by_uid() {
     let mut third = UnixStream::connect(&path).unwrap();
     assert!(exchange_unix(&mut third, "xy").contains('2'));
 }
+
+#[test]
+fn a_unix_only_service_is_in_the_admin_status() {
+    let dir = crate::support::tempdir();
+    let path = dir.path().join("status.sock");
+    let config = unix_service("local", "hello-http", &path, "");
+    let server = TestServer::start_with(&config, &[], |cmd| {
+        cmd.args(["--admin", "127.0.0.1:0"]);
+    });
+    server.log.wait_for(&["listening service=local addr=unix:"]);
+    let line = server.log.wait_for(&["admin listening addr="]);
+    let admin: std::net::SocketAddr = line.rsplit("addr=").next().unwrap().parse().unwrap();
+    let status = crate::support::exchange_text(admin, "GET /status HTTP/1.0\r\n\r\n");
+    let body = status.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let services = json["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1, "{json}");
+    assert_eq!(
+        services[0]["addr"],
+        format!("unix:{}", path.display()),
+        "{json}"
+    );
+}
