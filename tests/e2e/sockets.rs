@@ -163,3 +163,21 @@ fn nameinargs_makes_the_first_server_arg_argv0() {
     let out = exchange_text(server.addr("named"), "");
     assert!(out.starts_with("arg 0=in.probe\narg 1=env\nenv "), "{out}");
 }
+
+#[test]
+fn any_ipv4_and_any_ipv6_share_a_port() {
+    // `[::]` is made IPv6-only here (it would take IPv4 clients and collide
+    // with `0.0.0.0` on the same port otherwise).
+    let server = TestServer::start(&unbound("both", "\tbind = 0.0.0.0 ::"), &[]);
+    let v4 = listening(&server, "both", "addr=0.0.0.0:");
+    let v6 = listening(&server, "both", "addr=[::]:");
+    assert_eq!(v4.port(), v6.port());
+    let local4 = SocketAddr::from(([127, 0, 0, 1], v4.port()));
+    let local6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6.port()));
+    assert!(exchange_text(local4, GET).ends_with("Hello, World!"));
+    assert!(exchange_text(local6, GET).ends_with("Hello, World!"));
+    // The IPv4 client came through the IPv4 listener: no mapped address.
+    server
+        .log
+        .wait_for(&["exit=0 service=both", "peer=127.0.0.1:"]);
+}
