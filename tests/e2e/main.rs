@@ -8,6 +8,7 @@ mod access;
 mod bad_input;
 mod cache;
 mod config_golden;
+mod examples;
 mod guests;
 mod internal;
 mod limits;
