@@ -110,7 +110,11 @@ fn service_status(s: &Service, addr: &str) -> serde_json::Value {
         "name": s.name(),
         "addr": addr,
         "guest": spec.guest.to_string(),
-        "kind": if s.guest().is_component() { "component" } else { "module" },
+        "kind": match s.guest() {
+            Some(g) if g.is_component() => "component",
+            Some(_) => "module",
+            None => "redirect",
+        },
         "limits": {
             "memory_bytes": spec.limits.memory,
             "cpu_ms": millis(spec.limits.cpu),

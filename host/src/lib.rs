@@ -15,6 +15,7 @@
 //! - [`listener`]: binding and the accept loop of one service
 //! - [`udp`]: UDP services: one guest per datagram, its stdout the reply
 //! - [`service`]: one running service; admission and one connection's life
+//! - [`redirect`]: `redirect = HOST PORT`: relaying a connection, no guest
 //! - [`admission`]: who gets a guest: check order, per_source, cps, banners
 //! - [`access`]: `only_from` / `no_access` and `access_times`, as predicates
 //! - [`sandbox`]: the engine, guests compiled once, one instance per run
@@ -33,6 +34,7 @@ pub mod config;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod redirect;
 pub mod sandbox;
 pub mod server;
 pub mod service;

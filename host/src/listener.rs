@@ -21,8 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::config::{ServiceSpec, SocketOptions, UnixListen};
+use crate::config::{GuestSource, ServiceSpec, SocketOptions, UnixListen};
 use crate::logging;
+use crate::redirect;
 use crate::sandbox::Socket as GuestStdio;
 use crate::service::{Peer, Service};
 use crate::systemd::{Adopted, ListenFds};
@@ -242,7 +243,12 @@ fn handle<S>(
             tokio::spawn(async move {
                 let mut stream = stream;
                 match service.gate().greet(&mut stream).await {
-                    Ok(()) => Service::serve(admission, stream, peer, conn).await,
+                    Ok(()) => match service.spec.guest {
+                        GuestSource::Redirect(target) => {
+                            redirect::relay(admission, stream, peer, conn, target).await
+                        }
+                        _ => Service::serve(admission, stream, peer, conn).await,
+                    },
                     Err(e) => {
                         drop(admission);
                         logging::connection_lost(&service.spec, conn, peer.tcp(), &e);

@@ -93,6 +93,13 @@ impl ServiceMetrics {
         self.accepted.fetch_add(1, Relaxed);
     }
 
+    /// Bytes a `redirect` relayed for one connection, counted as a guest's
+    /// stdio is.
+    pub fn relayed(&self, traffic: Traffic) {
+        self.received.fetch_add(traffic.bytes_in, Relaxed);
+        self.sent.fetch_add(traffic.bytes_out, Relaxed);
+    }
+
     /// An accepted connection was closed without running the guest.
     pub fn refused(&self, reason: Refusal) {
         let reason = reason.as_str();
@@ -118,7 +125,10 @@ impl ServiceMetrics {
             Outcome::CpuLimit => 2,
             Outcome::MemoryLimit => 3,
             Outcome::RuntimeLimit => 4,
-            Outcome::Failed(_) => 5,
+            // A relay counts as a clean exit, a relay that failed as a
+            // guest that could not be run.
+            Outcome::Redirected => 0,
+            Outcome::Failed(_) | Outcome::RedirectFailed(_) => 5,
         };
         self.outcomes[kind].fetch_add(1, Relaxed);
         self.duration.observe(duration);

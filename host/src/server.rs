@@ -53,12 +53,16 @@ pub fn prepare(sandbox: &Sandbox, specs: Vec<ServiceSpec>) -> (Vec<Service>, Vec
     let mut ready = Vec::new();
     let mut failed = Vec::new();
     for spec in specs {
+        if let GuestSource::Redirect(_) = spec.guest {
+            ready.push(Service::new(spec, None));
+            continue;
+        }
         let guest = compiled
             .entry(spec.guest.clone())
             .or_insert_with(|| load_guest(sandbox, &spec.guest).map_err(|e| format!("{e:#}")))
             .clone();
         match guest {
-            Ok(guest) => ready.push(Service::new(spec, guest)),
+            Ok(guest) => ready.push(Service::new(spec, Some(guest))),
             Err(error) => failed.push(LoadError {
                 spec,
                 error: anyhow::anyhow!(error),
@@ -97,6 +101,7 @@ fn compile_guest(sandbox: &Sandbox, source: &GuestSource) -> anyhow::Result<Gues
                 .load(bytes)
                 .with_context(|| format!("cannot load the bundled guest `{name}`"))
         }
+        GuestSource::Redirect(addr) => bail!("`redirect` to {addr} runs no guest"),
     }
 }
 

@@ -33,7 +33,8 @@ const DRAIN_BYTES: u64 = 4 << 20;
 /// A service ready to take connections.
 pub struct Service {
     pub spec: ServiceSpec,
-    guest: Guest,
+    /// `None` for a `redirect` service.
+    guest: Option<Guest>,
     name: Arc<str>,
     active: AtomicU32,
     gate: Gatekeeper,
@@ -66,8 +67,8 @@ impl Drop for Admission {
 }
 
 impl Service {
-    /// A service running `guest` as `spec` says.
-    pub fn new(spec: ServiceSpec, guest: Guest) -> Self {
+    /// A service running `guest` as `spec` says (`None`: a `redirect`).
+    pub fn new(spec: ServiceSpec, guest: Option<Guest>) -> Self {
         Self {
             name: spec.name.as_str().into(),
             gate: Gatekeeper::new(&spec),
@@ -83,9 +84,9 @@ impl Service {
         &self.name
     }
 
-    /// The prepared guest.
-    pub fn guest(&self) -> &Guest {
-        &self.guest
+    /// The prepared guest; `None` for a `redirect` service.
+    pub fn guest(&self) -> Option<&Guest> {
+        self.guest.as_ref()
     }
 
     /// What this service has counted so far.
@@ -150,8 +151,11 @@ impl Service {
             Peer::Ip(addr) => connection_env(&self.spec.env, *addr),
             Peer::Unix { path, .. } => unix_env(&self.spec.env, path.as_deref()),
         };
-        let report = self
-            .guest
+        let Some(guest) = &self.guest else {
+            // The listener relays a `redirect` service's connections itself.
+            return;
+        };
+        let report = guest
             .run(Invocation {
                 argv: &self.spec.argv,
                 env: &env,

@@ -174,8 +174,12 @@ async fn answer(
     // One byte over the limit, to tell a reply that fits from one cut short.
     let stdout = MemoryOutputPipe::new(MAX_REPLY + 1);
     let env = connection_env(&spec.env, peer);
-    let report = service
-        .guest()
+    // Config validation rejects `redirect` on a `dgram` service, so every
+    // UDP service has a guest.
+    let Some(guest) = service.guest() else {
+        return;
+    };
+    let report = guest
         .run(Invocation {
             argv: &spec.argv,
             env: &env,

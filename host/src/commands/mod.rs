@@ -170,10 +170,10 @@ fn check(file: Option<&Path>, cache: CacheSetting) -> anyhow::Result<ExitCode> {
 /// One line describing a prepared service, as `check` prints it.
 fn summary(s: &crate::service::Service) -> String {
     let spec = &s.spec;
-    let kind = if s.guest().is_component() {
-        "component"
-    } else {
-        "module"
+    let kind = match s.guest() {
+        Some(g) if g.is_component() => "component",
+        Some(_) => "module",
+        None => "redirect",
     };
     let or_unlimited =
         |d: Option<std::time::Duration>| d.map_or("UNLIMITED".to_owned(), |d| format!("{d:?}"));

@@ -112,7 +112,7 @@ pub(super) const TABLE: &[Attr] = &[
     attr("listen_unix", Service, Single),
     attr("socket_mode", Both, Single),
     attr("max_load", Both, NotYet),
-    attr("redirect", Service, NotYet),
+    attr("redirect", Service, Single),
     attr("log_type", Both, Single),
     attr("rlimit_data", Service, NotYet),
     attr("rlimit_rss", Service, NotYet),

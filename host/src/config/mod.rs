@@ -261,6 +261,9 @@ pub enum GuestSource {
     File(PathBuf),
     /// A built-in service (`type = INTERNAL`), named by the service NAME.
     Internal(String),
+    /// No guest: `redirect = HOST PORT` relays each connection to this
+    /// address (a name resolved once, at load).
+    Redirect(std::net::SocketAddr),
 }
 
 impl std::fmt::Display for GuestSource {
@@ -269,6 +272,7 @@ impl std::fmt::Display for GuestSource {
         match self {
             GuestSource::File(path) => write!(f, "{}", path.display()),
             GuestSource::Internal(name) => write!(f, "internal:{name}"),
+            GuestSource::Redirect(addr) => write!(f, "redirect:{addr}"),
         }
     }
 }

@@ -37,6 +37,7 @@ pub(super) fn service(
         unreadable: !block.problems.is_empty(),
         port: None,
         server: None,
+        redirect: None,
         server_args: Vec::new(),
         preopens: Preopens::default(),
         access_times: Vec::new(),
@@ -72,6 +73,8 @@ struct Draft {
     /// With the line that set it.
     port: Option<(u16, u32)>,
     server: Option<(PathBuf, u32)>,
+    /// `redirect`'s resolved address, with its line.
+    redirect: Option<(std::net::SocketAddr, u32)>,
     server_args: Vec<String>,
     preopens: Preopens,
     access_times: Vec<TimeWindow>,
@@ -105,6 +108,7 @@ impl Draft {
                 let path = values::one(name, "the path of a .wasm file", words)?;
                 self.server = Some((dir.join(path), raw.line));
             }
+            "redirect" => self.redirect = Some((values::redirect(name, words)?, raw.line)),
             "server_args" => self.server_args = words.to_vec(),
             "preopen" => self.preopens.apply(raw, checked.replaces, dir)?,
             "access_times" => self.access_times = admission::access_times(name, words)?,
@@ -129,6 +133,18 @@ impl Draft {
         report: &mut Report,
     ) -> Option<ServiceSpec> {
         let guest = match (self.types.internal, &self.server) {
+            _ if self.redirect.is_some() && (self.server.is_some() || self.types.internal) => {
+                let line = self.redirect.map_or(block.line, |(_, line)| line);
+                report.error(
+                    line,
+                    "`redirect` cannot be used with `server` or `type = INTERNAL`: a redirected service runs no guest",
+                );
+                None
+            }
+            (_, None) if self.redirect.is_some() => {
+                self.redirect.map(|(addr, _)| GuestSource::Redirect(addr))
+            }
+            (false, None) if self.failed("redirect") => None,
             (true, Some((_, line))) => {
                 report.error(
                     *line,
@@ -163,6 +179,10 @@ impl Draft {
             );
             return None;
         }
+        if let (true, Some((_, line))) = (udp, &self.redirect) {
+            report.error(*line, "`redirect` is for stream services, not `dgram`");
+            return None;
+        }
         // `listen_unix` without `port`: a Unix socket only.
         let tcp = self.unix.is_none() && !self.failed("listen_unix") || self.port.is_some();
         let port = if tcp {
@@ -193,6 +213,7 @@ impl Draft {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             GuestSource::Internal(name) => name.clone(),
+            GuestSource::Redirect(addr) => addr.to_string(),
         };
         let mut server_args = self.server_args.into_iter();
         let argv0 = if flags.name_in_args {
@@ -528,6 +549,22 @@ service s
         );
         let config = parse("service s {\n type = UNLISTED\n port = 9000\n server = a b\n}\n");
         assert_eq!(errors(&config).len(), 1, "{:?}", errors(&config));
+    }
+
+    #[test]
+    fn redirect_takes_the_place_of_server_with_its_host_resolved() {
+        let config = parse(
+            "service r {\n type = UNLISTED\n port = 1\n redirect = 10.0.0.2 8080\n}\nservice n {\n type = UNLISTED\n port = 2\n redirect = localhost 25\n}\n",
+        );
+        assert_eq!(errors(&config), Vec::<String>::new());
+        assert_eq!(
+            config.services[0].guest,
+            GuestSource::Redirect(([10, 0, 0, 2], 8080).into())
+        );
+        let GuestSource::Redirect(addr) = config.services[1].guest else {
+            panic!("not a redirect: {:?}", config.services[1].guest);
+        };
+        assert!(addr.ip().is_loopback() && addr.port() == 25, "{addr}");
     }
 
     #[test]

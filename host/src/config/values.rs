@@ -225,6 +225,28 @@ pub(super) fn types(values: &[String]) -> Result<Types, String> {
     Ok(types)
 }
 
+/// `redirect = HOST PORT`: HOST an IP literal or a name, resolved now (the
+/// first address it has), so a name that does not resolve is an error at
+/// load, never a failure per connection.
+pub(super) fn redirect(name: &str, words: &[String]) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    let [host, port] = words else {
+        return Err(format!("`{name}` takes HOST PORT, e.g. `10.0.0.2 8080`"));
+    };
+    let port: u16 = match port.parse() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("`{name}`: `{port}` is not a port (1-65535)")),
+    };
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok((ip, port).into());
+    }
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("`{name}`: the host name `{host}` does not resolve to an address"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,6 +216,8 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::MemoryLimit => "memory_limit",
         Outcome::RuntimeLimit => "runtime_limit",
         Outcome::Failed(_) => "failed",
+        Outcome::Redirected => "redirected",
+        Outcome::RedirectFailed(_) => "redirect_failed",
     }
 }
 

@@ -23,6 +23,12 @@ pub enum Outcome {
     RuntimeLimit,
     /// Could not be run at all (instantiation failed); the host's reason.
     Failed(String),
+    /// No guest: the connection was relayed to a `redirect` backend until
+    /// both sides closed.
+    Redirected,
+    /// No guest: the `redirect` backend could not be reached (or the relay
+    /// broke); the reason.
+    RedirectFailed(String),
 }
 
 impl Outcome {
@@ -50,12 +56,12 @@ impl Outcome {
 
     /// Whether this is a clean end: exit status 0.
     pub fn is_success(&self) -> bool {
-        *self == Outcome::Exited(0)
+        matches!(self, Outcome::Exited(0) | Outcome::Redirected)
     }
 
     /// Whether a sandbox limit or a trap ended the guest (worth a warning).
     pub fn is_abnormal(&self) -> bool {
-        !matches!(self, Outcome::Exited(_))
+        !matches!(self, Outcome::Exited(_) | Outcome::Redirected)
     }
 
     /// The exit status `wasinetd run` reports, following shell conventions:
@@ -70,7 +76,8 @@ impl Outcome {
             Outcome::MemoryLimit => 137,
             Outcome::CpuLimit => 152,
             Outcome::RuntimeLimit => 124,
-            Outcome::Failed(_) => 125,
+            Outcome::Failed(_) | Outcome::RedirectFailed(_) => 125,
+            Outcome::Redirected => 0,
         }
     }
 }
@@ -84,6 +91,8 @@ impl fmt::Display for Outcome {
             Outcome::MemoryLimit => f.write_str("memory limit"),
             Outcome::RuntimeLimit => f.write_str("runtime limit"),
             Outcome::Failed(why) => write!(f, "failed: {why}"),
+            Outcome::Redirected => f.write_str("redirected"),
+            Outcome::RedirectFailed(why) => write!(f, "redirect failed: {why}"),
         }
     }
 }

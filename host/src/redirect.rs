@@ -1,0 +1,126 @@
+//! `redirect = HOST PORT` (xinetd's): no guest; an admitted connection is
+//! relayed to the backend, bytes both ways until both sides close.
+//!
+//! Admission (access rules, `instances`, `per_source`, `cps`, banners) is
+//! the listener's and `service`'s, decided before connecting; this module
+//! owns only the connect (bounded by [`CONNECT_TIMEOUT`]), the relay
+//! (bounded by `runtime_max`) and the connection's log line.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::logging::{self, Traffic};
+use crate::sandbox::{Outcome, RunReport};
+use crate::service::{Admission, Peer};
+
+/// How long connecting to the backend may take before the client is closed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Relays one admitted connection to `target`; never fails, only logs.
+pub async fn relay<S>(admission: Admission, client: S, peer: Peer, conn: u64, target: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let service = admission.service().clone();
+    let started = Instant::now();
+    let mut client = Counted {
+        stream: client,
+        traffic: Traffic::default(),
+    };
+    let outcome = match connect(target).await {
+        Err(why) => Outcome::RedirectFailed(why),
+        Ok(mut backend) => {
+            // copy_bidirectional shuts down each side's write half when the
+            // other side ends, so half-closes carry through.
+            let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
+            let copied = match service.spec.limits.runtime {
+                Some(limit) => tokio::time::timeout(limit, copy).await.ok(),
+                None => Some(copy.await),
+            };
+            match copied {
+                None => Outcome::RuntimeLimit,
+                Some(Ok(_)) => Outcome::Redirected,
+                Some(Err(e)) => Outcome::RedirectFailed(format!("relay to {target}: {e}")),
+            }
+        }
+    };
+    let traffic = client.traffic;
+    drop(client);
+    drop(admission);
+    let duration = started.elapsed();
+    let report = RunReport {
+        outcome,
+        instantiate: None,
+        cpu: Duration::ZERO,
+        memory_peak: 0,
+    };
+    service.metrics().relayed(traffic);
+    service.metrics().finished(&report, duration);
+    logging::connection_done(
+        &service.spec,
+        conn,
+        peer.tcp(),
+        duration,
+        &report.outcome,
+        traffic,
+    );
+}
+
+async fn connect(target: SocketAddr) -> Result<TcpStream, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(format!("cannot connect to {target}: {e}")),
+        Err(_) => Err(format!(
+            "cannot connect to {target}: no answer in {CONNECT_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// The client's side of a relay, counting its bytes for `TRAFFIC`: what
+/// was relayed up to the end, also when a limit or an error cut it short.
+struct Counted<S> {
+    stream: S,
+    traffic: Traffic,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
+        self.traffic.bytes_in += (buf.filled().len() - before) as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.stream).poll_write(cx, buf))?;
+        self.traffic.bytes_out += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
