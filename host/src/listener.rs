@@ -28,10 +28,15 @@ use crate::sandbox::Socket as GuestStdio;
 use crate::service::{Peer, Service};
 use crate::systemd::{Adopted, ListenFds};
 
-/// Binds a TCP listener on `addr` (port 0 picks a free port) with the
-/// service's `backlog` and, for IPv6, its `v6only`.
-pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+/// A socket bound to `addr` (port 0 picks a free port), non-blocking, with
+/// the options every listener of a service shares, TCP or UDP.
+pub fn bound_socket(addr: SocketAddr, ty: Type, opts: &SocketOptions) -> anyhow::Result<Socket> {
+    let protocol = if ty == Type::DGRAM {
+        Protocol::UDP
+    } else {
+        Protocol::TCP
+    };
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))
         .context("cannot create a socket")?;
     // A restarted daemon must be able to bind while old connections linger
     // in TIME_WAIT, as xinetd always allows (its REUSE flag is always on).
@@ -47,11 +52,30 @@ pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<TcpListene
     socket
         .bind(&addr.into())
         .with_context(|| format!("cannot bind {addr}"))?;
+    Ok(socket)
+}
+
+/// Binds a TCP listener on `addr` with the service's `backlog` and, for
+/// IPv6, its `v6only`.
+pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<TcpListener> {
+    let socket = bound_socket(addr, Type::STREAM, opts)?;
     let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
     socket
         .listen(backlog)
         .with_context(|| format!("cannot listen on {addr}"))?;
     TcpListener::from_std(socket.into()).context("cannot register the listener")
+}
+
+/// Logs that `service` cannot start, and records it among those not
+/// listening; the daemon serves the rest, as xinetd does.
+pub fn cannot_start(service: &Service, e: &anyhow::Error, not_listening: &mut Vec<String>) {
+    tracing::error!(
+        "{}:{}: service `{}` cannot start: {e:#}",
+        service.spec.file.display(),
+        service.spec.line,
+        service.name()
+    );
+    not_listening.push(service.name().to_owned());
 }
 
 /// The listeners of one service: TCP, and Unix stream sockets.

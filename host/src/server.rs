@@ -145,15 +145,7 @@ pub async fn run(
                 bound.extend(ls.tcp.into_iter().map(|l| (service.clone(), l)));
                 unix_bound.extend(ls.unix.into_iter().map(|l| (service.clone(), l)));
             }
-            Err(e) => {
-                tracing::error!(
-                    "{}:{}: service `{}` cannot start: {e:#}",
-                    service.spec.file.display(),
-                    service.spec.line,
-                    service.name()
-                );
-                not_listening.push(service.name().to_owned());
-            }
+            Err(e) => listener::cannot_start(&service, &e, &mut not_listening),
         }
     }
     opts.listen_fds.close_unclaimed();

@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Type;
 use tokio::net::UdpSocket;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
 use crate::admission::Refusal;
 use crate::config::{ServiceSpec, SocketOptions};
-use crate::listener::Shared;
+use crate::listener::{self, Shared};
 use crate::logging::{self, Traffic};
 use crate::sandbox::{GuestLog, Invocation};
 use crate::service::{Admission, Peer, Service, connection_env};
@@ -46,19 +46,7 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 /// Binds a UDP socket on `addr` (port 0 picks a free port), for IPv6 with
 /// the service's `v6only`.
 pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
-        .context("cannot create a socket")?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        // As for TCP: the kernel's default must not decide it.
-        socket
-            .set_only_v6(opts.v6only)
-            .context("cannot set IPV6_V6ONLY")?;
-    }
-    socket.set_nonblocking(true)?;
-    socket
-        .bind(&addr.into())
-        .with_context(|| format!("cannot bind {addr}"))?;
+    let socket = listener::bound_socket(addr, Type::DGRAM, opts)?;
     UdpSocket::from_std(socket.into()).context("cannot register the socket")
 }
 
@@ -87,15 +75,7 @@ pub fn bind_all(
                 let service = Arc::new(service);
                 bound.extend(sockets.into_iter().map(|s| (service.clone(), s)));
             }
-            Err(e) => {
-                tracing::error!(
-                    "{}:{}: service `{}` cannot start: {e:#}",
-                    service.spec.file.display(),
-                    service.spec.line,
-                    service.name()
-                );
-                not_listening.push(service.name().to_owned());
-            }
+            Err(e) => listener::cannot_start(&service, &e, not_listening),
         }
     }
     bound
