@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::metrics;
+use crate::server::Roster;
 use crate::service::Service;
 
 /// Longest request head read; a longer one is answered 431.
@@ -49,12 +50,8 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// What the admin endpoints report on.
 pub struct View {
-    /// Every listening service and the address it is bound to, as its
-    /// readiness line shows it (`IP:PORT` or `unix:/path`).
-    pub services: Vec<(Arc<Service>, String)>,
-    /// Services of the config that are not listening (failed to load or to
-    /// bind), by name.
-    pub not_listening: Vec<String>,
+    /// The config being served, replaced by each reload.
+    pub roster: watch::Receiver<Arc<Roster>>,
     /// Turns `true` when the daemon stops accepting.
     pub stopping: watch::Receiver<bool>,
     /// When the daemon started serving.
@@ -64,18 +61,23 @@ pub struct View {
 impl View {
     /// `None` when every configured listener is accepting, else why not.
     fn unhealthy(&self) -> Option<String> {
+        let roster = self.roster.borrow();
         if *self.stopping.borrow() {
             Some("stopping".into())
-        } else if !self.not_listening.is_empty() {
-            Some(format!("not listening: {}", self.not_listening.join(", ")))
+        } else if !roster.not_listening.is_empty() {
+            Some(format!(
+                "not listening: {}",
+                roster.not_listening.join(", ")
+            ))
         } else {
             None
         }
     }
 
     fn status(&self) -> serde_json::Value {
-        let services: Vec<_> = self
-            .services
+        let roster = self.roster.borrow().clone();
+        let services: Vec<_> = roster
+            .services()
             .iter()
             .map(|(s, addr)| service_status(s, addr))
             .collect();
@@ -87,7 +89,7 @@ impl View {
             "problem": unhealthy,
             "stopping": *self.stopping.borrow(),
             "services": services,
-            "not_listening": self.not_listening,
+            "not_listening": roster.not_listening,
         })
     }
 }
@@ -217,7 +219,9 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or(target);
     let mut response = match path {
         "/metrics" => {
-            let services: Vec<&Service> = view.services.iter().map(|(s, _)| &**s).collect();
+            let roster = view.roster.borrow().clone();
+            let listed = roster.services();
+            let services: Vec<&Service> = listed.iter().map(|(s, _)| &**s).collect();
             reply(
                 OK,
                 "text/plain; version=0.0.4; charset=utf-8",

@@ -14,6 +14,7 @@
 //! - [`server`]: compiles guests, binds listeners, supervises, shuts down
 //! - [`listener`]: binding and the accept loop of one service
 //! - [`udp`]: UDP services: one guest per datagram, its stdout the reply
+//! - [`in_flight`]: the connections being served, for the dump and the drain
 //! - [`service`]: one running service; admission and one connection's life
 //! - [`redirect`]: `redirect = HOST PORT`: relaying a connection, no guest
 //! - [`admission`]: who gets a guest: check order, per_source, cps, banners
@@ -31,6 +32,7 @@ pub mod bundled;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod in_flight;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{GuestSource, ServiceSpec, SocketOptions, UnixListen};
+use crate::in_flight::{InFlight, Ticket};
 use crate::logging;
 use crate::redirect;
 use crate::sandbox::Socket as GuestStdio;
@@ -184,16 +185,43 @@ pub struct Shared {
     pub stopping: watch::Receiver<bool>,
     /// Held by every connection task; the daemon waits for all to drop.
     pub in_flight: mpsc::Sender<()>,
+    /// The connections being served, for the state dump.
+    pub registry: Arc<InFlight>,
 }
 
-/// Accepts connections for `service` until `shared.stopping` turns true.
-pub async fn accept_loop(service: Arc<Service>, listener: TcpListener, shared: Shared) {
-    serve_listener(service, Listener::Tcp(listener), shared).await;
+impl Shared {
+    /// Enters an admitted connection in the registry and the drain.
+    pub fn track(&self, conn: u64, service: &Service, peer: &Peer) -> Ticket {
+        self.registry
+            .enter(conn, service.name_arc(), peer, self.in_flight.clone())
+    }
+}
+
+/// The service a listener serves now: replaced by a reload that changes
+/// the service (new connections get the new version, running ones finish
+/// on theirs), `None` when a reload removes the listener.
+pub type Current = watch::Receiver<Option<Arc<Service>>>;
+
+/// Resolves when the listener is retired: its service set to `None`, or
+/// the daemon gone.
+pub async fn retired(current: &mut Current) {
+    let _ = current.wait_for(Option::is_none).await;
+}
+
+/// The service behind `current` now; `None` once it is retired.
+pub fn now(current: &Current) -> Option<Arc<Service>> {
+    current.borrow().clone()
+}
+
+/// Accepts connections on a TCP listener until the daemon stops or a
+/// reload retires it.
+pub async fn accept_loop(current: Current, listener: TcpListener, shared: Shared) {
+    serve_listener(current, Listener::Tcp(listener), shared).await;
 }
 
 /// Like [`accept_loop`], on a Unix stream socket.
-pub async fn unix_accept_loop(service: Arc<Service>, listener: UnixListener, shared: Shared) {
-    serve_listener(service, Listener::Unix(listener), shared).await;
+pub async fn unix_accept_loop(current: Current, listener: UnixListener, shared: Shared) {
+    serve_listener(current, Listener::Unix(listener), shared).await;
 }
 
 enum Listener {
@@ -201,7 +229,7 @@ enum Listener {
     Unix(UnixListener),
 }
 
-async fn serve_listener(service: Arc<Service>, listener: Listener, mut shared: Shared) {
+async fn serve_listener(mut current: Current, listener: Listener, mut shared: Shared) {
     loop {
         let permit = tokio::select! {
             permit = shared.slots.clone().acquire_owned() => match permit {
@@ -209,6 +237,7 @@ async fn serve_listener(service: Arc<Service>, listener: Listener, mut shared: S
                 Err(_) => return, // semaphore closed: shutting down
             },
             _ = shared.stopping.wait_for(|&s| s) => return,
+            _ = retired(&mut current) => return,
         };
         let accepted = tokio::select! {
             accepted = async {
@@ -221,7 +250,10 @@ async fn serve_listener(service: Arc<Service>, listener: Listener, mut shared: S
                 }
             } => accepted,
             _ = shared.stopping.wait_for(|&s| s) => return,
+            _ = retired(&mut current) => return,
         };
+        // The version of the service that takes this connection.
+        let Some(service) = now(&current) else { return };
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
             Err(e) => {
@@ -262,7 +294,7 @@ fn handle<S>(
     service.metrics().accepted();
     match service.admit(permit, &peer) {
         Ok(admission) => {
-            let in_flight = shared.in_flight.clone();
+            let ticket = shared.track(conn, service, &peer);
             let service = service.clone();
             tokio::spawn(async move {
                 let mut stream = stream;
@@ -278,7 +310,7 @@ fn handle<S>(
                         logging::connection_lost(&service.spec, conn, peer.tcp(), &e);
                     }
                 }
-                drop(in_flight);
+                drop(ticket);
             });
         }
         Err(reason) => {

@@ -36,9 +36,12 @@ pub struct Service {
     /// `None` for a `redirect` service.
     guest: Option<Guest>,
     name: Arc<str>,
-    active: AtomicU32,
+    /// Shared with the service's earlier and later versions (a reload that
+    /// changes it), so `instances` counts every running guest of the
+    /// service, and its counters run on.
+    active: Arc<AtomicU32>,
     gate: Gatekeeper,
-    metrics: ServiceMetrics,
+    metrics: Arc<ServiceMetrics>,
 }
 
 /// A slot in the service's `instances`, one in the global pool, and one in
@@ -74,14 +77,30 @@ impl Service {
             gate: Gatekeeper::new(&spec),
             spec,
             guest,
-            active: AtomicU32::new(0),
-            metrics: ServiceMetrics::default(),
+            active: Arc::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// `self` as the next version of `earlier` (a reload changed the
+    /// service's attributes or its guest): its own admission state, but
+    /// the running-guest count and the counters of the service carry on.
+    pub fn continuing(self, earlier: &Service) -> Self {
+        Self {
+            active: earlier.active.clone(),
+            metrics: earlier.metrics.clone(),
+            ..self
         }
     }
 
     /// The service's name (its id).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The service's name, shared.
+    pub fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// The prepared guest; `None` for a `redirect` service.

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::config::ServiceSpec;
-use crate::service::Service;
+use crate::server::Roster;
 
 /// The first passed descriptor (`SD_LISTEN_FDS_START`).
 const FIRST_FD: RawFd = 3;
@@ -274,33 +274,51 @@ impl Notifier {
 
     /// `READY=1` with a first `STATUS=`, then a fresh `STATUS=` every
     /// [`STATUS_EVERY`] until `stopping` turns true.
-    /// `listening` has the service of each listener.
-    pub fn ready(&self, listening: &[Arc<Service>], mut stopping: watch::Receiver<bool>) {
+    pub fn ready(&self, roster: watch::Receiver<Arc<Roster>>, mut stopping: watch::Receiver<bool>) {
         if !self.enabled() {
             return;
         }
-        self.send(&format!("READY=1\nSTATUS={}", status(listening)));
+        self.send(&format!("READY=1\nSTATUS={}", status(&roster.borrow())));
         let notifier = Notifier {
             target: self.target.clone(),
         };
-        let listening = listening.to_vec();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(STATUS_EVERY) => {}
                     _ = stopping.wait_for(|&s| s) => return,
                 }
-                notifier.send(&format!("STATUS={}", status(&listening)));
+                notifier.send(&format!("STATUS={}", status(&roster.borrow())));
             }
         });
     }
 
-    /// `STOPPING=1`, with the connections still running.
-    pub fn stopping(&self, listening: &[Arc<Service>]) {
+    /// `RELOADING=1` as `Type=notify-reload` expects it: with the time
+    /// the reload began (`CLOCK_MONOTONIC`, in microseconds).
+    pub fn reloading(&self) {
         if self.enabled() {
-            let running = running(listening);
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            let usec = (now.tv_sec as u64) * 1_000_000 + (now.tv_nsec as u64) / 1_000;
             self.send(&format!(
-                "STOPPING=1\nSTATUS=stopping; {running} connections running"
+                "RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading the config"
+            ));
+        }
+    }
+
+    /// `READY=1` after a reload, whether it worked or not (the old config
+    /// still serving is ready too).
+    pub fn reloaded(&self, roster: &Roster) {
+        if self.enabled() {
+            self.send(&format!("READY=1\nSTATUS={}", status(roster)));
+        }
+    }
+
+    /// `STOPPING=1`, with the connections still running.
+    pub fn stopping(&self, roster: &Roster) {
+        if self.enabled() {
+            self.send(&format!(
+                "STOPPING=1\nSTATUS=stopping; {} connections running",
+                roster.running()
             ));
         }
     }
@@ -309,33 +327,13 @@ impl Notifier {
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
-/// Each service of `listening` once.
-fn distinct(listening: &[Arc<Service>]) -> Vec<&Arc<Service>> {
-    let mut services: Vec<&Arc<Service>> = Vec::new();
-    for s in listening {
-        if !services.iter().any(|known| Arc::ptr_eq(known, s)) {
-            services.push(s);
-        }
-    }
-    services
-}
-
-/// Guests running now across the services.
-fn running(listening: &[Arc<Service>]) -> u64 {
-    distinct(listening)
-        .iter()
-        .map(|s| u64::from(s.active()))
-        .sum()
-}
-
 /// The one-line `STATUS=`: services, listeners, running connections.
-fn status(listening: &[Arc<Service>]) -> String {
-    let services = distinct(listening);
+fn status(roster: &Roster) -> String {
     format!(
         "{} services on {} listeners; {} connections running",
-        services.len(),
-        listening.len(),
-        running(listening)
+        roster.services().len(),
+        roster.listeners.len(),
+        roster.running()
     )
 }
 

@@ -29,7 +29,7 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
 use crate::admission::Refusal;
 use crate::config::{ServiceSpec, SocketOptions};
-use crate::listener::{self, Shared};
+use crate::listener::{self, Current, Shared};
 use crate::logging::{self, Traffic};
 use crate::sandbox::{GuestLog, Invocation};
 use crate::service::{Admission, Peer, Service, connection_env};
@@ -81,9 +81,10 @@ pub fn bind_all(
     bound
 }
 
-/// Receives datagrams for `service` until `shared.stopping` turns true,
-/// starting one guest for each admitted one.
-pub async fn serve(service: Arc<Service>, socket: UdpSocket, mut shared: Shared) {
+/// Receives datagrams until the daemon stops or a reload retires the
+/// socket, starting one guest for each admitted one with the service's
+/// version of the moment.
+pub async fn serve(mut current: Current, socket: UdpSocket, mut shared: Shared) {
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut drops = Drops::default();
@@ -92,10 +93,17 @@ pub async fn serve(service: Arc<Service>, socket: UdpSocket, mut shared: Shared)
         let received = tokio::select! {
             received = socket.recv_from(&mut buf) => received,
             _ = sleep_until(flush_at) => {
-                drops.flush(&service.spec);
+                if let Some(service) = listener::now(&current) {
+                    drops.flush(&service.spec);
+                }
                 continue;
             }
             _ = shared.stopping.wait_for(|&s| s) => return,
+            _ = listener::retired(&mut current) => return,
+        };
+        // The version of the service that takes this datagram.
+        let Some(service) = listener::now(&current) else {
+            return;
         };
         let (len, peer) = match received {
             Ok(r) => r,
@@ -117,11 +125,11 @@ pub async fn serve(service: Arc<Service>, socket: UdpSocket, mut shared: Shared)
         match admitted {
             Ok(admission) => {
                 let payload = Bytes::copy_from_slice(&buf[..len]);
-                let in_flight = shared.in_flight.clone();
+                let ticket = shared.track(conn, &service, &Peer::Ip(peer));
                 let reply_to = socket.clone();
                 tokio::spawn(async move {
                     answer(admission, reply_to, payload, peer, conn).await;
-                    drop(in_flight);
+                    drop(ticket);
                 });
             }
             Err(reason) => {

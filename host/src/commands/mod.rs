@@ -9,14 +9,16 @@ mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use tokio::sync::mpsc;
 
 use crate::bundled;
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use crate::sandbox::{CacheSetting, Sandbox, SandboxOptions};
-use crate::server::{self, ServeOptions};
+use crate::server::{self, Request, ServeOptions};
 use crate::systemd::ListenFds;
 
 /// Where a config file is looked for when `-f` is not given.
@@ -41,24 +43,49 @@ fn cache_setting(cli: &Cli) -> CacheSetting {
     }
 }
 
-/// Reads the config the daemon should use: `-f`, else the system file, else
-/// the built-in default.
-fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
-    let path = match file {
-        Some(path) => path.to_owned(),
-        None if Path::new(SYSTEM_CONFIG).exists() => PathBuf::from(SYSTEM_CONFIG),
-        None => {
-            tracing::info!(
-                "no -f given and {SYSTEM_CONFIG} does not exist: serving the built-in default \
-                 config (bundled guests on 127.0.0.1; see examples/default.conf)"
-            );
-            return Ok(config::parse_str(
+/// Where the daemon's config comes from: `-f`, else the system file,
+/// else the built-in default. Chosen once, at start: a reload reads the
+/// same source again.
+#[derive(Debug, Clone)]
+enum ConfigSource {
+    File(PathBuf),
+    BuiltIn,
+}
+
+impl ConfigSource {
+    fn choose(file: Option<&Path>) -> ConfigSource {
+        match file {
+            Some(path) => ConfigSource::File(path.to_owned()),
+            None if Path::new(SYSTEM_CONFIG).exists() => {
+                ConfigSource::File(PathBuf::from(SYSTEM_CONFIG))
+            }
+            None => ConfigSource::BuiltIn,
+        }
+    }
+
+    fn load(&self) -> anyhow::Result<Config> {
+        match self {
+            ConfigSource::File(path) => config::load(path),
+            ConfigSource::BuiltIn => Ok(config::parse_str(
                 bundled::DEFAULT_CONFIG,
                 Path::new("<built-in>"),
-            ));
+            )),
         }
-    };
-    config::load(&path)
+    }
+}
+
+/// Reads the config the daemon should use: `-f`, else the system file, else
+/// the built-in default; and where it came from.
+fn load_config(file: Option<&Path>) -> anyhow::Result<(ConfigSource, Config)> {
+    let source = ConfigSource::choose(file);
+    if let ConfigSource::BuiltIn = source {
+        tracing::info!(
+            "no -f given and {SYSTEM_CONFIG} does not exist: serving the built-in default \
+             config (bundled guests on 127.0.0.1; see examples/default.conf)"
+        );
+    }
+    let config = source.load()?;
+    Ok((source, config))
 }
 
 fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
@@ -70,76 +97,71 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     if let Some(addr) = cli.serve.admin {
         crate::admin::check_addr(addr, cli.serve.admin_any)?;
     }
-    let mut opts = ServeOptions {
+    let opts = ServeOptions {
         max_instances: cli.serve.limit.max(1),
         shutdown_grace: grace,
         admin: cli.serve.admin,
-        failed: Vec::new(),
         listen_fds,
     };
-    let config = load_config(cli.file.as_deref())?;
+    let (source, config) = load_config(cli.file.as_deref())?;
     for w in &config.warnings {
         tracing::warn!("{}:{}: {}", w.file.display(), w.line, w.message);
     }
     for e in &config.errors {
         tracing::error!("{e}");
     }
-    crate::logging::sink::open(&config.services)?;
-    let sandbox = Sandbox::new(&SandboxOptions {
+    crate::logging::sink::install(crate::logging::sink::open(&config.services)?);
+    let sandbox = Arc::new(Sandbox::new(&SandboxOptions {
         max_instances: opts.max_instances,
         cache,
         ..SandboxOptions::default()
-    })?;
-    let (services, failed) = server::prepare(&sandbox, config.services);
-    for f in &failed {
+    })?);
+    let prepared = server::prepare(&sandbox, config.services, &Default::default());
+    for f in &prepared.failed {
         tracing::error!("{f}");
     }
-    opts.failed = failed.into_iter().map(|f| f.spec.name).collect();
     sandbox.prune_cache();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
-        let (shutdown, force) = stop_signals()?;
-        server::run(services, &opts, shutdown, force).await
+        let requests = signal_requests()?;
+        let load: server::ConfigLoader = Box::new(move || source.load());
+        server::run(sandbox, prepared, load, &opts, requests).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Two futures: the first stop request (SIGTERM or SIGINT) and the second.
-/// Handlers are installed before this returns, so before readiness.
-fn stop_signals() -> anyhow::Result<(
-    impl Future<Output = ()> + use<>,
-    impl Future<Output = ()> + use<>,
-)> {
+/// The daemon's signals as requests: SIGTERM and SIGINT stop (a second one
+/// ends running guests), SIGHUP reloads the config, SIGUSR1 dumps the
+/// state. Handlers are installed before this returns, so before readiness.
+fn signal_requests() -> anyhow::Result<mpsc::Receiver<Request>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
-    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+    let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
-        for tx in [first_tx, second_tx] {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
+        loop {
+            let (name, request) = tokio::select! {
+                _ = term.recv() => ("SIGTERM", Request::Stop),
+                _ = int.recv() => ("SIGINT", Request::Stop),
+                _ = hup.recv() => ("SIGHUP", Request::Reload),
+                _ = usr1.recv() => ("SIGUSR1", Request::Dump),
             };
             tracing::info!("received {name}");
-            let _ = tx.send(());
+            if tx.send(request).await.is_err() {
+                return;
+            }
         }
     });
-    Ok((
-        async move {
-            let _ = first_rx.await;
-        },
-        async move {
-            let _ = second_rx.await;
-        },
-    ))
+    Ok(rx)
 }
 
 fn check(file: Option<&Path>, cache: CacheSetting) -> anyhow::Result<ExitCode> {
-    let config = load_config(file)?;
+    let (_, config) = load_config(file)?;
     let mut ok = config.errors.is_empty();
     for line in config.diagnostics() {
         eprintln!("{line}");
@@ -149,11 +171,12 @@ fn check(file: Option<&Path>, cache: CacheSetting) -> anyhow::Result<ExitCode> {
         cache,
         ..SandboxOptions::default()
     })?;
-    let (services, failed) = server::prepare(&sandbox, config.services);
-    for f in &failed {
+    let prepared = server::prepare(&sandbox, config.services, &Default::default());
+    for f in &prepared.failed {
         eprintln!("{f}");
         ok = false;
     }
+    let services = prepared.services;
     for s in &services {
         println!("{}", summary(s));
     }

@@ -14,7 +14,7 @@ use std::io::{self, BufWriter, Write as _};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
@@ -28,11 +28,15 @@ const DEV_LOG: &str = "/dev/log";
 /// Replaces [`DEV_LOG`]; for tests only, which bind their own socket.
 pub const SYSLOG_SOCKET_VAR: &str = "WASINETD_SYSLOG_SOCKET";
 
-/// Each service's destination, by service name; set once by [`open`].
-static ROUTES: OnceLock<HashMap<String, Route>> = OnceLock::new();
+/// Each service's destination, by service name; set by [`install`], at
+/// start and by each reload.
+static ROUTES: LazyLock<RwLock<Arc<Routes>>> = LazyLock::new(RwLock::default);
+
+/// The destinations of a config's services, opened by [`open`].
+pub type Routes = HashMap<String, Arc<Route>>;
 
 /// One service's destination.
-pub(super) enum Route {
+pub enum Route {
     File(Arc<FileLog>),
     Syslog {
         socket: Arc<Syslog>,
@@ -42,14 +46,22 @@ pub(super) enum Route {
 }
 
 /// The destination of `service`'s lines; `None` is stderr.
-pub(super) fn route(service: &str) -> Option<&'static Route> {
-    ROUTES.get()?.get(service)
+pub(super) fn route(service: &str) -> Option<Arc<Route>> {
+    let routes = ROUTES.read().unwrap_or_else(|e| e.into_inner());
+    routes.get(service).cloned()
+}
+
+/// Makes `routes` the destinations of every line from now on. The files of
+/// the routes replaced close once their last line is written.
+pub fn install(routes: Routes) {
+    *ROUTES.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
 }
 
 /// Opens the destination of every service with a `log_type`, each file
-/// once. Syslog that cannot be reached is one warning, and those services
-/// log to stderr. Call once, before serving; a later call changes nothing.
-pub fn open(specs: &[ServiceSpec]) -> anyhow::Result<()> {
+/// once (a reload opens them anew: a file moved away by logrotate is
+/// replaced). Syslog that cannot be reached is one warning, and those
+/// services log to stderr.
+pub fn open(specs: &[ServiceSpec]) -> anyhow::Result<Routes> {
     let mut files: HashMap<&Path, Arc<FileLog>> = HashMap::new();
     let mut syslog: Option<Option<Arc<Syslog>>> = None;
     let mut routes = HashMap::new();
@@ -80,10 +92,9 @@ pub fn open(specs: &[ServiceSpec]) -> anyhow::Result<()> {
                 }
             }
         };
-        routes.insert(spec.name.clone(), route);
+        routes.insert(spec.name.clone(), Arc::new(route));
     }
-    let _ = ROUTES.set(routes);
-    Ok(())
+    Ok(routes)
 }
 
 impl Route {
@@ -109,7 +120,7 @@ impl Route {
 }
 
 /// A `log_type = FILE` destination.
-pub(super) struct FileLog {
+pub struct FileLog {
     path: PathBuf,
     soft: Option<u64>,
     hard: Option<u64>,
@@ -206,7 +217,7 @@ fn write_line(out: &mut BufWriter<File>, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The syslog socket, shared by every `log_type = SYSLOG` service.
-pub(super) struct Syslog {
+pub struct Syslog {
     socket: UnixDatagram,
     path: PathBuf,
     /// Lines not sent (receiver gone or full).

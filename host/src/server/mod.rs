@@ -1,0 +1,249 @@
+//! The daemon: prepares every service, binds every listener, serves until
+//! told to stop, reloads its config on request, dumps its state, and stops
+//! gracefully.
+//!
+//! Order matters: a config is parsed and validated (by `config`), then every
+//! guest is compiled, then sockets are bound; at start-up a service that
+//! fails at any step is logged and left out, and the rest are served, as
+//! xinetd does. Readiness (`listening service=NAME addr=IP:PORT`, one stderr
+//! line per listener) is announced only once every listener is bound.
+//!
+//! Requests come as [`Request`]s (the command turns signals into them):
+//! `Reload` ([`reload`]) switches to the config read anew only once all of
+//! it is compiled and bound, `Dump` ([`dump`]) logs the state, and `Stop`
+//! stops accepting, lets running connections finish for the grace period,
+//! and a second `Stop` ends them at once.
+
+mod dump;
+mod listeners;
+mod prepare;
+mod reload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+pub use self::prepare::{Guests, LoadError, Prepared, prepare};
+use crate::admin;
+use crate::config::Config;
+use crate::in_flight::InFlight;
+use crate::listener::Shared;
+use crate::sandbox::Sandbox;
+use crate::service::Service;
+use crate::systemd::{ListenFds, Notifier};
+
+/// What the daemon is asked to do while it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Stop accepting and drain; a second one ends running guests at once.
+    Stop,
+    /// Read the config again and switch to it (SIGHUP).
+    Reload,
+    /// Log the daemon's state (SIGUSR1).
+    Dump,
+}
+
+/// Reads the config again, for a reload: the same file (or built-in text)
+/// the daemon started with.
+pub type ConfigLoader = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+/// How the daemon runs, beyond the config file.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Guests that may run at once across all services.
+    pub max_instances: u32,
+    /// How long in-flight connections may finish after a stop request.
+    pub shutdown_grace: Duration,
+    /// Where the admin listener binds, if there is one.
+    pub admin: Option<SocketAddr>,
+    /// Listening sockets systemd passed, taken by the services they match.
+    pub listen_fds: ListenFds,
+}
+
+/// What the admin endpoints, systemd's `STATUS=` and the dump report on:
+/// the config being served now, replaced whole by each reload.
+#[derive(Default)]
+pub struct Roster {
+    /// Every listener and the service it serves, with its address as its
+    /// readiness line showed it (`IP:PORT` or `unix:/path`).
+    pub listeners: Vec<(Arc<Service>, String)>,
+    /// Services of the config that are not listening (failed to load or to
+    /// bind), by name.
+    pub not_listening: Vec<String>,
+}
+
+impl Roster {
+    /// Each service once, at its first address.
+    pub fn services(&self) -> Vec<(Arc<Service>, String)> {
+        let mut services: Vec<(Arc<Service>, String)> = Vec::new();
+        for (service, addr) in &self.listeners {
+            if !services.iter().any(|(s, _)| Arc::ptr_eq(s, service)) {
+                services.push((service.clone(), addr.clone()));
+            }
+        }
+        services
+    }
+
+    /// Guests running now, across the services.
+    pub fn running(&self) -> u64 {
+        self.services()
+            .iter()
+            .map(|(s, _)| u64::from(s.active()))
+            .sum()
+    }
+}
+
+/// The daemon at work: what a reload replaces, and what stays.
+struct Daemon {
+    sandbox: Arc<Sandbox>,
+    load: Arc<ConfigLoader>,
+    /// The guests of the config being served, by content.
+    guests: Guests,
+    /// The services being served, in config order.
+    services: Vec<Arc<Service>>,
+    listeners: listeners::Table,
+    shared: Shared,
+    roster: watch::Sender<Arc<Roster>>,
+    notifier: Notifier,
+    started: Instant,
+    reloads: u64,
+}
+
+impl Daemon {
+    /// Publishes the state after a start or a reload.
+    fn publish(&self, not_listening: Vec<String>) {
+        self.roster.send_replace(Arc::new(Roster {
+            listeners: self.listeners.roster(),
+            not_listening,
+        }));
+    }
+}
+
+/// Binds and serves the prepared config until a [`Request::Stop`], then
+/// drains in-flight connections for up to the grace period, or until a
+/// second one.
+///
+/// Fails only when no service could start.
+pub async fn run(
+    sandbox: Arc<Sandbox>,
+    prepared: Prepared,
+    load: ConfigLoader,
+    opts: &ServeOptions,
+    mut requests: mpsc::Receiver<Request>,
+) -> anyhow::Result<()> {
+    let admin_listener = opts.admin.map(admin::bind).transpose()?;
+    let mut not_listening: Vec<String> = prepared
+        .failed
+        .iter()
+        .map(|f| f.spec.name.clone())
+        .collect();
+    let services: Vec<Arc<Service>> = prepared.services.into_iter().map(Arc::new).collect();
+    let table = listeners::Table::default();
+    let plan = table.plan(&services, Some(&opts.listen_fds))?;
+    opts.listen_fds.close_unclaimed();
+    not_listening.extend(plan.not_listening.iter().cloned());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
+    let shared = Shared {
+        slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
+        next_conn: Arc::new(AtomicU64::new(1)),
+        stopping: stop_rx.clone(),
+        in_flight: in_flight_tx,
+        registry: Arc::new(InFlight::default()),
+    };
+    let (roster, roster_rx) = watch::channel(Arc::new(Roster::default()));
+    let mut daemon = Daemon {
+        sandbox,
+        load: Arc::new(load),
+        guests: prepared.guests,
+        services: Vec::new(),
+        listeners: table,
+        shared,
+        roster,
+        notifier: Notifier::from_env(),
+        started: Instant::now(),
+        reloads: 0,
+    };
+    let started = daemon.listeners.commit(plan, &daemon.shared);
+    if daemon.listeners.is_empty() {
+        bail!("no service could start");
+    }
+    daemon.services = services
+        .into_iter()
+        .filter(|s| !not_listening.iter().any(|n| n == s.name()))
+        .collect();
+    daemon.publish(not_listening);
+
+    if let Some(l) = admin_listener {
+        let addr = l.local_addr()?;
+        let view = admin::View {
+            roster: roster_rx.clone(),
+            stopping: stop_rx.clone(),
+            started: daemon.started,
+        };
+        tokio::spawn(admin::serve(l, view));
+        // Not `listening service=`: that line is for services only.
+        eprintln!("admin listening addr={addr}");
+    }
+    for (service, addr) in &started.opened {
+        // The readiness line: tests and scripts wait for exactly this.
+        eprintln!("listening service={service} addr={addr}");
+    }
+    // After the readiness lines: systemd's READY=1 means the same.
+    daemon.notifier.ready(roster_rx.clone(), stop_rx.clone());
+
+    loop {
+        match requests.recv().await {
+            Some(Request::Reload) => reload::reload(&mut daemon).await,
+            Some(Request::Dump) => dump::dump(&daemon, false),
+            Some(Request::Stop) | None => break,
+        }
+    }
+
+    let _ = stop_tx.send(true);
+    daemon.notifier.stopping(&daemon.roster.borrow());
+    let listeners = std::mem::take(&mut daemon.listeners);
+    for task in listeners.into_tasks() {
+        let _ = task.await;
+    }
+    tracing::info!(
+        "stopped accepting; waiting up to {:?} for running connections",
+        opts.shutdown_grace
+    );
+    // Only the connections' own senders keep the drain channel open now.
+    let (unused, _) = mpsc::channel(1);
+    drop(std::mem::replace(&mut daemon.shared.in_flight, unused));
+    let grace = tokio::time::sleep(opts.shutdown_grace);
+    tokio::pin!(grace);
+    let mut listening = true;
+    loop {
+        tokio::select! {
+            _ = in_flight_rx.recv() => {
+                tracing::info!("all connections finished; exiting");
+                break;
+            }
+            _ = &mut grace => {
+                tracing::warn!(
+                    "shutdown grace of {:?} over; ending running guests",
+                    opts.shutdown_grace
+                );
+                break;
+            }
+            request = requests.recv(), if listening => match request {
+                Some(Request::Dump) => dump::dump(&daemon, true),
+                Some(Request::Reload) => tracing::warn!("reload ignored: the daemon is stopping"),
+                Some(Request::Stop) => {
+                    tracing::warn!("second stop request; ending running guests");
+                    break;
+                }
+                None => listening = false,
+            },
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Guests compiled for a config, once per distinct guest, and remembered by
+//! content so that a reload recompiles only what changed.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use sha2::{Digest as _, Sha256};
+
+use crate::bundled;
+use crate::config::{GuestSource, ServiceSpec};
+use crate::sandbox::{Guest, Sandbox};
+use crate::service::Service;
+
+/// A service whose guest could not be prepared, with the reason.
+#[derive(Debug)]
+pub struct LoadError {
+    pub spec: ServiceSpec,
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: service `{}`: {:#}",
+            self.spec.file.display(),
+            self.spec.line,
+            self.spec.name,
+            self.error
+        )
+    }
+}
+
+/// The guests of a config, by source, each with the digest of the bytes it
+/// was compiled from.
+#[derive(Clone, Default)]
+pub struct Guests(HashMap<GuestSource, (Fingerprint, Guest)>);
+
+/// What a guest was compiled from: SHA-256 of its bytes.
+pub type Fingerprint = [u8; 32];
+
+impl Guests {
+    /// The guest of `source` and its fingerprint, if it was prepared.
+    pub fn get(&self, source: &GuestSource) -> Option<&(Fingerprint, Guest)> {
+        self.0.get(source)
+    }
+}
+
+/// A config's services with their guests, and those that failed.
+pub struct Prepared {
+    pub services: Vec<Service>,
+    pub failed: Vec<LoadError>,
+    pub guests: Guests,
+}
+
+/// Compiles every service's guest, once per distinct guest. A guest whose
+/// bytes are those `known` was compiled from is taken from there as it is
+/// (a reload of an unchanged guest costs a read and a digest).
+pub fn prepare(sandbox: &Sandbox, specs: Vec<ServiceSpec>, known: &Guests) -> Prepared {
+    let mut outcomes: HashMap<GuestSource, Result<(Fingerprint, Guest), String>> = HashMap::new();
+    let mut prepared = Prepared {
+        services: Vec::new(),
+        failed: Vec::new(),
+        guests: Guests::default(),
+    };
+    for spec in specs {
+        if let GuestSource::Redirect(_) = spec.guest {
+            prepared.services.push(Service::new(spec, None));
+            continue;
+        }
+        let outcome = outcomes
+            .entry(spec.guest.clone())
+            .or_insert_with(|| {
+                load_guest(sandbox, &spec.guest, known).map_err(|e| format!("{e:#}"))
+            })
+            .clone();
+        match outcome {
+            Ok(entry) => {
+                prepared.guests.0.insert(spec.guest.clone(), entry.clone());
+                prepared.services.push(Service::new(spec, Some(entry.1)));
+            }
+            Err(error) => prepared.failed.push(LoadError {
+                spec,
+                error: anyhow::anyhow!(error),
+            }),
+        }
+    }
+    prepared
+}
+
+/// Loads a guest, from `known` when its bytes did not change, and logs
+/// whether its code was compiled or cached, and how long that took.
+fn load_guest(
+    sandbox: &Sandbox,
+    source: &GuestSource,
+    known: &Guests,
+) -> anyhow::Result<(Fingerprint, Guest)> {
+    let started = Instant::now();
+    let bytes = guest_bytes(source)?;
+    let fingerprint: Fingerprint = Sha256::digest(&bytes).into();
+    if let Some((known_print, guest)) = known.get(source)
+        && *known_print == fingerprint
+    {
+        return Ok((fingerprint, guest.clone()));
+    }
+    let guest = match source {
+        GuestSource::Internal(name) => sandbox
+            .load(&bytes)
+            .with_context(|| format!("cannot load the bundled guest `{name}`"))?,
+        _ => sandbox
+            .load(&bytes)
+            .with_context(|| format!("cannot load guest `{source}`"))?,
+    };
+    tracing::info!(
+        "guest `{source}` {} in {:.1?}",
+        guest.origin().as_str(),
+        started.elapsed()
+    );
+    Ok((fingerprint, guest))
+}
+
+/// The bytes of a guest: its file, or the bundled one.
+fn guest_bytes(source: &GuestSource) -> anyhow::Result<std::borrow::Cow<'static, [u8]>> {
+    match source {
+        GuestSource::File(path) => std::fs::read(path)
+            .map(Into::into)
+            .context("cannot read the guest file")
+            .with_context(|| format!("cannot load guest `{}`", path.display())),
+        GuestSource::Internal(name) => match bundled::guest(name) {
+            Some(bytes) => Ok(bytes.into()),
+            None => bail!(
+                "no internal service `{name}`; the bundled ones are: {}",
+                bundled::NAMES.join(", ")
+            ),
+        },
+        GuestSource::Redirect(addr) => bail!("`redirect` to {addr} runs no guest"),
+    }
+}

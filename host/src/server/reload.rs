@@ -1,0 +1,174 @@
+//! Reloading the config (SIGHUP) while serving, without refusing a client.
+//!
+//! The new config is read, validated and every new or changed guest
+//! compiled on a blocking thread while the old one keeps serving; then the
+//! sockets it needs beyond the live ones are bound. Only when all of that
+//! worked does the daemon switch, in one step that cannot fail: unchanged
+//! services go on as they are (the same version, counters, admission
+//! state), a changed one (attributes, or its guest file's content) serves
+//! new connections with its new version on the sockets it already had
+//! while running connections finish on the old, a removed one stops
+//! listening and its running connections finish, and an added one starts.
+//! Any failure on the way leaves the old config serving, and says why.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+use super::listeners::Changes;
+use super::{Daemon, Guests, Prepared, prepare};
+use crate::logging::sink;
+use crate::service::Service;
+
+/// A new config, compiled and with its log files open: what a switch
+/// needs besides sockets.
+struct Staged {
+    prepared: Prepared,
+    routes: sink::Routes,
+}
+
+/// How the services of the new config relate to the old.
+#[derive(Default)]
+struct Counts {
+    added: usize,
+    changed: usize,
+    unchanged: usize,
+    removed: usize,
+}
+
+/// Reloads the config, or leaves the old one serving and logs why.
+pub(super) async fn reload(daemon: &mut Daemon) {
+    let started = Instant::now();
+    daemon.notifier.reloading();
+    tracing::info!("reloading the config");
+    let (load, sandbox, known) = (
+        daemon.load.clone(),
+        daemon.sandbox.clone(),
+        daemon.guests.clone(),
+    );
+    let staged = tokio::task::spawn_blocking(move || stage(&load, &sandbox, &known)).await;
+    let result = match staged {
+        Ok(Ok(staged)) => switch(daemon, staged),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(anyhow::anyhow!("the reload failed unexpectedly: {e}")),
+    };
+    match result {
+        Ok(counts) => {
+            daemon.reloads += 1;
+            tracing::info!(
+                "reloaded in {:.1?}: {} services ({} added, {} changed, {} removed, {} unchanged)",
+                started.elapsed(),
+                daemon.services.len(),
+                counts.added,
+                counts.changed,
+                counts.removed,
+                counts.unchanged
+            );
+        }
+        Err(e) => tracing::error!("reload failed: {e:#}; still serving the previous config"),
+    }
+    daemon.notifier.reloaded(&daemon.roster.borrow());
+}
+
+/// Reads, validates and compiles the new config; nothing changes yet.
+fn stage(
+    load: &super::ConfigLoader,
+    sandbox: &crate::sandbox::Sandbox,
+    known: &Guests,
+) -> anyhow::Result<Staged> {
+    let config = load().context("cannot read the config")?;
+    for w in &config.warnings {
+        tracing::warn!("{}:{}: {}", w.file.display(), w.line, w.message);
+    }
+    for e in &config.errors {
+        tracing::error!("{e}");
+    }
+    if !config.errors.is_empty() {
+        bail!(
+            "the config has {} error(s), logged above",
+            config.errors.len()
+        );
+    }
+    let routes = sink::open(&config.services)?;
+    let prepared = prepare(sandbox, config.services, known);
+    for f in &prepared.failed {
+        tracing::error!("{f}");
+    }
+    if !prepared.failed.is_empty() {
+        bail!(
+            "{} service(s) cannot load their guest, logged above",
+            prepared.failed.len()
+        );
+    }
+    Ok(Staged { prepared, routes })
+}
+
+/// Binds what the new config needs, then switches to it.
+fn switch(daemon: &mut Daemon, staged: Staged) -> anyhow::Result<Counts> {
+    let mut counts = Counts::default();
+    let mut next: Vec<Arc<Service>> = Vec::new();
+    for service in staged.prepared.services {
+        let old = daemon.services.iter().find(|s| s.name() == service.name());
+        next.push(match old {
+            Some(old) if same(old, &service, &daemon.guests, &staged.prepared.guests) => {
+                counts.unchanged += 1;
+                old.clone()
+            }
+            Some(old) => {
+                counts.changed += 1;
+                tracing::info!(
+                    "service `{}` changed: new connections get the new version; {} running \
+                     finish on the old",
+                    service.name(),
+                    old.active()
+                );
+                Arc::new(service.continuing(old))
+            }
+            None => {
+                counts.added += 1;
+                tracing::info!("service `{}` added", service.name());
+                Arc::new(service)
+            }
+        });
+    }
+    // Binding is the last step that can fail: nothing has changed yet.
+    let plan = daemon.listeners.plan(&next, None)?;
+
+    sink::install(staged.routes);
+    let Changes { opened, closed } = daemon.listeners.commit(plan, &daemon.shared);
+    for old in &daemon.services {
+        if !next.iter().any(|s| s.name() == old.name()) {
+            counts.removed += 1;
+            tracing::info!(
+                "service `{}` removed; {} running connections finish",
+                old.name(),
+                old.active()
+            );
+        }
+    }
+    for (service, addr) in closed {
+        tracing::info!("service `{service}` stopped listening on {addr}");
+    }
+    for (service, addr) in opened {
+        // The readiness line, as at start-up.
+        eprintln!("listening service={service} addr={addr}");
+    }
+    daemon.services = next;
+    daemon.guests = staged.prepared.guests;
+    daemon.publish(Vec::new());
+    Ok(counts)
+}
+
+/// Whether `new` is `old` again: the same attributes (wherever in the
+/// files they are written) and a guest compiled from the same bytes.
+fn same(old: &Service, new: &Service, old_guests: &Guests, new_guests: &Guests) -> bool {
+    let mut spec = new.spec.clone();
+    spec.file.clone_from(&old.spec.file);
+    spec.line = old.spec.line;
+    if spec != old.spec {
+        return false;
+    }
+    let print = |guests: &Guests| guests.get(&old.spec.guest).map(|(print, _)| *print);
+    print(old_guests) == print(new_guests)
+}
