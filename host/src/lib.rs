@@ -11,7 +11,8 @@
 //! - [`admin`]: the optional admin listener: `/metrics`, `/health`, `/status`
 //! - [`commands`]: what each subcommand does, start to exit status
 //! - [`config`]: the xinetd config language, to validated `ServiceSpec`s
-//! - [`server`]: compiles guests, binds listeners, supervises, shuts down
+//! - [`server`]: compiles guests, binds listeners, reloads (SIGHUP), dumps
+//!   the state (SIGUSR1), shuts down
 //! - [`listener`]: binding and the accept loop of one service
 //! - [`udp`]: UDP services: one guest per datagram, its stdout the reply
 //! - [`in_flight`]: the connections being served, for the dump and the drain

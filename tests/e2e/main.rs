@@ -14,6 +14,7 @@ mod internal;
 mod limits;
 mod logging;
 mod metrics;
+mod operations;
 mod redirect;
 mod run_command;
 mod serve;

@@ -89,14 +89,28 @@ impl Log {
         self.0.0.lock().unwrap().clone()
     }
 
+    /// How many lines so far: a mark for [`Log::wait_for_after`].
+    pub fn len(&self) -> usize {
+        self.0.0.lock().unwrap().len()
+    }
+
     /// Waits for a line containing every one of `parts`; panics with the
     /// whole log after [`PATIENCE`].
     pub fn wait_for(&self, parts: &[&str]) -> String {
+        self.wait_for_after(0, parts)
+    }
+
+    /// Like [`Log::wait_for`], among the lines from index `mark` on.
+    pub fn wait_for_after(&self, mark: usize, parts: &[&str]) -> String {
         let (lines, cv) = &*self.0;
         let deadline = Instant::now() + PATIENCE;
         let mut guard = lines.lock().unwrap();
         loop {
-            if let Some(l) = guard.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
+            let later = guard.iter().skip(mark);
+            if let Some(l) = later
+                .into_iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
                 return l.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -184,6 +198,11 @@ impl TestServer {
     /// The daemon's process, for signals.
     pub fn child(&self) -> &Child {
         &self.child
+    }
+
+    /// Waits up to `limit` for the daemon to exit (after a signal).
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        wait_timeout(&mut self.child, limit)
     }
 
     /// Whether the daemon is still running.

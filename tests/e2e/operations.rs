@@ -1,0 +1,344 @@
+//! The daemon while it serves: reloading its config (SIGHUP), dumping its
+//! state (SIGUSR1), stopping with a drain (SIGTERM) and a second signal.
+
+use std::io::{ErrorKind, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// `probe greet WORD`: answers WORD without reading.
+fn greeter(name: &str, word: &str) -> String {
+    service(
+        name,
+        &module("probe"),
+        &format!("\tserver_args = greet {word}"),
+    )
+}
+
+fn config_path(server: &TestServer) -> PathBuf {
+    server.dir.path().join("wasinetd.conf")
+}
+
+/// Sends SIGHUP and returns the reload's outcome line: `reloaded in ...` or
+/// `reload failed: ...`.
+fn reload(server: &TestServer) -> String {
+    let mark = server.log.len();
+    signal(server.child(), "HUP");
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        let lines = server.log.lines();
+        let outcome = lines.iter().skip(mark).find(|l| {
+            l.contains("wasinetd::server::reload")
+                && (l.contains("reloaded in") || l.contains("reload failed"))
+        });
+        if let Some(line) = outcome {
+            return line.clone();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no reload outcome; log:\n{}", server.log.lines().join("\n"));
+}
+
+/// One connection's answer, or why there was none.
+fn ask(addr: SocketAddr) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = s.shutdown(Shutdown::Write);
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(out.trim().to_owned())
+}
+
+/// The address in a readiness line.
+fn addr_in(line: &str) -> SocketAddr {
+    line.rsplit("addr=").next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn a_reload_under_load_fails_no_connection_and_switches_what_changed() {
+    let files = tempdir();
+    let swapped = files.path().join("swapped.wasm");
+    std::fs::copy(module("probe"), &swapped).unwrap();
+    let v1 = [
+        greeter("greet", "one"),
+        service("swap", &swapped, "\tserver_args = greet before"),
+        greeter("stays", "same"),
+        greeter("old", "old"),
+    ]
+    .concat();
+    let server = TestServer::start(&v1, &["greet", "swap", "stays", "old"]);
+    let greet = server.addr("greet");
+    assert_eq!(ask(greet).unwrap(), "one");
+
+    // Two clients, one connection after another, across the reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    answers.push(ask(greet));
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // `greet` changes its arguments, `swap` its guest file's content (same
+    // path, same attributes), `stays` only moves in the file, `old` goes
+    // and `new` comes.
+    std::fs::copy(module("hello-http"), &swapped).unwrap();
+    let v2 = [
+        greeter("new", "new"),
+        greeter("stays", "same"),
+        service("swap", &swapped, "\tserver_args = greet before"),
+        greeter("greet", "two"),
+    ]
+    .concat();
+    std::fs::write(config_path(&server), v2).unwrap();
+    let outcome = reload(&server);
+    assert!(
+        outcome.contains("4 services (1 added, 2 changed, 1 removed, 1 unchanged)"),
+        "{outcome}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+
+    let mut total = 0;
+    for client in clients {
+        let answers = client.join().unwrap();
+        let failed: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
+        assert!(failed.is_empty(), "failed connections: {failed:?}");
+        let answers: Vec<&str> = answers.iter().map(|a| a.as_deref().unwrap()).collect();
+        // In order: the old version's answers, then only the new one's.
+        let switch = answers.iter().position(|a| *a == "two").expect("a `two`");
+        assert!(switch > 0, "no `one` before the reload: {answers:?}");
+        assert!(answers[..switch].iter().all(|a| *a == "one"), "{answers:?}");
+        assert!(answers[switch..].iter().all(|a| *a == "two"), "{answers:?}");
+        total += answers.len();
+    }
+
+    let http = ask(server.addr("swap")).unwrap();
+    assert!(http.ends_with("Hello, World!"), "{http}");
+    // Unchanged: same socket, no new readiness line.
+    assert_eq!(ask(server.addr("stays")).unwrap(), "same");
+    let ready_stays = server.log.lines();
+    let ready_stays = ready_stays
+        .iter()
+        .filter(|l| l.starts_with("listening service=stays "));
+    assert_eq!(ready_stays.count(), 1);
+    // Removed: nothing listens there any more.
+    let refused = TcpStream::connect(server.addr("old")).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    server.log.wait_for(&["service `old` stopped listening on"]);
+    // Added: its readiness line, then served.
+    let new = addr_in(&server.log.wait_for(&["listening service=new "]));
+    assert_eq!(ask(new).unwrap(), "new");
+
+    // The counters of a changed service run on across its versions: every
+    // connection made to `greet` is counted once.
+    let mark = server.log.len();
+    signal(server.child(), "USR1");
+    let line = server.log.wait_for_after(mark, &["dump: service=greet "]);
+    let expected = format!("accepted={} ", total + 1);
+    assert!(line.contains(&expected), "{expected} in {line}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_bad_reload_keeps_the_old_config_serving() {
+    let files = tempdir();
+    let bad = files.path().join("bad.wasm");
+    std::fs::write(&bad, b"this is not WebAssembly").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let server = TestServer::start(&greeter("greet", "one"), &["greet"]);
+    let addr = server.addr("greet");
+    let config = config_path(&server);
+
+    // Each new config changes `greet` too: a failed reload applies none of
+    // it.
+    let cases = [
+        (
+            format!(
+                "{}service broken\n{{\n\tport = 0\n",
+                greeter("greet", "two")
+            ),
+            "wasinetd.conf:",
+        ),
+        (
+            [greeter("greet", "two"), service("junk", &bad, "")].concat(),
+            "bad.wasm",
+        ),
+        (
+            [
+                greeter("greet", "two"),
+                greeter("clash", "x").replace("port = 0", &format!("port = {taken_port}")),
+            ]
+            .concat(),
+            "cannot bind",
+        ),
+    ];
+    for (text, why) in cases {
+        std::fs::write(&config, text).unwrap();
+        let mark = server.log.len();
+        let outcome = reload(&server);
+        assert!(
+            outcome.contains("reload failed") && outcome.contains("still serving the previous"),
+            "{outcome}"
+        );
+        let said = server.log.lines()[mark..].join("\n");
+        assert!(said.contains(why), "{why} not in:\n{said}");
+        assert_eq!(ask(addr).unwrap(), "one");
+    }
+    std::fs::write(&config, greeter("greet", "two")).unwrap();
+    assert!(reload(&server).contains("reloaded in"));
+    assert_eq!(ask(addr).unwrap(), "two");
+    drop(taken);
+}
+
+/// A client of `probe sleep`, once its guest runs.
+fn sleeping_client(addr: SocketAddr) -> TcpStream {
+    let mut client = connect(addr);
+    let mut buf = [0; 9];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"sleeping\n");
+    client
+}
+
+fn sleeper(secs: &str) -> String {
+    service(
+        "slow",
+        &module("probe"),
+        &format!("\tserver_args = sleep {secs}\n\truntime_max = 60s"),
+    )
+}
+
+#[test]
+fn sigusr1_dumps_services_and_the_connection_in_flight() {
+    let server = TestServer::start(&sleeper(""), &["slow"]);
+    let client = sleeping_client(server.addr("slow"));
+    let peer = format!("peer={}", client.local_addr().unwrap());
+    let mark = server.log.len();
+    signal(server.child(), "USR1");
+    let conn = server
+        .log
+        .wait_for_after(mark, &["dump: conn=", "service=slow", &peer]);
+    let age: f64 = conn
+        .rsplit("age=")
+        .next()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!((0.0..60.0).contains(&age), "{conn}");
+    server.log.wait_for_after(
+        mark,
+        &["dump: service=slow ", "active=1", "listening=127.0.0.1:"],
+    );
+    server
+        .log
+        .wait_for_after(mark, &["dump: pid=", "in_flight=1"]);
+    server.log.wait_for_after(mark, &["dump: end"]);
+}
+
+#[test]
+fn sigterm_drains_a_slow_guest_then_exits_zero() {
+    let mut server = TestServer::start_with(&sleeper("2"), &["slow"], |cmd| {
+        cmd.args(["--shutdown-grace", "30s"]);
+    });
+    let addr = server.addr("slow");
+    let mut client = sleeping_client(addr);
+    signal(server.child(), "TERM");
+    server.log.wait_for(&["stopped accepting"]);
+    // No new clients, but the running one gets its whole answer.
+    assert_eq!(
+        TcpStream::connect(addr).unwrap_err().kind(),
+        ErrorKind::ConnectionRefused
+    );
+    assert!(server.is_running());
+    assert!(
+        read_all(&mut client).is_empty(),
+        "end of stream after the guest"
+    );
+    let status = server
+        .wait(PATIENCE)
+        .expect("the daemon exits once drained");
+    assert!(status.success(), "{status}");
+    server.log.wait_for(&["all connections finished; exiting"]);
+}
+
+#[test]
+fn a_second_sigterm_ends_a_draining_guest_at_once() {
+    let mut server = TestServer::start_with(&sleeper(""), &["slow"], |cmd| {
+        cmd.args(["--shutdown-grace", "60s"]);
+    });
+    let _client = sleeping_client(server.addr("slow"));
+    signal(server.child(), "TERM");
+    server.log.wait_for(&["stopped accepting"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.is_running(), "the guest is still being waited for");
+    let asked = Instant::now();
+    signal(server.child(), "TERM");
+    let status = server.wait(PATIENCE).expect("the daemon exits");
+    assert!(status.success(), "{status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    server
+        .log
+        .wait_for(&["second stop request; ending running guests"]);
+}
+
+#[test]
+fn reload_speaks_reloading_then_ready_to_systemd() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempdir();
+    let notify = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&notify).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let next = || {
+        let mut buf = [0; 4096];
+        loop {
+            let n = socket.recv(&mut buf).expect("a notification");
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !m.starts_with("STATUS=") {
+                return m;
+            }
+        }
+    };
+    let server = TestServer::start_with(&greeter("greet", "one"), &["greet"], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify);
+    });
+    assert!(next().starts_with("READY=1\n"));
+    std::fs::write(
+        config_path(&server),
+        [greeter("greet", "one"), greeter("more", "x")].concat(),
+    )
+    .unwrap();
+    assert!(reload(&server).contains("reloaded in"));
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    let usec: u64 = reloading.lines().nth(1).unwrap()["MONOTONIC_USEC=".len()..]
+        .parse()
+        .unwrap();
+    assert!(usec > 0);
+    let ready = next();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=2 services on 2 listeners"),
+        "{ready}"
+    );
+    let _ = Path::new("");
+}
