@@ -1,5 +1,6 @@
-//! Listening sockets (bound here, or adopted from systemd) and the accept
-//! loop of one service.
+//! Binding one listening socket, and the accept loop of one socket. Which
+//! sockets a config needs, and which a reload keeps, is
+//! `server::listeners`' business.
 //!
 //! The loop takes a global instance permit *before* accepting, so when every
 //! pool slot is busy new connections wait in the kernel's backlog instead of
@@ -21,13 +22,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::config::{GuestSource, ServiceSpec, SocketOptions, UnixListen};
+use crate::config::{GuestSource, SocketOptions, UnixListen};
 use crate::in_flight::{InFlight, Ticket};
 use crate::logging;
 use crate::redirect;
 use crate::sandbox::Socket as GuestStdio;
 use crate::service::{Peer, Service};
-use crate::systemd::{Adopted, ListenFds};
 
 /// A socket bound to `addr` (port 0 picks a free port), non-blocking, with
 /// the options every listener of a service shares, TCP or UDP.
@@ -79,26 +79,6 @@ pub fn cannot_start(service: &Service, e: &anyhow::Error, not_listening: &mut Ve
     not_listening.push(service.name().to_owned());
 }
 
-/// The listeners of one service: TCP, and Unix stream sockets.
-pub type Bound = Adopted;
-
-/// The listeners of a service: the sockets systemd passed for it, if any
-/// (then nothing is bound), else every address bound, and its
-/// `listen_unix` socket.
-pub fn listen(spec: &ServiceSpec, passed: &ListenFds) -> anyhow::Result<Bound> {
-    let adopted = passed.take_for(spec)?;
-    if !adopted.is_empty() {
-        return Ok(adopted);
-    }
-    let tcp = bind_all(spec)?;
-    let unix = spec
-        .unix
-        .iter()
-        .map(|u| bind_unix(u, &spec.socket))
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Bound { tcp, unix })
-}
-
 /// Binds a Unix stream socket at `unix.path` with `socket_mode`. A socket
 /// file left by an earlier run is replaced, but only if nothing listens on
 /// it; any other file there is an error.
@@ -144,22 +124,6 @@ pub fn bind_unix(unix: &UnixListen, opts: &SocketOptions) -> anyhow::Result<Unix
         .listen(backlog)
         .with_context(|| format!("cannot listen on `{}`", path.display()))?;
     UnixListener::from_std(socket.into()).context("cannot register the listener")
-}
-
-/// Binds every address of a service (`bind` may list several), all or none.
-/// With `port = 0`, the first listener's free port is used for the others,
-/// so one service has one port.
-pub fn bind_all(spec: &ServiceSpec) -> anyhow::Result<Vec<TcpListener>> {
-    let mut listeners: Vec<TcpListener> = Vec::new();
-    for mut addr in spec.addrs() {
-        if let Some(first) = listeners.first()
-            && addr.port() == 0
-        {
-            addr.set_port(first.local_addr()?.port());
-        }
-        listeners.push(bind(addr, &spec.socket)?);
-    }
-    Ok(listeners)
 }
 
 /// Applies `flags = NODELAY` / `KEEPALIVE` to an accepted connection (Linux

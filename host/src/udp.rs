@@ -12,8 +12,8 @@
 //! per service in full, the rest summed up in one `dropped N datagrams`
 //! line per second.
 //!
-//! Binding shares `server`'s readiness line; the accept loop of TCP
-//! services is `listener`'s.
+//! Which sockets are bound and kept is `server::listeners`' business; the
+//! accept loop of TCP services is `listener`'s.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,7 +32,7 @@ use crate::config::{ServiceSpec, SocketOptions};
 use crate::listener::{self, Current, Shared};
 use crate::logging::{self, Traffic};
 use crate::sandbox::{GuestLog, Invocation};
-use crate::service::{Admission, Peer, Service, connection_env};
+use crate::service::{Admission, Peer, connection_env};
 
 /// The largest datagram read: a UDP payload cannot be longer (64 KiB less
 /// the headers), so nothing is ever cut short on the way in.
@@ -48,37 +48,6 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<UdpSocket> {
     let socket = listener::bound_socket(addr, Type::DGRAM, opts)?;
     UdpSocket::from_std(socket.into()).context("cannot register the socket")
-}
-
-/// Binds every address of every UDP service (all of a service's or none;
-/// with `port = 0` they share the first one's port). A service that cannot
-/// bind is logged, named in `not_listening` and left out, as `server` does
-/// for TCP.
-pub fn bind_all(
-    services: Vec<Service>,
-    not_listening: &mut Vec<String>,
-) -> Vec<(Arc<Service>, UdpSocket)> {
-    let mut bound = Vec::new();
-    for service in services {
-        let mut sockets: Vec<UdpSocket> = Vec::new();
-        let result = service.spec.addrs().try_for_each(|mut addr| {
-            if let Some(first) = sockets.first()
-                && addr.port() == 0
-            {
-                addr.set_port(first.local_addr()?.port());
-            }
-            sockets.push(bind(addr, &service.spec.socket)?);
-            anyhow::Ok(())
-        });
-        match result {
-            Ok(()) => {
-                let service = Arc::new(service);
-                bound.extend(sockets.into_iter().map(|s| (service.clone(), s)));
-            }
-            Err(e) => listener::cannot_start(&service, &e, not_listening),
-        }
-    }
-    bound
 }
 
 /// Receives datagrams until the daemon stops or a reload retires the

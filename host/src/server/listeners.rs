@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ServiceSpec, Transport};
 use crate::listener::{self, Shared};
 use crate::service::Service;
-use crate::systemd::ListenFds;
+use crate::systemd::{Adopted, ListenFds};
 use crate::udp;
 
 /// What a socket listens on, as the config says it.
@@ -342,7 +342,7 @@ fn bind(spec: &ServiceSpec, key: Key, first_port: Option<u16>) -> anyhow::Result
 }
 
 /// The slots of the sockets systemd passed for `spec`.
-fn adopted_slots(spec: &ServiceSpec, adopted: listener::Bound) -> anyhow::Result<Vec<Slot>> {
+fn adopted_slots(spec: &ServiceSpec, adopted: Adopted) -> anyhow::Result<Vec<Slot>> {
     let sockets = (adopted.tcp.into_iter().map(Socket::Tcp))
         .chain(adopted.unix.into_iter().map(Socket::Unix));
     sockets
