@@ -342,3 +342,53 @@ fn reload_speaks_reloading_then_ready_to_systemd() {
     );
     let _ = Path::new("");
 }
+
+#[test]
+fn connections_running_at_a_reload_finish_on_their_version() {
+    let config = |slow_args: &str, with_gone: bool| {
+        let mut text = service(
+            "slow",
+            &module("probe"),
+            &format!("\tserver_args = {slow_args}\n\truntime_max = 60s"),
+        );
+        if with_gone {
+            text += &service("gone", &module("probe"), "\tserver_args = sleep 2");
+        }
+        text
+    };
+    let server = TestServer::start(&config("sleep 2", true), &["slow", "gone"]);
+    let mut on_changed = sleeping_client(server.addr("slow"));
+    let mut on_removed = sleeping_client(server.addr("gone"));
+    std::fs::write(config_path(&server), config("greet changed", false)).unwrap();
+    let outcome = reload(&server);
+    assert!(
+        outcome.contains("(0 added, 1 changed, 1 removed, 0 unchanged)"),
+        "{outcome}"
+    );
+    server
+        .log
+        .wait_for(&["service `slow` changed", "1 running finish on the old"]);
+    server
+        .log
+        .wait_for(&["service `gone` removed; 1 running connections finish"]);
+    // A new client gets the new version while the old guests still run...
+    assert_eq!(ask(server.addr("slow")).unwrap(), "changed");
+    // ...and each old one ends as its guest does: normally, after its sleep.
+    assert!(read_all(&mut on_changed).is_empty());
+    assert!(read_all(&mut on_removed).is_empty());
+    server.log.wait_for(&["service=gone", "exit=0"]);
+    // The line is written after the drain, which may end after the client
+    // saw the end of stream: wait for both of `slow`'s.
+    let deadline = Instant::now() + PATIENCE;
+    let slow_exits = || {
+        let lines = server.log.lines();
+        let exits = lines
+            .iter()
+            .filter(|l| l.contains("service=slow") && l.contains("exit=0"));
+        exits.count()
+    };
+    while slow_exits() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(slow_exits(), 2, "{:#?}", server.log.lines());
+}
