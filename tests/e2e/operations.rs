@@ -392,3 +392,51 @@ fn connections_running_at_a_reload_finish_on_their_version() {
     }
     assert_eq!(slow_exits(), 2, "{:#?}", server.log.lines());
 }
+
+#[test]
+fn a_socket_passed_by_systemd_stays_with_its_service_across_a_reload() {
+    const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+    if !Path::new(ACTIVATE).exists() {
+        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let dir = tempdir();
+    let conf = dir.path().join("wasinetd.conf");
+    // The config's own address (port 0) is not where systemd listens.
+    std::fs::write(&conf, greeter("greet", "one")).unwrap();
+    let mut child = std::process::Command::new(ACTIVATE)
+        .args(["-l", &addr.to_string(), "--fdname=greet", "--"])
+        .arg(BIN)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("-f")
+        .arg(&conf)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::follow_child(&mut child);
+    log.wait_for(&["Listening on", &addr.to_string()]);
+    assert_eq!(ask(addr).unwrap(), "one");
+    log.wait_for(&["listening service=greet addr=", &addr.to_string()]);
+    std::fs::write(&conf, greeter("greet", "two")).unwrap();
+    let mark = log.len();
+    signal(&child, "HUP");
+    let outcome = log.wait_for_after(mark, &["reloaded in", "1 changed"]);
+    assert!(outcome.contains("0 added"), "{outcome}");
+    assert_eq!(ask(addr).unwrap(), "two");
+    assert!(
+        !log.lines()[mark..]
+            .iter()
+            .any(|l| l.starts_with("listening "))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
