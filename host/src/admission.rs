@@ -93,6 +93,16 @@ impl Gatekeeper {
         }
     }
 
+    /// The admission state of `spec`, a new version of the service `self`
+    /// admits to: the `per_source` counts carry on (its guests still run);
+    /// the `cps` rate starts afresh.
+    pub fn continuing(&self, spec: &ServiceSpec) -> Self {
+        Gatekeeper {
+            per_source: self.per_source.continuing(spec.per_source),
+            ..Gatekeeper::new(spec)
+        }
+    }
+
     /// The checks before `instances`: address, time, a running cps pause.
     /// `ip` is canonical (IPv4-mapped IPv6 as IPv4); `None` for a Unix
     /// socket's peer, which address lists do not apply to.
@@ -216,7 +226,9 @@ impl From<IpAddr> for Source {
 pub struct PerSource {
     /// `None`: UNLIMITED, nothing is counted.
     max: Option<u32>,
-    counts: Mutex<HashMap<Source, u32>>,
+    /// Shared by the versions of a service a reload makes, so guests still
+    /// running on an old version count against the new one's limit.
+    counts: Arc<Mutex<HashMap<Source, u32>>>,
 }
 
 impl PerSource {
@@ -224,7 +236,15 @@ impl PerSource {
     pub fn new(max: Option<u32>) -> Self {
         PerSource {
             max,
-            counts: Mutex::default(),
+            counts: Arc::default(),
+        }
+    }
+
+    /// A limit of `max` over the same counts as `self`.
+    fn continuing(&self, max: Option<u32>) -> Self {
+        PerSource {
+            max,
+            counts: self.counts.clone(),
         }
     }
 

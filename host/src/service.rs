@@ -83,12 +83,14 @@ impl Service {
     }
 
     /// `self` as the next version of `earlier` (a reload changed the
-    /// service's attributes or its guest): its own admission state, but
-    /// the running-guest count and the counters of the service carry on.
+    /// service's attributes or its guest): the running-guest counts
+    /// (`instances`, `per_source`) and the counters of the service carry
+    /// on; banners and the `cps` rate are the new version's.
     pub fn continuing(self, earlier: &Service) -> Self {
         Self {
             active: earlier.active.clone(),
             metrics: earlier.metrics.clone(),
+            gate: earlier.gate.continuing(&self.spec),
             ..self
         }
     }

@@ -440,3 +440,26 @@ fn a_socket_passed_by_systemd_stays_with_its_service_across_a_reload() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn guests_running_on_the_old_version_count_against_the_new_limits() {
+    let config = |args: &str| {
+        service(
+            "held",
+            &module("probe"),
+            &format!("\tserver_args = {args}\n\tper_source = 1\n\truntime_max = 60s"),
+        )
+    };
+    let server = TestServer::start(&config("sleep"), &["held"]);
+    let addr = server.addr("held");
+    let _first = sleeping_client(addr);
+    std::fs::write(config_path(&server), config("greet new")).unwrap();
+    assert!(reload(&server).contains("1 changed"));
+    // The old version's guest still runs for this address: at
+    // `per_source = 1`, the new version turns a second one away.
+    let mut second = connect(addr);
+    assert!(read_all(&mut second).is_empty());
+    server
+        .log
+        .wait_for(&["refused: per_source", "service=held", "peer=127.0.0.1:"]);
+}
