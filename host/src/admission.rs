@@ -3,9 +3,10 @@
 //! `cps`, and the banners around the decision. `instances` is counted by
 //! `service` between [`Gatekeeper::screen`] and [`Gatekeeper::count`].
 //!
-//! The order: `only_from` / `no_access` (`address`), `access_times`
-//! (`time`), a running `cps` pause (`cps`), then `instances`, then
-//! `per_source`, and last the `cps` rate, which counts only connections
+//! The order: the daemon-wide deny list of `flags = SENSOR` services
+//! (`sensor`), `only_from` / `no_access` (`address`), `access_times`
+//! (`time`), a running `cps` pause (`cps`), `max_load` (`load`), then
+//! `instances`, then `per_source`, and last the `cps` rate, which counts only connections
 //! that would start a guest: a scan from a denied network, or one source
 //! held back by `per_source`, cannot pause the service for everyone else.
 //!
@@ -27,7 +28,7 @@ use tokio::sync::Semaphore;
 
 use crate::access;
 use crate::config::{Cps, ServiceSpec};
-use crate::logging;
+use crate::{load, logging, sensor};
 
 /// How long a client has to take a banner before it is dropped.
 const BANNER_TIME: Duration = Duration::from_secs(5);
@@ -53,6 +54,11 @@ pub enum Refusal {
     PerSource,
     /// Over the `cps` rate, or during the pause that follows.
     Cps,
+    /// The one-minute load average is at or above `max_load`.
+    Load,
+    /// The peer's address touched a `flags = SENSOR` service (or this
+    /// connection is the touch).
+    Sensor,
 }
 
 impl Refusal {
@@ -64,6 +70,8 @@ impl Refusal {
             Refusal::Time => "time",
             Refusal::PerSource => "per_source",
             Refusal::Cps => "cps",
+            Refusal::Load => "load",
+            Refusal::Sensor => "sensor",
         }
     }
 }
@@ -103,7 +111,8 @@ impl Gatekeeper {
         }
     }
 
-    /// The checks before `instances`: address, time, a running cps pause.
+    /// The checks before `instances`: the sensors' deny list, address,
+    /// time, a running cps pause, the load average.
     /// `ip` is canonical (IPv4-mapped IPv6 as IPv4); `None` for a Unix
     /// socket's peer, which address lists do not apply to.
     pub fn screen(
@@ -112,6 +121,9 @@ impl Gatekeeper {
         ip: Option<IpAddr>,
         now: Instant,
     ) -> Result<(), Refusal> {
+        if ip.is_some_and(|ip| sensor::denied(ip, now)) {
+            return Err(Refusal::Sensor);
+        }
         if ip.is_some_and(|ip| !spec.addresses.allows(ip)) {
             return Err(Refusal::Address);
         }
@@ -122,13 +134,17 @@ impl Gatekeeper {
             }
         }
         match self.rate.check(now) {
-            Gate::Open => Ok(()),
-            Gate::Reopened => {
-                logging::cps_reopened(spec);
-                Ok(())
-            }
-            Gate::Paused => Err(Refusal::Cps),
+            Gate::Open => {}
+            Gate::Reopened => logging::cps_reopened(spec),
+            Gate::Paused => return Err(Refusal::Cps),
         }
+        // Read at most once a second, whatever the connection rate.
+        if let Some(max) = spec.max_load
+            && load::one_minute().is_some_and(|load| max.reached_by(load))
+        {
+            return Err(Refusal::Load);
+        }
+        Ok(())
     }
 
     /// The checks after `instances`: `per_source`, then the cps rate. On

@@ -20,6 +20,8 @@
 //! - [`redirect`]: `redirect = HOST PORT`: relaying a connection, no guest
 //! - [`admission`]: who gets a guest: check order, per_source, cps, banners
 //! - [`access`]: `only_from` / `no_access` and `access_times`, as predicates
+//! - [`load`]: the host's load average for `max_load`, read at most once a second
+//! - [`sensor`]: `flags = SENSOR` and the daemon-wide deny list it fills
 //! - [`sandbox`]: the engine, guests compiled once, one instance per run
 //! - [`bundled`]: guests built into the binary (internal services)
 //! - [`systemd`]: sockets passed by systemd (`LISTEN_FDS`), `sd_notify`
@@ -35,10 +37,12 @@ pub mod commands;
 pub mod config;
 pub mod in_flight;
 pub mod listener;
+pub mod load;
 pub mod logging;
 pub mod metrics;
 pub mod redirect;
 pub mod sandbox;
+pub mod sensor;
 pub mod server;
 pub mod service;
 pub mod systemd;

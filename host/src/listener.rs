@@ -27,6 +27,7 @@ use crate::in_flight::{InFlight, Ticket};
 use crate::logging;
 use crate::redirect;
 use crate::sandbox::Socket as GuestStdio;
+use crate::sensor;
 use crate::service::{Peer, Service};
 
 /// A socket bound to `addr` (port 0 picks a free port), non-blocking, with
@@ -258,6 +259,10 @@ fn handle<S>(
     service.metrics().accepted();
     match service.admit(permit, &peer) {
         Ok(admission) => {
+            if let GuestSource::Sensor(time) = service.spec.guest {
+                sensor::trip(admission, stream, &peer, conn, time);
+                return;
+            }
             let ticket = shared.track(conn, service, &peer);
             let service = service.clone();
             tokio::spawn(async move {

@@ -7,31 +7,11 @@
 //! guest stderr line and no exit line ever carry its connection id.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use socket2::{Domain, Socket, Type};
-
 use crate::support::*;
-
-/// A connection to `addr` from source address `from` (any free port).
-fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
-    let from: IpAddr = from.parse().unwrap();
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let s: TcpStream = socket.into();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s
-}
-
-/// What a guest that does not read (probe `greet`, `stderr`) sends, or what
-/// a refused connection gets, to a clean end of stream.
-fn answer_from(from: &str, addr: SocketAddr) -> String {
-    let mut s = connect_from(from, addr);
-    String::from_utf8(read_all(&mut s)).unwrap()
-}
 
 /// Reads up to and including the first `\n`, or to end of stream.
 fn first_line(s: &mut TcpStream) -> String {

@@ -131,3 +131,71 @@ fn traps_and_exit_statuses_are_logged_in_words() {
     assert_eq!(exchange_text(server.addr("exit"), ""), "exiting 3\n");
     server.log.wait_for(&["exit=3", "service=exit"]);
 }
+
+#[test]
+fn rlimit_data_and_rlimit_rss_cap_linear_memory_as_rlimit_as_does() {
+    for attr in ["rlimit_data", "rlimit_rss"] {
+        // rlimit_as stays at its 128M default: the smallest cap applies.
+        let config = service(
+            "bomb",
+            &module("probe"),
+            &format!("\tserver_args = membomb\n\t{attr} = 16M"),
+        );
+        let server = TestServer::start(&config, &["bomb"]);
+        let out = exchange_text(server.addr("bomb"), "");
+        let failed = out
+            .lines()
+            .find_map(|l| l.strip_prefix("allocation failed at "))
+            .unwrap_or_else(|| panic!("{attr}: the guest never saw a failed allocation: {out}"));
+        let mib: u64 = failed.trim_end_matches(" MiB").parse().unwrap();
+        assert!((8..16).contains(&mib), "{attr}: {out}");
+        server.log.wait_for(&["memory limit", "service=bomb"]);
+    }
+}
+
+/// A preview 1 guest that opens its preopened directory (fd 3) 20 times,
+/// keeping each open, then says `opened 20`; on an error it says `errno`.
+/// (Rights 0: wasmtime-wasi takes what the preopen allows.)
+const OPEN_MANY: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) ".")
+  (data (i32.const 64) "opened 20\n")
+  (data (i32.const 80) "errno\n")
+  (func $say (param $at i32) (param $len i32)
+    (i32.store (i32.const 16) (local.get $at))
+    (i32.store (i32.const 20) (local.get $len))
+    (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24))))
+  (func (export "_start")
+    (local $i i32)
+    (loop $again
+      (if (call $open (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 1)
+                      (i32.const 2) (i64.const 0) (i64.const 0) (i32.const 0)
+                      (i32.const 8))
+        (then (call $say (i32.const 80) (i32.const 6)) (return)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 20))))
+    (call $say (i32.const 64) (i32.const 10))))
+"#;
+
+#[test]
+fn rlimit_files_caps_the_handles_a_guest_holds() {
+    let dir = tempdir();
+    let guest = dir.path().join("open-many.wat");
+    std::fs::write(&guest, OPEN_MANY).unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let data = format!("\tpreopen = {}:/data", dir.path().join("data").display());
+    let config = service("roomy", &guest, &data)
+        + &service("capped", &guest, &format!("{data}\n\trlimit_files = 10"));
+    let server = TestServer::start(&config, &["roomy", "capped"]);
+    assert_eq!(exchange_text(server.addr("roomy"), ""), "opened 20\n");
+    server.log.wait_for(&["exit=0", "service=roomy"]);
+    // Ten handles, stdio and the preopen included, run out before twenty.
+    assert_ne!(exchange_text(server.addr("capped"), ""), "opened 20\n");
+    server
+        .log
+        .wait_for(&["resource table has no free keys", "service=capped"]);
+}

@@ -9,6 +9,7 @@ mod bad_input;
 mod cache;
 mod config_golden;
 mod examples;
+mod guards;
 mod guests;
 mod internal;
 mod limits;

@@ -276,3 +276,23 @@ pub fn service(name: &str, guest: &Path, extra: &str) -> String {
         guest.display()
     )
 }
+
+/// A connection to `addr` from source address `from` (any free port), such
+/// as `127.0.0.2`: a second client on loopback.
+pub fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let from: std::net::IpAddr = from.parse().unwrap();
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// What a guest that does not read (probe `greet`, `stderr`) sends, or what
+/// a refused connection gets, to a clean end of stream.
+pub fn answer_from(from: &str, addr: SocketAddr) -> String {
+    let mut s = connect_from(from, addr);
+    String::from_utf8(read_all(&mut s)).unwrap()
+}

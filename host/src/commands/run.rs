@@ -26,6 +26,7 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
             Some(s) => config::parse_limit_arg(s).context("invalid --rlimit-cpu")?,
             None => defaults.cpu,
         },
+        files: defaults.files,
         runtime: match &args.runtime_max {
             Some(s) => config::parse_limit_arg(s).context("invalid --runtime-max")?,
             None => defaults.runtime,

@@ -1,6 +1,6 @@
 //! The table of every attribute this daemon knows, and the checks that need
-//! only the table: unknown names (with the nearest known one), attributes not
-//! implemented yet, warning-only ones, where an attribute may appear, and the
+//! only the table: unknown names (with the nearest known one), attributes
+//! refused for a reason, warning-only ones, where an attribute may appear, and the
 //! rules of `=` / `+=` / `-=`. What a value means is left to `spec` and
 //! `defaults`, which see only lines that passed [`screen`].
 
@@ -34,8 +34,10 @@ pub(super) enum Kind {
     Set,
     /// Accepted and ignored with a warning; the text says why.
     Ignored(&'static str),
-    /// A known xinetd attribute this daemon does not implement yet.
-    NotYet,
+    /// A known xinetd attribute that is an error here, because ignoring it
+    /// would widen access or leave the service broken; the text says why
+    /// and what to use instead.
+    Unsupported(&'static str),
 }
 
 /// One known attribute.
@@ -55,7 +57,7 @@ const fn attr(name: &'static str, allowed: Allowed, kind: Kind) -> Attr {
 }
 
 use Allowed::{Both, Defaults, Service};
-use Kind::{Ignored, NotYet, Set, Single};
+use Kind::{Ignored, Set, Single, Unsupported};
 
 /// Every attribute name the daemon knows; the README's attribute table documents each.
 pub(super) const TABLE: &[Attr] = &[
@@ -111,19 +113,42 @@ pub(super) const TABLE: &[Attr] = &[
     attr("backlog", Both, Single),
     attr("listen_unix", Service, Single),
     attr("socket_mode", Both, Single),
-    attr("max_load", Both, NotYet),
+    attr("max_load", Both, Single),
     attr("redirect", Service, Single),
     attr("log_type", Both, Single),
-    attr("rlimit_data", Service, NotYet),
-    attr("rlimit_rss", Service, NotYet),
-    attr("rlimit_stack", Service, NotYet),
-    attr("rlimit_files", Service, NotYet),
-    attr("deny_time", Service, NotYet),
-    attr("libwrap", Service, NotYet),
-    attr("mdns", Service, NotYet),
-    attr("rpc_version", Service, NotYet),
-    attr("rpc_number", Service, NotYet),
+    attr("rlimit_data", Service, Single),
+    attr("rlimit_rss", Service, Single),
+    attr(
+        "rlimit_stack",
+        Service,
+        Ignored(
+            "its stack is part of its linear memory, sized when it was built and \
+             counted by `rlimit_as`; the engine caps every guest's native stack alike",
+        ),
+    ),
+    attr("rlimit_files", Service, Single),
+    attr("deny_time", Service, Single),
+    attr(
+        "libwrap",
+        Service,
+        Unsupported(
+            "there are no TCP wrappers (hosts.allow / hosts.deny), and ignoring it would \
+             let in everyone they keep out; use `only_from` / `no_access`",
+        ),
+    ),
+    attr(
+        "mdns",
+        Service,
+        Ignored("wasinetd announces no service over multicast DNS"),
+    ),
+    attr("rpc_version", Service, Unsupported(RPC)),
+    attr("rpc_number", Service, Unsupported(RPC)),
 ];
+
+/// Why `rpc_version` / `rpc_number` (and `type = RPC`) are errors.
+pub(super) const RPC: &str = "ONC RPC services are registered with the portmapper, which \
+     wasinetd does not do, so clients could not find them; serve the program on a fixed \
+     `port` with `type = UNLISTED`";
 
 /// The table's entry for a (lowercased) name.
 pub(super) fn lookup(name: &str) -> Option<&'static Attr> {
@@ -179,8 +204,8 @@ pub(super) fn screen(
         return None;
     };
     match attr.kind {
-        NotYet => {
-            report.error(raw.line, format!("`{name}` is not implemented yet"));
+        Unsupported(why) => {
+            report.error(raw.line, format!("`{name}` is not supported: {why}"));
             return None;
         }
         Ignored(why) => {
@@ -320,21 +345,27 @@ mod tests {
     }
 
     #[test]
-    fn not_implemented_and_ignored_attributes() {
+    fn unsupported_and_ignored_attributes() {
         let lines = [
-            raw("max_load", Op::Assign, 1),
+            raw("libwrap", Op::Assign, 1),
             raw("user", Op::Assign, 2),
-            raw("deny_time", Op::Add, 3),
+            raw("rpc_number", Op::Add, 3),
         ];
         let (passed, messages) = screen_all(Place::Service, &lines);
         assert!(passed.is_empty());
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(
+            messages[0].starts_with("1: `libwrap` is not supported: there are no TCP wrappers")
+                && messages[0].ends_with("use `only_from` / `no_access`"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].starts_with("3: `rpc_number` is not supported: ONC RPC services"),
+            "{messages:?}"
+        );
         assert_eq!(
-            messages,
-            [
-                "1: `max_load` is not implemented yet",
-                "3: `deny_time` is not implemented yet",
-                "2: warning: `user` has no meaning for a WebAssembly guest (it runs with no uid); ignored",
-            ]
+            messages[2],
+            "2: warning: `user` has no meaning for a WebAssembly guest (it runs with no uid); ignored"
         );
     }
 

@@ -39,6 +39,11 @@ pub(super) struct Inherited {
     /// No rate limit unless the config sets one (xinetd's built-in 50 10
     /// pauses busy services nobody asked to limit).
     pub cps: Option<Cps>,
+    pub max_load: Option<super::MaxLoad>,
+    /// `rlimit_data` and `rlimit_rss`: like `rlimit_as`, they cap the
+    /// guest's linear memory (the smallest of the three applies).
+    pub rlimit_data: Option<u64>,
+    pub rlimit_rss: Option<u64>,
     pub banners: Banners,
 }
 
@@ -72,6 +77,9 @@ impl Default for Inherited {
             no_access: Vec::new(),
             per_source: None,
             cps: None,
+            max_load: None,
+            rlimit_data: None,
+            rlimit_rss: None,
             banners: Banners::default(),
         }
     }
@@ -122,6 +130,10 @@ impl Inherited {
             "rlimit_as" => self.limits.memory = values::size(name, words)?,
             "rlimit_cpu" => self.limits.cpu = values::duration(name, words)?,
             "runtime_max" => self.limits.runtime = values::duration(name, words)?,
+            "rlimit_data" => self.rlimit_data = Some(values::size(name, words)?),
+            "rlimit_rss" => self.rlimit_rss = Some(values::size(name, words)?),
+            "rlimit_files" => self.limits.files = values::files(name, words)?,
+            "max_load" => self.max_load = Some(values::max_load(name, words)?),
             "bind" => self.bind = socket::addresses(name, words)?,
             "v6only" => self.v6only = Some(values::yes_no(name, words)?),
             "backlog" => self.backlog = socket::backlog(name, words)?,
@@ -153,6 +165,22 @@ impl Inherited {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+}
+
+impl Inherited {
+    /// The guest's budgets: a guest's data, its heap and what is resident
+    /// of it all live in its one linear memory, so `rlimit_data` and
+    /// `rlimit_rss` cap it as `rlimit_as` does, and the smallest applies.
+    pub(super) fn limits(&self) -> Limits {
+        let memory = [self.rlimit_data, self.rlimit_rss]
+            .into_iter()
+            .flatten()
+            .fold(self.limits.memory, u64::min);
+        Limits {
+            memory,
+            ..self.limits
+        }
     }
 }
 
@@ -320,7 +348,8 @@ mod tests {
             Limits {
                 memory: 128 << 20,
                 cpu: Some(Duration::from_secs(10)),
-                runtime: Some(Duration::from_secs(60))
+                runtime: Some(Duration::from_secs(60)),
+                files: None,
             }
         );
         assert!(i.bind.is_empty());

@@ -21,6 +21,7 @@
 //! - `service`: one `service` block + what it inherits -> [`ServiceSpec`]
 //! - `preopen`: `HOSTDIR:GUESTDIR[:ro|:rw]` -> [`Preopen`], host dir checked
 //! - `admission`: address lists, `access_times`, `cps`, banners (read at load)
+//! - `guest`: what a service runs: `server`, INTERNAL, `redirect`, SENSOR
 //! - `socket`: `bind` words, `flags`, `v6only`, `backlog` -> addresses and options
 //! - `etc_services`: port lookup by service name in `/etc/services`
 //! - `log_type`: `SYSLOG facility [level]` / `FILE path [soft [hard]]`
@@ -32,6 +33,7 @@ mod admission;
 mod attrs;
 mod defaults;
 mod etc_services;
+mod guest;
 mod include;
 mod log_type;
 mod parse;
@@ -166,6 +168,9 @@ pub struct ServiceSpec {
     pub per_source: Option<u32>,
     /// The new-connection rate limit; `None` is none.
     pub cps: Option<Cps>,
+    /// New connections are refused while the one-minute load average is
+    /// at or above this (`max_load`); `None` is never.
+    pub max_load: Option<MaxLoad>,
     /// `banner`, `banner_success`, `banner_fail`.
     pub banners: Banners,
     /// Memory, CPU and wall-clock budgets of one connection's guest.
@@ -264,6 +269,61 @@ pub enum GuestSource {
     /// No guest: `redirect = HOST PORT` relays each connection to this
     /// address (a name resolved once, at load).
     Redirect(std::net::SocketAddr),
+    /// No guest: `flags = SENSOR`, a tripwire. A connection puts its peer's
+    /// address on the daemon-wide deny list for this long.
+    Sensor(DenyTime),
+}
+
+impl GuestSource {
+    /// Whether connections run a guest (not a `redirect` or a sensor).
+    pub fn runs_guest(&self) -> bool {
+        matches!(self, GuestSource::File(_) | GuestSource::Internal(_))
+    }
+}
+
+/// How long a `flags = SENSOR` service denies an address that touched it
+/// (`deny_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyTime {
+    /// `FOREVER`: until the daemon stops.
+    Forever,
+    /// `NEVER`: the address is only logged.
+    Never,
+    /// Minutes (xinetd's unit) or a duration with a unit.
+    For(Duration),
+}
+
+impl fmt::Display for DenyTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DenyTime::Forever => f.write_str("FOREVER"),
+            DenyTime::Never => f.write_str("NEVER"),
+            DenyTime::For(d) => write!(f, "{d:?}"),
+        }
+    }
+}
+
+/// A one-minute load average, in hundredths (`/proc/loadavg` has two
+/// decimals), so a spec stays comparable and hashable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MaxLoad(u32);
+
+impl MaxLoad {
+    /// `hundredths / 100`.
+    pub fn from_hundredths(hundredths: u32) -> Self {
+        MaxLoad(hundredths)
+    }
+
+    /// Whether `load` (a load average) is at or above this.
+    pub fn reached_by(self, load: f64) -> bool {
+        load * 100.0 >= f64::from(self.0) - 0.5
+    }
+}
+
+impl fmt::Display for MaxLoad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
 }
 
 impl std::fmt::Display for GuestSource {
@@ -273,6 +333,7 @@ impl std::fmt::Display for GuestSource {
             GuestSource::File(path) => write!(f, "{}", path.display()),
             GuestSource::Internal(name) => write!(f, "internal:{name}"),
             GuestSource::Redirect(addr) => write!(f, "redirect:{addr}"),
+            GuestSource::Sensor(_) => f.write_str("sensor"),
         }
     }
 }
@@ -296,6 +357,9 @@ pub struct Limits {
     pub cpu: Option<Duration>,
     /// Wall-clock time (`runtime_max`); `None` is UNLIMITED.
     pub runtime: Option<Duration>,
+    /// Handles (files, directories, streams) held at once, stdio included
+    /// (`rlimit_files`); `None` is the daemon's own cap.
+    pub files: Option<u32>,
 }
 
 impl Default for Limits {
@@ -304,6 +368,7 @@ impl Default for Limits {
             memory: DEFAULT_MEMORY,
             cpu: Some(DEFAULT_CPU),
             runtime: Some(DEFAULT_RUNTIME),
+            files: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use super::admission;
 use super::attrs::{self, Checked, Place, Seen};
 use super::defaults::{self, Inherited};
 use super::etc_services::ServicesDb;
+use super::guest;
 use super::parse::{Op, RawAttr, RawBlock};
 use super::preopen::Preopens;
 use super::socket::{self, Flags};
@@ -36,8 +37,7 @@ pub(super) fn service(
         failed: Vec::new(),
         unreadable: !block.problems.is_empty(),
         port: None,
-        server: None,
-        redirect: None,
+        guest: guest::Said::default(),
         server_args: Vec::new(),
         preopens: Preopens::default(),
         access_times: Vec::new(),
@@ -72,9 +72,8 @@ struct Draft {
     unreadable: bool,
     /// With the line that set it.
     port: Option<(u16, u32)>,
-    server: Option<(PathBuf, u32)>,
-    /// `redirect`'s resolved address, with its line.
-    redirect: Option<(std::net::SocketAddr, u32)>,
+    /// `server`, `redirect`, SENSOR and `deny_time`.
+    guest: guest::Said,
     server_args: Vec<String>,
     preopens: Preopens,
     access_times: Vec<TimeWindow>,
@@ -101,18 +100,25 @@ impl Draft {
             "disable" => {
                 values::yes_no(name, words)?;
             }
-            "type" => self.types = values::types(words)?,
+            "type" => {
+                self.types = values::types(words)?;
+                self.guest.internal = self.types.internal;
+            }
             "socket_type" | "protocol" | "wait" => self.transport.apply(name, words, raw.line)?,
             "port" => self.port = Some((values::port(name, words)?, raw.line)),
             "server" => {
                 let path = values::one(name, "the path of a .wasm file", words)?;
-                self.server = Some((dir.join(path), raw.line));
+                self.guest.server = Some((dir.join(path), raw.line));
             }
-            "redirect" => self.redirect = Some((values::redirect(name, words)?, raw.line)),
+            "redirect" => self.guest.redirect = Some((values::redirect(name, words)?, raw.line)),
+            "deny_time" => self.guest.deny_time = Some((guest::deny_time(name, words)?, raw.line)),
             "server_args" => self.server_args = words.to_vec(),
             "preopen" => self.preopens.apply(raw, checked.replaces, dir)?,
             "access_times" => self.access_times = admission::access_times(name, words)?,
-            "flags" => self.flags = (socket::flags(words)?, raw.line),
+            "flags" => {
+                self.flags = (socket::flags(words)?, raw.line);
+                self.guest.sensor = self.flags.0.sensor.then_some(raw.line);
+            }
             "listen_unix" => self.unix = Some((socket::unix_path(name, words)?, raw.line)),
             key => {
                 let handled = self.inherited.apply(key, raw, checked.replaces, dir)?;
@@ -132,37 +138,6 @@ impl Draft {
         db: &mut ServicesDb,
         report: &mut Report,
     ) -> Option<ServiceSpec> {
-        let guest = match (self.types.internal, &self.server) {
-            _ if self.redirect.is_some() && (self.server.is_some() || self.types.internal) => {
-                let line = self.redirect.map_or(block.line, |(_, line)| line);
-                report.error(
-                    line,
-                    "`redirect` cannot be used with `server` or `type = INTERNAL`: a redirected service runs no guest",
-                );
-                None
-            }
-            (_, None) if self.redirect.is_some() => {
-                self.redirect.map(|(addr, _)| GuestSource::Redirect(addr))
-            }
-            (false, None) if self.failed("redirect") => None,
-            (true, Some((_, line))) => {
-                report.error(
-                    *line,
-                    "`server` cannot be used with `type = INTERNAL`: the service is built in",
-                );
-                None
-            }
-            (true, None) => Some(GuestSource::Internal(name.to_string())),
-            (false, Some((path, _))) => Some(GuestSource::File(path.clone())),
-            (false, None) if self.failed("type") || self.failed("server") => None,
-            (false, None) => {
-                let message = format!(
-                    "service `{name}` has no `server`: give the path of its .wasm file (or `type = INTERNAL`)"
-                );
-                report.error(block.line, message);
-                None
-            }
-        };
         let transport = if ["socket_type", "protocol", "wait"]
             .iter()
             .any(|a| self.failed(a))
@@ -172,6 +147,9 @@ impl Draft {
             self.transport.resolve(report)
         };
         let udp = transport == Some(Transport::Udp);
+        let guest = self
+            .guest
+            .resolve(name, udp, block.line, |a| self.failed(a), report);
         if let (true, Some((_, line))) = (udp, &self.unix) {
             report.error(
                 *line,
@@ -179,7 +157,7 @@ impl Draft {
             );
             return None;
         }
-        if let (true, Some((_, line))) = (udp, &self.redirect) {
+        if let (true, Some((_, line))) = (udp, &self.guest.redirect) {
             report.error(*line, "`redirect` is for stream services, not `dgram`");
             return None;
         }
@@ -214,6 +192,7 @@ impl Draft {
                 .unwrap_or_default(),
             GuestSource::Internal(name) => name.clone(),
             GuestSource::Redirect(addr) => addr.to_string(),
+            GuestSource::Sensor(_) => "sensor".into(),
         };
         let mut server_args = self.server_args.into_iter();
         let argv0 = if flags.name_in_args {
@@ -233,6 +212,7 @@ impl Draft {
         // answers once, not forever).
         let dgram = (matches!(guest, GuestSource::Internal(_)) && udp).then(|| "--dgram".into());
         let inherited = self.inherited;
+        let limits = inherited.limits();
         let mut vars = inherited.env;
         for var in &inherited.passenv {
             if let Some(value) = (env.var)(var) {
@@ -272,8 +252,9 @@ impl Draft {
             access_times: self.access_times,
             per_source: inherited.per_source,
             cps: inherited.cps,
+            max_load: inherited.max_load,
+            limits,
             banners: inherited.banners,
-            limits: inherited.limits,
             preopens: self.preopens.into_vec(),
             log_on_success: inherited.log_on_success,
             log_on_failure: inherited.log_on_failure,
@@ -385,6 +366,7 @@ mod tests {
             access_times: vec![],
             per_source: None,
             cps: None,
+            max_load: None,
             banners: Banners::default(),
             limits: Limits::default(),
             preopens: vec![],
@@ -460,6 +442,7 @@ service s
             memory: 1 << 20,
             cpu: Some(Duration::from_secs(2)),
             runtime: Some(Duration::from_millis(500)),
+            files: None,
         };
         assert_eq!(spec.limits, limits);
         assert_eq!(spec.addr, "127.0.0.1:1".parse::<SocketAddr>().unwrap());
@@ -570,7 +553,9 @@ service s
     #[test]
     fn a_bad_type_is_reported_once() {
         let config = parse("service rpcthing {\n type = RPC\n}\n");
-        assert_eq!(errors(&config), ["2: `type = RPC` is not supported"]);
+        let errors = errors(&config);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("2: `type = RPC` is not supported: "));
     }
 
     #[test]
@@ -604,11 +589,15 @@ service s
     }
 
     #[test]
-    fn not_implemented_attributes_break_the_service_and_warnings_do_not() {
+    fn unsupported_attributes_break_the_service_and_warnings_do_not() {
         let config = parse(
-            "service a {\n max_load = 2\n type = UNLISTED\n port = 1\n server = a.wasm\n}\nservice b {\n user = nobody\n nice = 5\n type = UNLISTED\n port = 2\n server = b.wasm\n}\n",
+            "service a {\n libwrap = a\n type = UNLISTED\n port = 1\n server = a.wasm\n}\nservice b {\n user = nobody\n nice = 5\n type = UNLISTED\n port = 2\n server = b.wasm\n}\n",
         );
-        assert_eq!(errors(&config), ["2: `max_load` is not implemented yet"]);
+        assert!(
+            errors(&config)[0].starts_with("2: `libwrap` is not supported: "),
+            "{:?}",
+            errors(&config)
+        );
         assert_eq!(config.services.len(), 1);
         assert_eq!(config.warnings.len(), 2);
         assert_eq!(config.warnings[1].service.as_deref(), Some("b"));

@@ -23,9 +23,12 @@ pub(super) struct Flags {
     pub family: Option<Family>,
     /// NAMEINARGS: the first word of `server_args` is `argv[0]`.
     pub name_in_args: bool,
+    /// SENSOR: a tripwire, no guest (see `guest`).
+    pub sensor: bool,
 }
 
-const FLAGS: &str = "NODELAY, KEEPALIVE, REUSE, IPv4, IPv6, NAMEINARGS, NORETRY or NOLIBWRAP";
+const FLAGS: &str =
+    "NODELAY, KEEPALIVE, REUSE, IPv4, IPv6, NAMEINARGS, SENSOR, NORETRY or NOLIBWRAP";
 
 /// `flags`: xinetd's words, case-insensitive. REUSE (SO_REUSEADDR is always
 /// set), NORETRY (a guest that fails to start is never retried) and
@@ -65,7 +68,10 @@ pub(super) fn flags(values: &[String]) -> Result<Flags, String> {
                     "`flags = {word}` is not supported: a guest has no SELinux context"
                 ));
             }
-            "SENSOR" => return Err(format!("`flags = {word}` is not implemented yet")),
+            "SENSOR" => {
+                flags.sensor = true;
+                None
+            }
             _ => return Err(format!("`flags` takes {FLAGS}, not `{word}`")),
         };
         if let Some(family) = family {
@@ -196,6 +202,7 @@ mod tests {
                 keepalive: true,
                 family: Some(Family::V6),
                 name_in_args: true,
+                sensor: false,
             }
         );
         assert_eq!(
@@ -207,10 +214,7 @@ mod tests {
                 .unwrap_err()
                 .contains("not supported")
         );
-        assert_eq!(
-            flags(&w("SENSOR")),
-            Err("`flags = SENSOR` is not implemented yet".into())
-        );
+        assert!(flags(&w("SENSOR")).unwrap().sensor);
         assert!(flags(&w("FAST")).unwrap_err().ends_with("not `FAST`"));
     }
 

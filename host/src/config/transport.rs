@@ -20,8 +20,13 @@ pub(super) fn parse(name: &str, values: &[String]) -> Result<Transport, String> 
     } else if lower == dgram {
         Ok(Transport::Udp)
     } else if others.contains(&lower.as_str()) {
+        let why = if lower == "raw" {
+            "a raw socket needs CAP_NET_RAW and would hand a guest whole IP packets"
+        } else {
+            "a guest's stdin and stdout are byte streams, which keep no packet boundaries"
+        };
         Err(format!(
-            "`{name} = {word}` is not implemented yet; only `{stream}` and `{dgram}` are"
+            "`{name} = {word}` is not supported: {why}; use `{stream}` or `{dgram}`"
         ))
     } else {
         Err(format!("`{name}` takes {what}, not `{word}`"))
@@ -71,7 +76,9 @@ impl Said {
         if let (Transport::Tcp, Some((true, line))) = (transport, self.wait) {
             report.error(
                 line,
-                "`wait = yes` is not implemented yet for stream services; only `no` is (one guest per connection)",
+                "`wait = yes` is not supported for stream services: such a server accepts \
+                 its connections itself, and a guest is given no listening socket; use \
+                 `wait = no` (one guest per connection)",
             );
             return None;
         }
@@ -102,7 +109,7 @@ mod tests {
         assert_eq!(parse("protocol", &w("udp")), Ok(Transport::Udp));
         assert_eq!(
             parse("socket_type", &w("raw")).unwrap_err(),
-            "`socket_type = raw` is not implemented yet; only `stream` and `dgram` are"
+            "`socket_type = raw` is not supported: a raw socket needs CAP_NET_RAW and would hand a guest whole IP packets; use `stream` or `dgram`"
         );
         assert_eq!(
             parse("socket_type", &w("foo")).unwrap_err(),

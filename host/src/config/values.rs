@@ -76,6 +76,38 @@ pub(super) fn instances(name: &str, values: &[String]) -> Result<Option<u32>, St
     }
 }
 
+/// `max_load`: a positive number like `2.5`, the one-minute load average
+/// at which new connections are refused, kept in hundredths as
+/// `/proc/loadavg` has it.
+pub(super) fn max_load(name: &str, values: &[String]) -> Result<super::MaxLoad, String> {
+    let what = "a load average above 0, like 2.5";
+    let word = one(name, what, values)?;
+    match word.parse::<f64>() {
+        Ok(load) if load.is_finite() && load > 0.0 && load <= 1e6 => {
+            // At least one hundredth: 0.001 must not mean "always refuse".
+            Ok(super::MaxLoad::from_hundredths(
+                ((load * 100.0).round() as u32).max(1),
+            ))
+        }
+        _ => Err(format!("`{name}` takes {what}, not `{word}`")),
+    }
+}
+
+/// `rlimit_files`: handles a guest may hold at once, from 3 (stdin,
+/// stdout and stderr count, as descriptors 0-2 count for RLIMIT_NOFILE),
+/// or UNLIMITED (`None`: the daemon's own cap).
+pub(super) fn files(name: &str, values: &[String]) -> Result<Option<u32>, String> {
+    let what = "a number from 3 up (stdin, stdout and stderr count), or UNLIMITED";
+    let word = one(name, what, values)?;
+    if unlimited(word) {
+        return Ok(None);
+    }
+    match word.parse::<u32>() {
+        Ok(n) if n >= 3 => Ok(Some(n)),
+        _ => Err(format!("`{name}` takes {what}, not `{word}`")),
+    }
+}
+
 /// A memory size in bytes: plain bytes or a K/M/G suffix (1024-based), or
 /// UNLIMITED ([`MAX_MEMORY`]); from [`MIN_MEMORY`] to [`MAX_MEMORY`].
 pub(super) fn size(name: &str, values: &[String]) -> Result<u64, String> {
@@ -212,8 +244,17 @@ pub(super) fn types(values: &[String]) -> Result<Types, String> {
         match word.to_ascii_uppercase().as_str() {
             "UNLISTED" => types.unlisted = true,
             "INTERNAL" => types.internal = true,
-            "RPC" | "TCPMUX" | "TCPMUXPLUS" => {
-                return Err(format!("`type = {word}` is not supported"));
+            "RPC" => {
+                return Err(format!(
+                    "`type = {word}` is not supported: {}",
+                    super::attrs::RPC
+                ));
+            }
+            "TCPMUX" | "TCPMUXPLUS" => {
+                return Err(format!(
+                    "`type = {word}` is not supported: wasinetd serves no TCPMUX (RFC 1078) \
+                     port; give the service a `port` of its own"
+                ));
             }
             _ => {
                 return Err(format!(
@@ -387,10 +428,30 @@ mod tests {
                 internal: true
             })
         );
-        assert_eq!(
-            types(&w("RPC")).unwrap_err(),
-            "`type = RPC` is not supported"
+        assert!(
+            types(&w("RPC"))
+                .unwrap_err()
+                .starts_with("`type = RPC` is not supported: ONC RPC services are registered")
         );
+        assert_eq!(
+            max_load("max_load", &w("2.5")),
+            Ok(crate::config::MaxLoad::from_hundredths(250))
+        );
+        assert_eq!(
+            max_load("max_load", &w("0.001")),
+            Ok(crate::config::MaxLoad::from_hundredths(1))
+        );
+        for bad in ["0", "-1", "NaN", "inf", "high"] {
+            assert_eq!(
+                max_load("max_load", &w(bad)),
+                Err(format!(
+                    "`max_load` takes a load average above 0, like 2.5, not `{bad}`"
+                ))
+            );
+        }
+        assert_eq!(files("rlimit_files", &w("64")), Ok(Some(64)));
+        assert_eq!(files("rlimit_files", &w("unlimited")), Ok(None));
+        assert!(files("rlimit_files", &w("2")).is_err());
         assert_eq!(
             types(&w("FOO")).unwrap_err(),
             "`type` takes UNLISTED and/or INTERNAL, not `FOO`"

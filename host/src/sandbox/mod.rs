@@ -131,8 +131,21 @@ const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 /// Decommits per batch (one `madvise` round per batch instead of per slot).
 const DECOMMIT_BATCH: usize = 16;
 
-/// Resources (open files, streams) a component may hold at once.
+/// Resources (open files, streams) a guest may hold at once when
+/// `rlimit_files` does not say fewer: each holds host memory, and a file
+/// a host descriptor.
 const MAX_RESOURCES: usize = 10_000;
+
+/// The size of a guest's resource table: `rlimit_files`, at most
+/// [`MAX_RESOURCES`]. Stdin, stdout, stderr and preopened directories take
+/// entries too, as descriptors 0-2 count for RLIMIT_NOFILE. A guest that
+/// opens one more is ended (wasmtime-wasi has no EMFILE for a full table:
+/// it fails the call with "resource table has no free keys").
+fn max_resources(limits: Limits) -> usize {
+    limits
+        .files
+        .map_or(MAX_RESOURCES, |n| (n as usize).min(MAX_RESOURCES))
+}
 
 impl Sandbox {
     /// Builds the engine and starts the epoch ticker.
@@ -357,8 +370,14 @@ impl Guest {
         limits: Limits,
         usage: &mut Usage,
     ) -> Outcome {
+        let mut p1 = wasi.build_p1();
+        // Its files, directories and streams live in this table, as a
+        // component's do in its own.
+        wasmtime_wasi::WasiView::ctx(&mut p1)
+            .table
+            .set_max_capacity(max_resources(limits));
         let mut run = Metered {
-            store: self.store(wasi.build_p1(), limits),
+            store: self.store(p1, limits),
             usage,
         };
         let result = async {
@@ -383,7 +402,7 @@ impl Guest {
         usage: &mut Usage,
     ) -> Outcome {
         let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_RESOURCES);
+        table.set_max_capacity(max_resources(limits));
         let ctx = P2Wasi {
             ctx: wasi.build(),
             table,

@@ -65,7 +65,7 @@ pub fn prepare(sandbox: &Sandbox, specs: Vec<ServiceSpec>, known: &Guests) -> Pr
         guests: Guests::default(),
     };
     for spec in specs {
-        if let GuestSource::Redirect(_) = spec.guest {
+        if !spec.guest.runs_guest() {
             prepared.services.push(Service::new(spec, None));
             continue;
         }
@@ -135,5 +135,6 @@ fn guest_bytes(source: &GuestSource) -> anyhow::Result<std::borrow::Cow<'static,
             ),
         },
         GuestSource::Redirect(addr) => bail!("`redirect` to {addr} runs no guest"),
+        GuestSource::Sensor(_) => bail!("a `flags = SENSOR` service runs no guest"),
     }
 }
