@@ -4,7 +4,9 @@
 //!
 //! Passed sockets are taken once, before any thread starts, and handed to
 //! services by name (`FileDescriptorName=` == the service id), then by local
-//! address (== the service's `bind` and `port`). Binding the rest, and the
+//! address (== the service's `bind` and `port`): TCP listening sockets
+//! (`ListenStream=`) and Unix ones to stream services, UDP sockets
+//! (`ListenDatagram=`) to `dgram` services. Binding the rest, and the
 //! accept loops, are the listener's and the server's.
 
 use std::net::SocketAddr;
@@ -15,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::watch;
 
-use crate::config::ServiceSpec;
+use crate::config::{ServiceSpec, Transport};
 use crate::server::Roster;
 
 /// The first passed descriptor (`SD_LISTEN_FDS_START`).
@@ -38,14 +40,24 @@ struct Passed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Local {
     Tcp(SocketAddr),
+    /// A UDP socket (`ListenDatagram=`).
+    Udp(SocketAddr),
     /// A Unix socket bound to a path.
     Unix(PathBuf),
+}
+
+impl Local {
+    /// Whether a service of `spec`'s transport can serve on it.
+    fn fits(&self, spec: &ServiceSpec) -> bool {
+        matches!(self, Local::Udp(_)) == (spec.transport == Transport::Udp)
+    }
 }
 
 impl std::fmt::Display for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Local::Tcp(addr) => write!(f, "{addr}"),
+            Local::Udp(addr) => write!(f, "udp:{addr}"),
             Local::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
@@ -55,13 +67,14 @@ impl std::fmt::Display for Local {
 #[derive(Debug, Default)]
 pub struct Adopted {
     pub tcp: Vec<TcpListener>,
+    pub udp: Vec<UdpSocket>,
     pub unix: Vec<UnixListener>,
 }
 
 impl Adopted {
     /// Whether systemd passed nothing for the service.
     pub fn is_empty(&self) -> bool {
-        self.tcp.is_empty() && self.unix.is_empty()
+        self.tcp.is_empty() && self.udp.is_empty() && self.unix.is_empty()
     }
 }
 
@@ -73,8 +86,8 @@ impl ListenFds {
     /// Takes the sockets systemd passed to this process: `LISTEN_FDS`
     /// descriptors from fd 3, if `LISTEN_PID` is this process. Each is made
     /// close-on-exec; one that is not a TCP or Unix (path) stream listening
-    /// socket is logged and closed. The variables are removed from the environment, so `passenv`
-    /// never hands them on.
+    /// socket, nor a UDP socket, is logged and closed. The variables are
+    /// removed from the environment, so `passenv` never hands them on.
     ///
     /// # Safety
     ///
@@ -133,16 +146,20 @@ impl ListenFds {
 
     /// The passed sockets that belong to `spec`: every one named after the
     /// service, else every one bound to one of its addresses (or its
-    /// `listen_unix` path). They are removed from the set.
+    /// `listen_unix` path); only sockets of its transport (TCP and Unix
+    /// for stream, UDP for dgram). They are removed from the set.
     pub fn take_for(&self, spec: &ServiceSpec) -> anyhow::Result<Adopted> {
         let mut passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let by_name = passed.iter().any(|p| p.name.as_deref() == Some(&spec.name));
+        let named = |p: &Passed| p.name.as_deref() == Some(&spec.name) && p.local.fits(spec);
+        let by_name = passed.iter().any(named);
         let (mine, rest): (Vec<_>, Vec<_>) = passed.drain(..).partition(|p| {
             if by_name {
-                p.name.as_deref() == Some(&spec.name)
+                named(p)
+            } else if !p.local.fits(spec) {
+                false
             } else {
                 match &p.local {
-                    Local::Tcp(addr) => spec.addrs().any(|a| a == *addr),
+                    Local::Tcp(addr) | Local::Udp(addr) => spec.addrs().any(|a| a == *addr),
                     Local::Unix(path) => spec.unix.as_ref().is_some_and(|u| u.path == *path),
                 }
             }
@@ -151,7 +168,7 @@ impl ListenFds {
         let mut adopted = Adopted::default();
         for p in mine {
             tracing::info!(
-                "service `{}`: adopted the listening socket {} passed by systemd (fd {}, {})",
+                "service `{}`: adopted the socket {} passed by systemd (fd {}, {})",
                 spec.name,
                 p.local,
                 p.fd,
@@ -164,6 +181,10 @@ impl ListenFds {
                 Local::Tcp(_) => adopted.tcp.push(
                     TcpListener::from_std(p.socket.into())
                         .context("cannot register a passed listener")?,
+                ),
+                Local::Udp(_) => adopted.udp.push(
+                    UdpSocket::from_std(p.socket.into())
+                        .context("cannot register a passed socket")?,
                 ),
                 Local::Unix(_) => adopted.unix.push(
                     UnixListener::from_std(OwnedFd::from(p.socket).into())
@@ -179,7 +200,8 @@ impl ListenFds {
         let mut passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for p in passed.drain(..) {
             tracing::warn!(
-                "passed fd {} ({}, name `{}`) matches no service by name or address; closed",
+                "passed fd {} ({}, name `{}`) matches no service by name or address \
+                 (TCP and Unix sockets go to stream services, UDP ones to dgram services); closed",
                 p.fd,
                 p.local,
                 p.name.as_deref().unwrap_or("")
@@ -188,8 +210,8 @@ impl ListenFds {
     }
 }
 
-/// Checks that `fd` is a TCP or Unix (path) stream listening socket and
-/// readies it for tokio.
+/// Checks that `fd` is a TCP or Unix (path) stream listening socket, or a
+/// bound UDP socket, and readies it for tokio.
 fn adopt(fd: OwnedFd) -> anyhow::Result<(Local, socket2::Socket)> {
     // SAFETY: fcntl on a descriptor this process owns.
     let cloexec = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -199,12 +221,18 @@ fn adopt(fd: OwnedFd) -> anyhow::Result<(Local, socket2::Socket)> {
     let socket = socket2::Socket::from(fd);
     let kind = socket.r#type().context("not a socket")?;
     let local = socket.local_addr().ok().and_then(|a| match a.as_socket() {
+        Some(addr) if kind == socket2::Type::DGRAM => Some(Local::Udp(addr)),
         Some(addr) => Some(Local::Tcp(addr)),
         None => a.as_pathname().map(|p| Local::Unix(p.to_owned())),
     });
     let addr = local
-        .filter(|_| kind == socket2::Type::STREAM)
-        .context("not a TCP or Unix (path) stream socket")?;
+        .filter(|l| kind == socket2::Type::STREAM || matches!(l, Local::Udp(_)))
+        .context("not a TCP or Unix (path) stream socket, nor a UDP socket")?;
+    if let Local::Udp(addr) = addr {
+        // `ListenDatagram=`: bound, nothing to accept.
+        socket.set_nonblocking(true)?;
+        return Ok((Local::Udp(addr), socket));
+    }
     let mut listening: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `listening`.

@@ -218,3 +218,76 @@ fn a_passed_unix_socket_is_adopted_by_its_path_and_listen_vars_are_gone() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A loopback UDP port free right now (bound, then closed).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `payload` to `port` and returns the reply.
+fn ask_udp(port: u16, payload: &[u8]) -> Vec<u8> {
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.send_to(payload, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0; 1024];
+    let (n, _) = client.recv_from(&mut buf).expect("a reply");
+    buf[..n].to_vec()
+}
+
+#[test]
+fn datagram_sockets_passed_by_systemd_go_to_udp_services_by_name_then_address() {
+    if !Path::new(ACTIVATE).exists() {
+        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+        return;
+    }
+    let (named, by_addr) = (free_udp_port(), free_udp_port());
+    let udp = |block: &str, id: &str, port: u16| {
+        format!(
+            "service {block}\n{{\n\tid = {id}\n\ttype = UNLISTED INTERNAL\n\tsocket_type = dgram\n\tbind = 127.0.0.1\n\tport = {port}\n}}\n"
+        )
+    };
+    // `named` asks for port 0: only its name can give it the passed socket.
+    let config = udp("echo", "named", 0) + &udp("daytime", "dated", by_addr);
+    let dir = tempdir();
+    let conf = dir.path().join("wasinetd.conf");
+    std::fs::write(&conf, config).unwrap();
+    let mut child = std::process::Command::new(ACTIVATE)
+        .arg("--datagram")
+        .args(["-l", &format!("127.0.0.1:{named}")])
+        .args(["-l", &format!("127.0.0.1:{by_addr}")])
+        .arg("--fdname=named:whatever")
+        .arg("--")
+        .arg(BIN)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("-f")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::follow_child(&mut child);
+    log.wait_for(&["Listening on 127.0.0.1:", &by_addr.to_string()]);
+    // The first datagram starts the daemon; it waits in the passed socket.
+    assert_eq!(ask_udp(named, b"ping"), b"ping");
+    let day = String::from_utf8(ask_udp(by_addr, b"")).unwrap();
+    assert!(day.ends_with("-UTC\r\n"), "{day}");
+    log.wait_for(&[
+        "service `named`: adopted the socket udp:127.0.0.1:",
+        &named.to_string(),
+        "name `named`",
+    ]);
+    log.wait_for(&[
+        "service `dated`: adopted the socket udp:127.0.0.1:",
+        &by_addr.to_string(),
+        "matched by address",
+    ]);
+    log.wait_for(&[&format!("listening service=named addr=127.0.0.1:{named}")]);
+    let _ = child.kill();
+    let _ = child.wait();
+}

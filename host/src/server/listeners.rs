@@ -344,6 +344,7 @@ fn bind(spec: &ServiceSpec, key: Key, first_port: Option<u16>) -> anyhow::Result
 /// The slots of the sockets systemd passed for `spec`.
 fn adopted_slots(spec: &ServiceSpec, adopted: Adopted) -> anyhow::Result<Vec<Slot>> {
     let sockets = (adopted.tcp.into_iter().map(Socket::Tcp))
+        .chain(adopted.udp.into_iter().map(Socket::Udp))
         .chain(adopted.unix.into_iter().map(Socket::Unix));
     sockets
         .enumerate()
