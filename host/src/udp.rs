@@ -150,11 +150,7 @@ async fn answer(
     drop(admission);
     let mut reply = stdout.contents();
     if reply.len() > MAX_REPLY {
-        tracing::warn!(
-            target: "wasinetd::conn",
-            "service={} conn={conn} reply truncated to {MAX_REPLY} bytes (the largest UDP payload)",
-            spec.name
-        );
+        logging::reply_truncated(spec, conn, MAX_REPLY);
         reply.truncate(MAX_REPLY);
     }
     let mut traffic = Traffic {
@@ -164,11 +160,7 @@ async fn answer(
     if !reply.is_empty() {
         match socket.send_to(&reply, peer).await {
             Ok(n) => traffic.bytes_out = n as u64,
-            Err(e) => tracing::warn!(
-                target: "wasinetd::conn",
-                "service={} conn={conn} reply not sent: {e}",
-                spec.name
-            ),
+            Err(e) => logging::reply_not_sent(spec, conn, &e),
         }
     }
     let duration = started.elapsed();
@@ -225,12 +217,7 @@ impl Drops {
         }
         let total: u64 = counted.values().sum();
         let reasons: Vec<String> = counted.iter().map(|(r, n)| format!("{r}={n}")).collect();
-        tracing::warn!(
-            target: "wasinetd::conn",
-            "service={} dropped {total} datagrams in the last second: refused {}",
-            spec.name,
-            reasons.join(" ")
-        );
+        logging::datagrams_dropped(spec, total, &reasons.join(" "));
     }
 }
 

@@ -323,3 +323,45 @@ fn json_lines_parse_with_structured_fields_and_readiness_stays_text() {
         assert!(v["message"].is_string() && v["level"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn a_udp_services_truncation_and_drop_lines_follow_its_log_type() {
+    let dgram = "\tsocket_type = dgram\n\tlog_type = FILE udp.log";
+    let config = service(
+        "big",
+        &module("probe"),
+        &format!("{dgram}\n\tserver_args = big 100000"),
+    ) + &service(
+        "walled",
+        &module("upper"),
+        &format!("{dgram}\n\tonly_from = 10.0.0.1"),
+    );
+    let server = TestServer::start(&config, &["big", "walled"]);
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.send_to(b"", server.addr("big")).unwrap();
+    let mut buf = vec![0; 70_000];
+    assert_eq!(client.recv(&mut buf).unwrap(), 65_507);
+    // The first refusal of a second is logged alone, the rest summed up.
+    for _ in 0..5 {
+        client.send_to(b"x", server.addr("walled")).unwrap();
+    }
+    let file = server.dir.path().join("udp.log");
+    wait_in_file(
+        &file,
+        &["reply truncated to 65507 bytes", "service=big conn="],
+    );
+    wait_in_file(&file, &["refused: address service=walled"]);
+    wait_in_file(
+        &file,
+        &[
+            "service=walled dropped ",
+            " datagrams in the last second: refused address=",
+        ],
+    );
+    assert!(
+        !server.log.has(&["truncated"]) && !server.log.has(&["dropped"]),
+        "{:?}",
+        server.log.lines()
+    );
+}

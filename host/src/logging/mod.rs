@@ -14,11 +14,16 @@
 //! # Layout
 //! - [`sink`]: `log_type` destinations: a file with limits, syslog
 //! - [`json`]: the JSON form of a line, and of the daemon's own messages
+//! - `notices`: a service's lines that are not a connection's end: a
+//!   sensor's touch, a cut or unsent UDP reply, dropped datagrams
 //! - `time`: timestamps for files, JSON and syslog
 
 mod json;
+mod notices;
 pub mod sink;
 mod time;
+
+pub use notices::{datagrams_dropped, reply_not_sent, reply_truncated, sensor_tripped};
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -32,9 +37,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
 pub use crate::cli::LogFormat;
-use crate::config::{Cps, DenyTime, LogFlags, ServiceSpec};
+use crate::config::{Cps, LogFlags, ServiceSpec};
 use crate::sandbox::Outcome;
-use crate::sensor::Denial;
 use crate::service::Refusal;
 
 /// The format chosen at [`init`]; text until then.
@@ -325,40 +329,6 @@ pub fn connection_lost(
     line.head = format!("lost before the guest: the banner was not taken ({error})");
     line.outcome = Some("lost");
     line.reason = Some("banner");
-    line.emit();
-}
-
-/// Logs a connection to a `flags = SENSOR` service: its peer's address is
-/// denied on every service for `time` (or only logged). Always logged, with
-/// the peer: the address is the point.
-pub fn sensor_tripped(
-    spec: &ServiceSpec,
-    conn: u64,
-    peer: SocketAddr,
-    time: DenyTime,
-    denial: Denial,
-) {
-    let ip = peer.ip().to_canonical();
-    let what = match (denial, time) {
-        (Denial::LoggedOnly, _) => "logged only (deny_time = NEVER)".to_owned(),
-        (Denial::Full, _) => format!(
-            "not denied: the deny list is full ({} addresses)",
-            crate::sensor::MAX_DENIED
-        ),
-        (Denial::Listed, DenyTime::Forever) => {
-            "denied on every service until the daemon stops".to_owned()
-        }
-        (Denial::Listed, time) => format!("denied on every service for {time}"),
-    };
-    let flags = LogFlags {
-        host: true,
-        ..spec.log_on_failure
-    };
-    let mut line = with_flags(spec, conn, Some(peer), None, None, flags);
-    line.warn = true;
-    line.head = format!("sensor: {ip} {what}");
-    line.outcome = Some("refused");
-    line.reason = Some(Refusal::Sensor.as_str());
     line.emit();
 }
 

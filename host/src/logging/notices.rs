@@ -1,0 +1,88 @@
+//! A service's lines that are not one connection's end: a sensor's touch,
+//! a UDP reply cut short or not sent, the per-second sum of dropped
+//! datagrams. Like every line about a service they go where its
+//! `log_type` says ([`Line::emit`]), never straight to stderr.
+
+use std::net::SocketAddr;
+
+use super::{CONN, Line, with_flags};
+use crate::config::{DenyTime, LogFlags, ServiceSpec};
+use crate::sensor::Denial;
+use crate::service::Refusal;
+
+/// Logs a connection to a `flags = SENSOR` service: its peer's address is
+/// denied on every service for `time` (or only logged). Always logged, with
+/// the peer: the address is the point.
+pub fn sensor_tripped(
+    spec: &ServiceSpec,
+    conn: u64,
+    peer: SocketAddr,
+    time: DenyTime,
+    denial: Denial,
+) {
+    let ip = peer.ip().to_canonical();
+    let what = match (denial, time) {
+        (Denial::LoggedOnly, _) => "logged only (deny_time = NEVER)".to_owned(),
+        (Denial::Full, _) => format!(
+            "not denied: the deny list is full ({} addresses)",
+            crate::sensor::MAX_DENIED
+        ),
+        (Denial::Listed, DenyTime::Forever) => {
+            "denied on every service until the daemon stops".to_owned()
+        }
+        (Denial::Listed, time) => format!("denied on every service for {time}"),
+    };
+    let flags = LogFlags {
+        host: true,
+        ..spec.log_on_failure
+    };
+    let mut line = with_flags(spec, conn, Some(peer), None, None, flags);
+    line.warn = true;
+    line.head = format!("sensor: {ip} {what}");
+    line.outcome = Some("refused");
+    line.reason = Some(Refusal::Sensor.as_str());
+    line.emit();
+}
+
+/// Logs a UDP reply cut at `max` bytes, the largest UDP payload.
+pub fn reply_truncated(spec: &ServiceSpec, conn: u64, max: usize) {
+    Line {
+        warn: true,
+        target: CONN,
+        head: format!("reply truncated to {max} bytes (the largest UDP payload)"),
+        service: &spec.name,
+        conn: Some(conn),
+        ..Line::default()
+    }
+    .emit();
+}
+
+/// Logs a UDP reply the kernel would not send.
+pub fn reply_not_sent(spec: &ServiceSpec, conn: u64, error: &std::io::Error) {
+    Line {
+        warn: true,
+        target: CONN,
+        head: format!("reply not sent: {error}"),
+        service: &spec.name,
+        conn: Some(conn),
+        ..Line::default()
+    }
+    .emit();
+}
+
+/// Logs the refused datagrams of the last second not logged one by one,
+/// `total` of them, counted by reason as `reason=N` words.
+pub fn datagrams_dropped(spec: &ServiceSpec, total: u64, reasons: &str) {
+    Line {
+        warn: true,
+        target: CONN,
+        head: format!(
+            "service={} dropped {total} datagrams in the last second: refused {reasons}",
+            spec.name
+        ),
+        service: &spec.name,
+        reason: Some("dropped"),
+        ..Line::default()
+    }
+    .emit();
+}
