@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::logging::{self, Traffic};
@@ -21,6 +21,10 @@ use crate::service::{Admission, Peer};
 
 /// How long connecting to the backend may take before the client is closed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client whose backend cannot be reached is drained after its
+/// end of stream, and how much of its input at most.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DRAIN_BYTES: usize = 4 << 20;
 
 /// Relays one admitted connection to `target`; never fails, only logs.
 pub async fn relay<S>(admission: Admission, client: S, peer: Peer, conn: u64, target: SocketAddr)
@@ -34,7 +38,13 @@ where
         traffic: Traffic::default(),
     };
     let outcome = match connect(target).await {
-        Err(why) => Outcome::RedirectFailed(why),
+        Err(why) => {
+            // No backend: the client still gets what every other path
+            // gives, end of stream and its unread input drained, so it
+            // sees FIN, not a reset.
+            close_politely(&mut client).await;
+            Outcome::RedirectFailed(why)
+        }
         Ok(mut backend) => {
             // copy_bidirectional shuts down each side's write half when the
             // other side ends, so half-closes carry through.
@@ -70,6 +80,28 @@ where
         &report.outcome,
         traffic,
     );
+}
+
+/// Shuts down the client's write side (it sees end of stream), then reads
+/// and drops what it sent, for a bounded time, so closing never resets it.
+async fn close_politely<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S) {
+    if tokio::time::timeout(DRAIN_TIME, client.shutdown())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut sink = [0; 4096];
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut left = DRAIN_BYTES;
+        while left > 0 {
+            match client.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 async fn connect(target: SocketAddr) -> Result<TcpStream, String> {

@@ -135,3 +135,48 @@ fn redirect_is_cut_at_runtime_max() {
     let line = server.log.wait_for(&["runtime limit", "service=slow"]);
     assert!(line.contains(" in=7 out=0"), "{line}");
 }
+
+/// A loopback listener whose accept queue is full (backlog 0, filled by
+/// connections nobody accepts): the kernel drops further SYNs, so a
+/// connect to it hangs. The listener and its queued clients are returned
+/// to be kept alive.
+fn black_hole() -> (SocketAddr, socket2::Socket, Vec<TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(s) = TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+        queued.push(s);
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+    (addr, listener, queued)
+}
+
+#[test]
+fn redirect_gives_up_connecting_after_5s_and_closes_the_client_cleanly() {
+    let (target, _listener, _queued) = black_hole();
+    let server = TestServer::start(&redirected("hole", target, ""), &["hole"]);
+    let started = std::time::Instant::now();
+    let mut s = connect(server.addr("hole"));
+    // Unread input at the close would make the kernel send a reset.
+    s.write_all(b"is anybody there?\n").unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("a clean end of stream, not a reset");
+    assert_eq!(out, b"");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    server.log.wait_for(&[
+        "redirect failed: cannot connect to",
+        &target.to_string(),
+        "no answer in 5s",
+        "service=hole",
+    ]);
+}
