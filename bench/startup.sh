@@ -87,6 +87,40 @@ ready_ms() {
     echo $(((end - start) / 1000000))
 }
 
+# Reload (SIGHUP) times as the daemon reports them (`reloaded in X`), on a
+# warm cache: the same config again, then with guest g0's bytes changed (so
+# it is compiled afresh). Prints "unchanged_ms changed_ms".
+reload_ms() {
+    local conf=$1 want=$2 dir=$3 n=0 line times=()
+    coproc WD { exec "$BIN" -f "$conf" --cache-dir "$dir" 2>&1 >/dev/null; }
+    local pid=$WD_PID
+    while IFS= read -r line <&"${WD[0]}"; do
+        case $line in
+            "listening service="*) n=$((n + 1)); [ "$n" -eq "$want" ] && break ;;
+        esac
+    done
+    for change in no yes; do
+        if [ "$change" = yes ]; then
+            # One more custom section (id 0, 16 bytes: name `wasinetd-bench`, `x`).
+            printf '\x00\x10\x0ewasinetd-benchx' >>"$work/guests/g0.wasm"
+        fi
+        kill -HUP "$pid"
+        while IFS= read -r line <&"${WD[0]}"; do
+            case $line in
+                *"reloaded in "*) times+=("$(sed -E 's/.*reloaded in ([0-9.]+)(ms|s|µs).*/\1 \2/' <<<"$line")"); break ;;
+                *"reload failed"*) echo "wasinetd: $line" >&2; exit 1 ;;
+            esac
+        done
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    # To whole milliseconds: the daemon prints e.g. `950.0µs`, `12.3ms`, `1.2s`.
+    for t in "${times[@]}"; do
+        awk '{ f = ($2 == "s") ? 1000 : ($2 == "ms") ? 1 : 0.001; printf "%d ", $1 * f + 0.5 }' <<<"$t"
+    done
+    echo
+}
+
 # median min max of the numbers on stdin
 stats() { sort -n | awk '{ a[NR] = $1 } END { printf "%d %d %d\n", a[int((NR + 1) / 2)], a[1], a[NR] }'; }
 
@@ -114,6 +148,16 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "| config | cache | median ms | range ms (of $RUNS) | note |"
 echo "|---|---|---:|---:|---|"
 bench many "$N services" "$work/many.conf" "$N"
+same="" changed=""
+for i in $(seq "$RUNS"); do
+    read -r a b < <(reload_ms "$work/many.conf" "$N" "$work/cache-many-1")
+    same+="$a"$'\n'
+    changed+="$b"$'\n'
+done
+read -r m lo hi < <(printf '%s' "$same" | stats)
+echo "| $N services | reload (SIGHUP), nothing changed | $m | $lo–$hi | |"
+read -r m lo hi < <(printf '%s' "$changed" | stats)
+echo "| $N services | reload (SIGHUP), one guest changed | $m | $lo–$hi | compiled afresh |"
 
 if [ -z "${SKIP_PYTHON:-}" ]; then
     py=${PYTHON_WASM:-}
