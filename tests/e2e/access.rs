@@ -161,12 +161,17 @@ fn ipv4_mapped_peers_match_ipv4_rules() {
         eprintln!("no IPv6 on this host; skipped");
         return;
     }
-    let config = format!(
-        "service mapped\n{{\n\ttype = UNLISTED\n\tbind = ::\n\tport = 0\n\tserver = {}\n\
-         \tserver_args = greet\n\tonly_from = 127.0.0.2 ::1\n}}\n",
-        module("probe").display()
-    );
-    let server = TestServer::start(&config, &["mapped"]);
+    let dual = |name: &str, extra: &str| {
+        format!(
+            "service {name}\n{{\n\ttype = UNLISTED\n\tbind = ::\n\tport = 0\n\tserver = {}\n{extra}\n}}\n",
+            module("probe").display()
+        )
+    };
+    let config = dual(
+        "mapped",
+        "\tserver_args = greet\n\tonly_from = 127.0.0.2 ::1",
+    ) + &dual("env", "\tserver_args = env");
+    let server = TestServer::start(&config, &["mapped", "env"]);
     let port = server.addr("mapped").port();
     let v4: SocketAddr = ([127, 0, 0, 1], port).into();
     assert_eq!(answer_from("127.0.0.2", v4), "hello\n");
@@ -175,11 +180,21 @@ fn ipv4_mapped_peers_match_ipv4_rules() {
         answer_from("::1", ([0, 0, 0, 0, 0, 0, 0, 1], port).into()),
         "hello\n"
     );
-    server.log.wait_for(&[
-        "refused: address",
-        "service=mapped",
-        "peer=[::ffff:127.0.0.1]:",
-    ]);
+    // Logged and passed on as xinetd does: `a.b.c.d`, not `[::ffff:a.b.c.d]`.
+    server
+        .log
+        .wait_for(&["refused: address", "service=mapped", "peer=127.0.0.1:"]);
+    server
+        .log
+        .wait_for(&["exit=0", "service=mapped", "peer=127.0.0.2:"]);
+    assert!(!server.log.has(&["::ffff:"]), "{:?}", server.log.lines());
+    let env_port = server.addr("env").port();
+    let env = answer_from("127.0.0.3", ([127, 0, 0, 1], env_port).into());
+    assert!(env.contains("REMOTE_ADDR=127.0.0.3\n"), "{env}");
+    assert!(env.contains("REMOTE_HOST=127.0.0.3\n"), "{env}");
+    server
+        .log
+        .wait_for(&["exit=0", "service=env", "peer=127.0.0.3:"]);
 }
 
 #[test]

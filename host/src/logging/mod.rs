@@ -242,7 +242,11 @@ fn with_flags<'a>(
         service: &spec.name,
         conn: Some(conn),
         pid: flags.pid.then(std::process::id),
-        peer: peer.filter(|_| flags.host),
+        // A dual-stack listener's IPv4 client (`[::ffff:a.b.c.d]`) is
+        // logged as `a.b.c.d`, as xinetd logs it and REMOTE_ADDR has it.
+        peer: peer
+            .filter(|_| flags.host)
+            .map(|p| SocketAddr::new(p.ip().to_canonical(), p.port())),
         duration: duration.filter(|_| flags.duration),
         traffic: traffic.filter(|_| flags.traffic),
         ..Line::default()
