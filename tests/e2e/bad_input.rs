@@ -76,7 +76,13 @@ fn check_summarises_a_good_config_and_exits_zero() {
         "hello",
         &module("hello-http"),
         "\trlimit_as = 32M\n\tinstances = 7",
-    ) + &service("comp", &component("upper"), "");
+    ) + &service("comp", &component("upper"), "")
+        + &service(
+            "guarded",
+            &module("hello-http"),
+            "\trlimit_data = 16M\n\trlimit_files = 20\n\tmax_load = 2.5",
+        )
+        + "service trap\n{\n\ttype = UNLISTED\n\tport = 0\n\tflags = SENSOR\n\tdeny_time = 90\n}\n";
     std::fs::write(&conf, config).unwrap();
     let out = check(&conf);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -86,7 +92,7 @@ fn check_summarises_a_good_config_and_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
     assert!(
         lines[0].starts_with("hello 127.0.0.1:0 module ")
             && lines[0].contains("rlimit_as=32768K")
@@ -95,6 +101,17 @@ fn check_summarises_a_good_config_and_exits_zero() {
     );
     assert!(
         lines[1].starts_with("comp 127.0.0.1:0 component "),
+        "{stdout}"
+    );
+    // The smallest memory cap applies; max_load and rlimit_files when set.
+    assert!(
+        lines[2].starts_with("guarded 127.0.0.1:0 module ")
+            && lines[2].contains("rlimit_as=16384K")
+            && lines[2].ends_with(" max_load=2.50 rlimit_files=20"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("trap 0.0.0.0:0 sensor sensor:deny_time=5400s "),
         "{stdout}"
     );
 }

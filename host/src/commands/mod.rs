@@ -193,15 +193,19 @@ fn check(file: Option<&Path>, cache: CacheSetting) -> anyhow::Result<ExitCode> {
 /// One line describing a prepared service, as `check` prints it.
 fn summary(s: &crate::service::Service) -> String {
     let spec = &s.spec;
-    let kind = match s.guest() {
-        Some(g) if g.is_component() => "component",
-        Some(_) => "module",
-        None => "redirect",
+    let kind = match (s.guest(), &spec.guest) {
+        (Some(g), _) if g.is_component() => "component",
+        (Some(_), _) => "module",
+        (None, crate::config::GuestSource::Sensor(_)) => "sensor",
+        (None, _) => "redirect",
     };
     let or_unlimited =
         |d: Option<std::time::Duration>| d.map_or("UNLIMITED".to_owned(), |d| format!("{d:?}"));
+    // Shown only when set: most services have neither.
+    let max_load = spec.max_load.map(|l| format!(" max_load={l}"));
+    let files = spec.limits.files.map(|n| format!(" rlimit_files={n}"));
     format!(
-        "{name} {addr} {kind} {source} rlimit_as={mem}K rlimit_cpu={cpu} runtime_max={rt} instances={inst}",
+        "{name} {addr} {kind} {source} rlimit_as={mem}K rlimit_cpu={cpu} runtime_max={rt} instances={inst}{load}{files}",
         name = spec.name,
         addr = spec
             .addrs()
@@ -220,5 +224,7 @@ fn summary(s: &crate::service::Service) -> String {
         inst = spec
             .instances
             .map_or("UNLIMITED".to_owned(), |n| n.to_string()),
+        load = max_load.unwrap_or_default(),
+        files = files.unwrap_or_default(),
     )
 }

@@ -327,13 +327,14 @@ impl fmt::Display for MaxLoad {
 }
 
 impl std::fmt::Display for GuestSource {
-    /// The file's path, or `internal:NAME`, as logs and `check` show it.
+    /// The file's path, `internal:NAME`, `redirect:ADDR` or
+    /// `sensor:deny_time=TIME`, as logs and `check` show it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GuestSource::File(path) => write!(f, "{}", path.display()),
             GuestSource::Internal(name) => write!(f, "internal:{name}"),
             GuestSource::Redirect(addr) => write!(f, "redirect:{addr}"),
-            GuestSource::Sensor(_) => f.write_str("sensor"),
+            GuestSource::Sensor(deny) => write!(f, "sensor:deny_time={deny}"),
         }
     }
 }
