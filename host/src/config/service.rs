@@ -161,6 +161,13 @@ impl Draft {
             report.error(*line, "`redirect` is for stream services, not `dgram`");
             return None;
         }
+        if let (Some(GuestSource::Sensor(_)), Some((_, line))) = (&guest, &self.unix) {
+            report.error(
+                *line,
+                "`listen_unix` cannot be used with `flags = SENSOR`: a Unix peer has no address to deny",
+            );
+            return None;
+        }
         // `listen_unix` without `port`: a Unix socket only.
         let tcp = self.unix.is_none() && !self.failed("listen_unix") || self.port.is_some();
         let port = if tcp {
