@@ -13,11 +13,22 @@ use std::process::Command;
 
 const TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-wasip2"];
 
+/// Guests that only make sense as components: they import
+/// `wasinetd:handler` (`../wit`) or use sockets, which preview 1 lacks.
+/// The wasip1 build leaves them out (they still compile for it, so clippy
+/// checks them on both targets).
+const COMPONENT_ONLY: [&str; 1] = ["whoami"];
+
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let guests = manifest_dir.join("../guests");
     let out = PathBuf::from(env("OUT_DIR")).join("guests");
     watch(&guests);
+    // The component guests generate their bindings from the WIT package.
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../wit").display()
+    );
 
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc)
@@ -40,8 +51,13 @@ fn main() {
         let mut cmd = Command::new(cargo);
         cmd.current_dir(&guests)
             .args(["build", "--release", "--locked", "--target", target])
-            .arg("--target-dir")
+            .args(["--workspace", "--target-dir"])
             .arg(&out);
+        if target == "wasm32-wasip1" {
+            for guest in COMPONENT_ONLY {
+                cmd.args(["--exclude", guest]);
+            }
+        }
         // This build's own settings must not leak into the guests' build:
         // flags meant for the host, clippy's wrapper, a forced target dir.
         for var in [

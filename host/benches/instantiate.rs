@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use wasinetd::config::Limits;
-use wasinetd::sandbox::{Invocation, Sandbox, SandboxOptions};
+use wasinetd::sandbox::{Connection, Invocation, Sandbox, SandboxOptions, Transport};
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
@@ -55,6 +55,13 @@ fn main() -> anyhow::Result<()> {
                         stdin: tokio::io::empty(),
                         stdout: tokio::io::empty(),
                         stderr: tokio::io::empty(),
+                        connection: Connection {
+                            service: "bench".into(),
+                            id: i as u64,
+                            transport: Transport::Stdio,
+                            peer: None,
+                            local: None,
+                        },
                     })
                     .await;
                 let took = started.elapsed();

@@ -22,7 +22,10 @@ use crate::admission::Source;
 use crate::config::ServiceSpec;
 use crate::logging;
 use crate::metrics::{CountedSocket, ServiceMetrics};
-use crate::sandbox::{Guest, GuestLog, Invocation, Socket, SocketStdin, SocketStdout, drain};
+use crate::sandbox::{
+    Connection, Endpoint, Guest, GuestLog, Invocation, Socket, SocketStdin, SocketStdout,
+    Transport, drain,
+};
 
 /// How long the end of a connection may take after the guest: writing out
 /// what it left pending, and draining unread client input.
@@ -166,6 +169,7 @@ impl Service {
         conn: u64,
     ) {
         let started = Instant::now();
+        let connection = self.connection(&stream, &peer, conn);
         let sock = Arc::new(CountedSocket::new(stream, &self.metrics));
         let stdout = SocketStdout::new(sock.clone());
         let env = match &peer {
@@ -185,6 +189,7 @@ impl Service {
                 stdin: SocketStdin::new(sock.clone()),
                 stdout: stdout.clone(),
                 stderr: GuestLog::new(self.name.clone(), conn),
+                connection,
             })
             .await;
         drop(admission);
@@ -205,6 +210,28 @@ impl Service {
             &report.outcome,
             traffic,
         );
+    }
+}
+
+impl Service {
+    /// What a component may ask about the connection `conn` on `stream`
+    /// from `peer` (`wasinetd:handler/connection`).
+    fn connection(&self, stream: &impl AsFd, peer: &Peer, conn: u64) -> Connection {
+        let (transport, peer) = match peer {
+            Peer::Ip(addr) => (Transport::Tcp, Some(Endpoint::Ip(*addr))),
+            Peer::Unix { path, .. } => (Transport::Unix, path.clone().map(Endpoint::Path)),
+        };
+        let local = socket2::SockRef::from(stream)
+            .local_addr()
+            .ok()
+            .and_then(|addr| Endpoint::of(&addr));
+        Connection {
+            service: self.name.clone(),
+            id: conn,
+            transport,
+            peer,
+            local,
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use crate::admission::Refusal;
 use crate::config::{ServiceSpec, SocketOptions};
 use crate::listener::{self, Current, Shared};
 use crate::logging::{self, Traffic};
-use crate::sandbox::{GuestLog, Invocation};
+use crate::sandbox::{Connection, Endpoint, GuestLog, Invocation, Transport};
 use crate::service::{Admission, Peer, connection_env};
 
 /// The largest datagram read: a UDP payload cannot be longer (64 KiB less
@@ -131,6 +131,9 @@ async fn answer(
     // One byte over the limit, to tell a reply that fits from one cut short.
     let stdout = MemoryOutputPipe::new(MAX_REPLY + 1);
     let env = connection_env(&spec.env, peer);
+    // The address the socket is bound to (`0.0.0.0:PORT` for a wildcard
+    // bind: a datagram's own destination would need IP_PKTINFO).
+    let local = socket.local_addr().ok();
     // Config validation rejects `redirect` on a `dgram` service, so every
     // UDP service has a guest.
     let Some(guest) = service.guest() else {
@@ -145,6 +148,13 @@ async fn answer(
             stdin: MemoryInputPipe::new(payload),
             stdout: stdout.clone(),
             stderr: GuestLog::new(service.name().into(), conn),
+            connection: Connection {
+                service: service.name_arc(),
+                id: conn,
+                transport: Transport::Udp,
+                peer: Some(Endpoint::Ip(peer)),
+                local: local.map(Endpoint::Ip),
+            },
         })
         .await;
     drop(admission);

@@ -8,6 +8,7 @@ mod access;
 mod bad_input;
 mod cache;
 mod config_golden;
+mod connection;
 mod examples;
 mod guards;
 mod guests;

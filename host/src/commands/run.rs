@@ -5,6 +5,12 @@
 //! and how wasinetd becomes the `server` of xinetd, tcpserver or a systemd
 //! `Accept=yes` unit: when stdin is a socket, its peer fills `REMOTE_HOST`,
 //! `REMOTE_ADDR` and `REMOTE_PORT` as if wasinetd had accepted it.
+//!
+//! A component asking `wasinetd:handler/connection` learns the same: the
+//! socket's protocol and both its addresses when stdin is a socket,
+//! protocol `stdio` and no addresses when it is not. The service name is
+//! the guest file's name (argv[0]), and the connection id this process's
+//! id, which is what xinetd and tcpserver log for the connection.
 
 use std::process::ExitCode;
 
@@ -12,7 +18,9 @@ use anyhow::Context as _;
 
 use crate::cli::RunArgs;
 use crate::config::{self, Limits};
-use crate::sandbox::{CacheSetting, Invocation, Sandbox, SandboxOptions};
+use crate::sandbox::{
+    CacheSetting, Connection, Endpoint, Invocation, Sandbox, SandboxOptions, Transport,
+};
 use crate::service::connection_env;
 
 pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
@@ -58,6 +66,7 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     if let Some(peer) = stdin_peer() {
         env = connection_env(&env, peer);
     }
+    let connection = stdin_connection(&argv[0]);
 
     let sandbox = Sandbox::new(&SandboxOptions {
         max_instances: 1,
@@ -80,6 +89,7 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
             stdin: tokio::io::stdin(),
             stdout: tokio::io::stdout(),
             stderr: tokio::io::stderr(),
+            connection,
         }))
         .outcome;
     if outcome.is_abnormal() {
@@ -97,4 +107,31 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
 fn stdin_peer() -> Option<std::net::SocketAddr> {
     let stdin = std::io::stdin();
     socket2::SockRef::from(&stdin).peer_addr().ok()?.as_socket()
+}
+
+/// What a component learns about its "connection": stdin's socket, if it
+/// is one (as under xinetd, tcpserver or a systemd `Accept=yes` unit).
+fn stdin_connection(service: &str) -> Connection {
+    let stdin = std::io::stdin();
+    let sock = socket2::SockRef::from(&stdin);
+    let mut connection = Connection {
+        service: service.into(),
+        id: u64::from(std::process::id()),
+        transport: Transport::Stdio,
+        peer: None,
+        local: None,
+    };
+    // getsockname fails (ENOTSOCK) unless stdin is a socket.
+    let Ok(local) = sock.local_addr() else {
+        return connection;
+    };
+    connection.transport = match (local.is_unix(), sock.r#type()) {
+        (true, _) => Transport::Unix,
+        (false, Ok(socket2::Type::DGRAM)) => Transport::Udp,
+        (false, _) => Transport::Tcp,
+    };
+    connection.local = Endpoint::of(&local);
+    // An unconnected UDP socket (xinetd's `wait = yes`) has no peer.
+    connection.peer = sock.peer_addr().ok().and_then(|a| Endpoint::of(&a));
+    connection
 }

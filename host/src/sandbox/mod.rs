@@ -7,13 +7,15 @@
 //! preview 2 component, links it against WASI and pre-instantiates it, so
 //! that [`Guest::run`] costs a store, a WASI context and an instantiation
 //! from the pool. A run sees only what its [`Invocation`] gives it: args,
-//! environment, preopened directories, stdio; no network, no other files.
+//! environment, preopened directories, stdio; no network, no other files;
+//! a component may also ask about its connection ([`connection`]).
 //! Limits are enforced here: memory by the store limiter, CPU by the epoch
 //! callback reading the [`meter`], wall-clock time by a timeout around the
 //! whole run. Compiled code is kept on disk by the [`cache`], when one is
 //! configured. Accepting connections and logging are left to the caller.
 
 mod cache;
+mod connection;
 mod lane;
 mod meter;
 mod outcome;
@@ -37,6 +39,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use crate::config::{Limits, Preopen};
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
+pub use connection::{Connection, Endpoint, Transport};
 use lane::{BusyLane, Seat};
 pub use meter::Meter;
 pub use outcome::{Outcome, RunReport};
@@ -84,6 +87,8 @@ pub struct Invocation<'a, I, O, E> {
     pub stdin: I,
     pub stdout: O,
     pub stderr: E,
+    /// What a component may ask through `wasinetd:handler/connection`.
+    pub connection: Connection,
 }
 
 /// A compiled, linked, pre-instantiated guest. Cheap to clone.
@@ -111,6 +116,7 @@ struct State<W> {
 struct P2Wasi {
     ctx: WasiCtx,
     table: ResourceTable,
+    connection: Connection,
 }
 
 impl WasiView for State<P2Wasi> {
@@ -305,6 +311,7 @@ fn link_component(
 ) -> anyhow::Result<CommandPre<State<P2Wasi>>> {
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+    connection::add_to_linker(&mut linker, |s: &mut State<P2Wasi>| &mut s.wasi.connection)?;
     let pre = linker
         .instantiate_pre(component)
         .map_err(anyhow::Error::from)
@@ -338,14 +345,15 @@ impl Guest {
         let limits = inv.limits;
         let mut usage = Usage::default();
         let run = async {
-            let wasi = match wasi_builder(inv) {
-                Ok(b) => b,
+            let (wasi, connection) = match wasi_builder(inv) {
+                Ok(built) => built,
                 Err(e) => return Outcome::Failed(format!("{e:#}")),
             };
             match &self.kind {
                 GuestKind::Module(pre) => self.run_module(pre, wasi, limits, &mut usage).await,
                 GuestKind::Component(pre) => {
-                    self.run_component(pre, wasi, limits, &mut usage).await
+                    self.run_component(pre, wasi, connection, limits, &mut usage)
+                        .await
                 }
             }
         };
@@ -398,6 +406,7 @@ impl Guest {
         &self,
         pre: &CommandPre<State<P2Wasi>>,
         mut wasi: WasiCtxBuilder,
+        connection: Connection,
         limits: Limits,
         usage: &mut Usage,
     ) -> Outcome {
@@ -406,6 +415,7 @@ impl Guest {
         let ctx = P2Wasi {
             ctx: wasi.build(),
             table,
+            connection,
         };
         let mut run = Metered {
             store: self.store(ctx, limits),
@@ -479,7 +489,10 @@ impl<W: 'static> Drop for Metered<'_, W> {
 }
 
 /// The guest's whole world, from the invocation; the network stays closed.
-fn wasi_builder<I, O, E>(inv: Invocation<'_, I, O, E>) -> anyhow::Result<WasiCtxBuilder>
+/// The connection's facts come back untouched, for a component's store.
+fn wasi_builder<I, O, E>(
+    inv: Invocation<'_, I, O, E>,
+) -> anyhow::Result<(WasiCtxBuilder, Connection)>
 where
     I: StdinStream + 'static,
     O: StdoutStream + 'static,
@@ -504,5 +517,5 @@ where
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot open preopen `{}`", p.host.display()))?;
     }
-    Ok(b)
+    Ok((b, inv.connection))
 }
