@@ -32,13 +32,14 @@ const INSTANTIATE_BUCKETS: &[f64] = &[
 const MAX_BUCKETS: usize = 16;
 
 /// How a finished connection ended, as the `outcome` label says it.
-pub const OUTCOMES: [&str; 6] = [
+pub const OUTCOMES: [&str; 7] = [
     "exit",
     "trap",
     "cpu_limit",
     "memory_limit",
     "runtime_limit",
     "failed",
+    "files_limit",
 ];
 
 /// Distinct refusal reasons counted separately; more are counted as `other`.
@@ -125,6 +126,7 @@ impl ServiceMetrics {
             Outcome::CpuLimit => 2,
             Outcome::MemoryLimit => 3,
             Outcome::RuntimeLimit => 4,
+            Outcome::FilesLimit => 6,
             // A relay counts as a clean exit, a relay that failed as a
             // guest that could not be run.
             Outcome::Redirected => 0,

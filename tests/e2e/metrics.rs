@@ -144,6 +144,7 @@ fn counters_are_exact_after_a_mix_of_connections() {
             "memory_limit",
             "runtime_limit",
             "failed",
+            "files_limit",
         ]
         .iter()
         .map(|o| finished(svc, o))

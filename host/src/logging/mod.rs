@@ -220,6 +220,7 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::CpuLimit => "cpu_limit",
         Outcome::MemoryLimit => "memory_limit",
         Outcome::RuntimeLimit => "runtime_limit",
+        Outcome::FilesLimit => "files_limit",
         Outcome::Failed(_) => "failed",
         Outcome::Redirected => "redirected",
         Outcome::RedirectFailed(_) => "redirect_failed",

@@ -145,8 +145,8 @@ const MAX_RESOURCES: usize = 10_000;
 /// The size of a guest's resource table: `rlimit_files`, at most
 /// [`MAX_RESOURCES`]. Stdin, stdout, stderr and preopened directories take
 /// entries too, as descriptors 0-2 count for RLIMIT_NOFILE. A guest that
-/// opens one more is ended (wasmtime-wasi has no EMFILE for a full table:
-/// it fails the call with "resource table has no free keys").
+/// opens one more is ended, `Outcome::FilesLimit` (wasmtime-wasi has no
+/// EMFILE for a full table: it fails the call).
 fn max_resources(limits: Limits) -> usize {
     limits
         .files

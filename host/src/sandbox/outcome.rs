@@ -3,6 +3,7 @@
 use std::fmt;
 
 use wasmtime::Trap;
+use wasmtime::component::ResourceTableError;
 use wasmtime_wasi::I32Exit;
 
 use super::meter::Meter;
@@ -21,6 +22,9 @@ pub enum Outcome {
     MemoryLimit,
     /// Still running (or blocked) at its `runtime_max`.
     RuntimeLimit,
+    /// Ended when it opened one handle (file, directory, stream) more than
+    /// `rlimit_files` allows: wasmtime-wasi fails the call, it has no EMFILE.
+    FilesLimit,
     /// Could not be run at all (instantiation failed); the host's reason.
     Failed(String),
     /// No guest: the connection was relayed to a `redirect` backend until
@@ -46,6 +50,9 @@ impl Outcome {
         if let Some(code) = exit {
             return Outcome::Exited(code);
         }
+        if let Some(ResourceTableError::Full) = err.downcast_ref::<ResourceTableError>() {
+            return Outcome::FilesLimit;
+        }
         if let Some(trap) = err.downcast_ref::<Trap>() {
             let text = trap.to_string();
             let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
@@ -65,14 +72,14 @@ impl Outcome {
     }
 
     /// The exit status `wasinetd run` reports, following shell conventions:
-    /// the guest's own status, 134 for a trap (SIGABRT), 137 for the memory
-    /// limit (SIGKILL, as the OOM killer), 152 for the CPU limit (SIGXCPU,
-    /// as RLIMIT_CPU), 124 for the runtime limit (as timeout(1)), 125 when
-    /// the guest could not be run.
+    /// the guest's own status, 134 for a trap or the files limit (SIGABRT),
+    /// 137 for the memory limit (SIGKILL, as the OOM killer), 152 for the
+    /// CPU limit (SIGXCPU, as RLIMIT_CPU), 124 for the runtime limit (as
+    /// timeout(1)), 125 when the guest could not be run.
     pub fn exit_status(&self) -> i32 {
         match self {
             Outcome::Exited(code) => *code,
-            Outcome::Trapped(_) => 134,
+            Outcome::Trapped(_) | Outcome::FilesLimit => 134,
             Outcome::MemoryLimit => 137,
             Outcome::CpuLimit => 152,
             Outcome::RuntimeLimit => 124,
@@ -90,6 +97,7 @@ impl fmt::Display for Outcome {
             Outcome::CpuLimit => f.write_str("cpu limit"),
             Outcome::MemoryLimit => f.write_str("memory limit"),
             Outcome::RuntimeLimit => f.write_str("runtime limit"),
+            Outcome::FilesLimit => f.write_str("files limit"),
             Outcome::Failed(why) => write!(f, "failed: {why}"),
             Outcome::Redirected => f.write_str("redirected"),
             Outcome::RedirectFailed(why) => write!(f, "redirect failed: {why}"),
