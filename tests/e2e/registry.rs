@@ -187,3 +187,60 @@ fn host_port_of_urls() {
         "mirror.example:80"
     );
 }
+
+/// `examples/python/app/hello.py` built ahead by `examples/python/prebuild.sh`
+/// (componentize-py from PyPI, in a venv kept in cargo's scratch directory),
+/// or `None` (after saying why) when PyPI is unreachable and componentize-py
+/// is not installed yet. Built once per content of the script and the build
+/// script; compiled into the suite's cache by `wasinetd run` on the way.
+pub fn prebuilt_hello() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let venv = tmp.join("interpreters").join("componentize-py-0.25.1");
+            let mut key = Sha256::new();
+            for f in [
+                "python/app/hello.py",
+                "python/prebuild.sh",
+                "python/wit/world.wit",
+                "../wit/deps/cli/cli.wit",
+            ] {
+                key.update(std::fs::read(example(f)).unwrap());
+            }
+            let out = tmp.join("interpreters").join(format!(
+                "hello-prebuilt-{}.wasm",
+                &hex(&key.finalize())[..16]
+            ));
+            if !out.exists() {
+                if !venv.join("bin/componentize-py").exists()
+                    && let Err(why) = reachable()
+                {
+                    say(&format!(
+                        "PyPI registry unreachable ({why}); cannot install componentize-py"
+                    ));
+                    return None;
+                }
+                let built = Command::new("sh")
+                    .arg(example("python/prebuild.sh"))
+                    .arg(example("python/app"))
+                    .arg("hello")
+                    .arg(&out)
+                    .env("COMPONENTIZE_PY_VENV", &venv)
+                    .output()
+                    .expect("cannot run sh examples/python/prebuild.sh");
+                assert!(
+                    built.status.success(),
+                    "examples/python/prebuild.sh failed ({}):\n{}",
+                    built.status,
+                    String::from_utf8_lossy(&built.stderr)
+                );
+            }
+            Some(out)
+        })
+        .clone()
+        .or_else(|| {
+            say("componentize-py not installed and PyPI unreachable");
+            None
+        })
+}

@@ -1,13 +1,17 @@
 //! Interpreted handlers: CPython's `python.wasm` and QuickJS's
 //! `quickjs.wasm` as a service's `server`, the script as `server_args`, the
-//! script's folder preopened read-only. The examples in `examples/python/`
-//! and `examples/js/` run as shipped, and real scripts probe the sandbox:
-//! no file outside the preopens, no host environment, no outliving limits.
+//! script's folder preopened read-only; and a Python script built ahead
+//! into a component (`examples/python/prebuild.sh`). The examples in
+//! `examples/python/` and `examples/js/` run as shipped, and real scripts
+//! probe the sandbox: no file outside the preopens, no host environment, no
+//! outliving limits.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Stdio;
 
-use crate::registry::{example, python_wasm, quickjs_wasm};
+use crate::registry::{example, prebuilt_hello, python_wasm, quickjs_wasm};
 use crate::support::{TestServer, exchange_text, service, tempdir};
 
 const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\
@@ -240,4 +244,57 @@ fn js_script_reads_only_its_preopen_sees_only_its_env_and_ends_at_its_cpu_limit(
     assert!(!dir.path().join("app/new.txt").exists());
     assert_eq!(exchange_text(server.addr("spin"), ""), "");
     server.log.wait_for(&["service=spin", "cpu limit"]);
+}
+
+#[test]
+fn prebuilt_python_example_serves_http_and_runs_under_wasinetd_run() {
+    let Some(guest) = prebuilt_hello() else {
+        return;
+    };
+    // `wasinetd run` first (it compiles into the shared cache): a
+    // componentize-py component holds a dozen core instances, more than a
+    // pool of one guest used to have room for.
+    let mut run = crate::support::wasinetd()
+        .arg("run")
+        .arg(&guest)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    run.stdin.take().unwrap().write_all(GET.as_bytes()).unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        HELLO,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+
+    let example = example("python/hello-prebuilt.conf");
+    let original = std::fs::read_to_string(&example).unwrap();
+    let config = original
+        .replace(
+            "\tserver\t\t= build/hello.wasm",
+            &format!("\tserver\t\t= {}", guest.display()),
+        )
+        .replace("\tport\t\t= 8084", "\tport\t\t= 0");
+    assert_eq!(config.lines().count(), original.lines().count());
+    assert_eq!(
+        original
+            .lines()
+            .zip(config.lines())
+            .filter(|(a, b)| a != b)
+            .count(),
+        2,
+        "only server and port adjusted"
+    );
+    let server = start(&config, &["python-hello-prebuilt"]);
+    for _ in 0..3 {
+        assert_eq!(ask(server.addr("python-hello-prebuilt")), HELLO);
+    }
+    server
+        .log
+        .wait_for(&["exit=0", "service=python-hello-prebuilt", "conn=3"]);
 }

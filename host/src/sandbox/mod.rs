@@ -137,6 +137,11 @@ const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 /// Decommits per batch (one `madvise` round per batch instead of per slot).
 const DECOMMIT_BATCH: usize = 16;
 
+/// What one component may hold (pool caps per component instance).
+const PER_COMPONENT_CORE_INSTANCES: u32 = 50;
+const PER_COMPONENT_MEMORIES: u32 = 8;
+const PER_COMPONENT_TABLES: u32 = 16;
+
 /// Resources (open files, streams) a guest may hold at once when
 /// `rlimit_files` does not say fewer: each holds host memory, and a file
 /// a host descriptor.
@@ -269,15 +274,19 @@ fn engine_config(opts: &SandboxOptions, pooling: bool) -> Config {
         let n = opts.max_instances;
         let mut pool = PoolingAllocationConfig::default();
         // A p1 module is one core instance with one memory and one table; a
-        // component made by the Rust toolchain holds a handful of each.
+        // component made by the Rust toolchain holds a handful of each, one
+        // made by componentize-py (CPython as shared libraries) a dozen
+        // core instances. The totals are per guest on average, but never
+        // below what one component may hold, so that a pool of one slot
+        // (`wasinetd run`) can run any guest the per-component caps allow.
         pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(4))
-            .total_memories(n.saturating_mul(2))
-            .total_tables(n.saturating_mul(4))
+            .total_core_instances(n.saturating_mul(4).max(PER_COMPONENT_CORE_INSTANCES))
+            .total_memories(n.saturating_mul(2).max(PER_COMPONENT_MEMORIES))
+            .total_tables(n.saturating_mul(4).max(PER_COMPONENT_TABLES))
             .total_stacks(n)
-            .max_core_instances_per_component(50)
-            .max_memories_per_component(8)
-            .max_tables_per_component(16)
+            .max_core_instances_per_component(PER_COMPONENT_CORE_INSTANCES)
+            .max_memories_per_component(PER_COMPONENT_MEMORIES)
+            .max_tables_per_component(PER_COMPONENT_TABLES)
             // Reset a slot by rewriting only the pages the last guest
             // touched (found with PAGEMAP_SCAN), keeping them mapped: no
             // madvise, so no TLB-shootdown IPIs to every core, and no page
