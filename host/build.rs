@@ -17,7 +17,7 @@ const TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-wasip2"];
 /// `wasinetd:handler` (`../wit`) or use sockets, which preview 1 lacks.
 /// The wasip1 build leaves them out (they still compile for it, so clippy
 /// checks them on both targets).
-const COMPONENT_ONLY: [&str; 1] = ["whoami"];
+const COMPONENT_ONLY: [&str; 2] = ["health-check", "whoami"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));

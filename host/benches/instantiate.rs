@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
                             peer: None,
                             local: None,
                         },
+                        allow_connect: Default::default(),
                     })
                     .await;
                 let took = started.elapsed();

@@ -190,6 +190,7 @@ impl Service {
                 stdout: stdout.clone(),
                 stderr: GuestLog::new(self.name.clone(), conn),
                 connection,
+                allow_connect: self.spec.allow_connect.clone(),
             })
             .await;
         drop(admission);

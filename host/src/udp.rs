@@ -155,6 +155,7 @@ async fn answer(
                 peer: Some(Endpoint::Ip(peer)),
                 local: local.map(Endpoint::Ip),
             },
+            allow_connect: spec.allow_connect.clone(),
         })
         .await;
     drop(admission);

@@ -9,6 +9,7 @@ mod bad_input;
 mod cache;
 mod config_golden;
 mod connection;
+mod egress;
 mod examples;
 mod guards;
 mod guests;

@@ -90,6 +90,7 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
             stdout: tokio::io::stdout(),
             stderr: tokio::io::stderr(),
             connection,
+            allow_connect: Default::default(),
         }))
         .outcome;
     if outcome.is_abnormal() {

@@ -101,6 +101,7 @@ pub(super) const TABLE: &[Attr] = &[
         Ignored("it runs on the daemon's threads, at the daemon's priority"),
     ),
     attr("only_from", Both, Set),
+    attr("allow_connect", Both, Set),
     attr("no_access", Both, Set),
     attr("access_times", Service, Single),
     attr("per_source", Both, Single),

@@ -35,6 +35,8 @@ pub(super) struct Inherited {
     /// `None` until an `only_from` line: everyone may connect.
     pub only_from: Option<Vec<IpNet>>,
     pub no_access: Vec<IpNet>,
+    /// `allow_connect`: where a component guest may connect; empty: nowhere.
+    pub allow_connect: Vec<std::net::SocketAddr>,
     pub per_source: Option<u32>,
     /// No rate limit unless the config sets one (xinetd's built-in 50 10
     /// pauses busy services nobody asked to limit).
@@ -75,6 +77,7 @@ impl Default for Inherited {
             socket_mode: super::DEFAULT_SOCKET_MODE,
             only_from: None,
             no_access: Vec::new(),
+            allow_connect: Vec::new(),
             per_source: None,
             cps: None,
             max_load: None,
@@ -150,6 +153,13 @@ impl Inherited {
                 let list = self.only_from.get_or_insert_with(Vec::new);
                 combine(list, op, replaces, nets, |a, b| a == b);
             }
+            "allow_connect" => combine(
+                &mut self.allow_connect,
+                op,
+                replaces,
+                super::egress::allow_connect(name, words)?,
+                |a, b| a == b,
+            ),
             "no_access" => combine(
                 &mut self.no_access,
                 op,

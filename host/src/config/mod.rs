@@ -21,6 +21,7 @@
 //! - `spec`: every block -> [`ServiceSpec`]s (one `defaults`, unique ids, disabling)
 //! - `service`: one `service` block + what it inherits -> [`ServiceSpec`]
 //! - `preopen`: `HOSTDIR:GUESTDIR[:ro|:rw]` -> [`Preopen`], host dir checked
+//! - `egress`: `allow_connect` words -> the addresses a guest may connect to
 //! - `admission`: address lists, `access_times`, `cps`, banners (read at load)
 //! - `guest`: what a service runs: `server`, INTERNAL, `redirect`, SENSOR
 //! - `socket`: `bind` words, `flags`, `v6only`, `backlog` -> addresses and options
@@ -33,6 +34,7 @@
 mod admission;
 mod attrs;
 mod defaults;
+mod egress;
 mod etc_services;
 mod guest;
 mod include;
@@ -168,6 +170,9 @@ pub struct ServiceSpec {
     pub instances: Option<u32>,
     /// Who may connect: `only_from` and `no_access`.
     pub addresses: AddressRules,
+    /// The only TCP addresses a component guest may connect to
+    /// (`allow_connect`); empty: no network at all.
+    pub allow_connect: std::sync::Arc<[SocketAddr]>,
     /// When the service is open (`access_times`); empty is always.
     pub access_times: Vec<TimeWindow>,
     /// Most connections served at once per client address; `None` is UNLIMITED.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::admission;
 use super::attrs::{self, Checked, Place, Seen};
 use super::defaults::{self, Inherited};
+use super::egress;
 use super::etc_services::ServicesDb;
 use super::guest;
 use super::parse::{Op, RawAttr, RawBlock};
@@ -168,6 +169,11 @@ impl Draft {
             );
             return None;
         }
+        if let Some((line, message)) = guest.as_ref().and_then(|g| egress::without_guest(block, g))
+        {
+            report.error(line, message);
+            return None;
+        }
         // `listen_unix` without `port`: a Unix socket only.
         let tcp = self.unix.is_none() && !self.failed("listen_unix") || self.port.is_some();
         let port = if tcp {
@@ -256,6 +262,7 @@ impl Draft {
                 only_from: inherited.only_from,
                 no_access: inherited.no_access,
             },
+            allow_connect: inherited.allow_connect.into(),
             access_times: self.access_times,
             per_source: inherited.per_source,
             cps: inherited.cps,
@@ -370,6 +377,7 @@ mod tests {
             socket: super::super::SocketOptions::default(),
             instances: None,
             addresses: AddressRules::default(),
+            allow_connect: Default::default(),
             access_times: vec![],
             per_source: None,
             cps: None,

@@ -16,11 +16,13 @@
 
 mod cache;
 mod connection;
+mod egress;
 mod lane;
 mod meter;
 mod outcome;
 mod stdio;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -89,6 +91,9 @@ pub struct Invocation<'a, I, O, E> {
     pub stderr: E,
     /// What a component may ask through `wasinetd:handler/connection`.
     pub connection: Connection,
+    /// The only addresses a component may open TCP connections to
+    /// (`allow_connect`); empty: no network.
+    pub allow_connect: Arc<[SocketAddr]>,
 }
 
 /// A compiled, linked, pre-instantiated guest. Cheap to clone.
@@ -497,7 +502,8 @@ impl<W: 'static> Drop for Metered<'_, W> {
     }
 }
 
-/// The guest's whole world, from the invocation; the network stays closed.
+/// The guest's whole world, from the invocation; the network stays closed
+/// but for `allow_connect`.
 /// The connection's facts come back untouched, for a component's store.
 fn wasi_builder<I, O, E>(
     inv: Invocation<'_, I, O, E>,
@@ -516,6 +522,7 @@ where
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    egress::allow(&mut b, inv.allow_connect, &inv.connection);
     for p in inv.preopens {
         let perms = if p.writable {
             FsPerms::ReadWrite

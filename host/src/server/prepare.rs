@@ -76,6 +76,15 @@ pub fn prepare(sandbox: &Sandbox, specs: Vec<ServiceSpec>, known: &Guests) -> Pr
             })
             .clone();
         match outcome {
+            Ok((_, guest)) if !spec.allow_connect.is_empty() && !guest.is_component() => {
+                let error = anyhow::anyhow!(
+                    "`allow_connect` needs a component (wasm32-wasip2) guest, and `{}` is a \
+                     preview 1 module, which has no sockets: build it for wasip2, or remove \
+                     `allow_connect`",
+                    spec.guest
+                );
+                prepared.failed.push(LoadError { spec, error });
+            }
             Ok(entry) => {
                 prepared.guests.0.insert(spec.guest.clone(), entry.clone());
                 prepared.services.push(Service::new(spec, Some(entry.1)));
