@@ -48,6 +48,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start-up, then taken apart: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse and validate the config and compile every guest, then exit:
@@ -106,6 +108,11 @@ pub struct RunArgs {
     /// Let the guest see HOSTDIR as GUESTDIR (repeatable; ro by default).
     #[arg(long, value_name = "HOSTDIR:GUESTDIR[:ro|:rw]")]
     pub preopen: Vec<String>,
+
+    /// Let a component guest open TCP connections to these addresses
+    /// (allow_connect; repeatable, IP:PORT, [IPv6]:PORT or HOST:PORT).
+    #[arg(long, value_name = "IP:PORT")]
+    pub allow_connect: Vec<String>,
 
     /// The guest: a WASI preview 1 module or preview 2 component.
     #[arg(value_name = "GUEST.wasm")]

@@ -145,9 +145,12 @@ fn the_health_check_example_works_as_shipped_with_its_backends_moved() {
         let line = match line.split('=').next().unwrap_or("").trim() {
             "server" => format!("\tserver = {}", component("health-check").display()),
             "port" => "\tport = 0".to_owned(),
+            // The backends are the test's; the timeout is generous on a
+            // shared, loaded test machine.
             _ => line
                 .replace("127.0.0.1:5432", &db_addr.to_string())
-                .replace("127.0.0.1:6379", &cache_addr.to_string()),
+                .replace("127.0.0.1:6379", &cache_addr.to_string())
+                .replace("--timeout-ms 500 ", "--timeout-ms 2000 "),
         };
         config.push_str(&line);
         config.push('\n');
@@ -158,9 +161,94 @@ fn the_health_check_example_works_as_shipped_with_its_backends_moved() {
     drop(db);
     let answer = exchange_text(server.addr("health-check"), REQUEST);
     let (status, body) = status_and_body(&answer);
-    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{answer}");
     assert_eq!(
         body,
         format!("failed {db_addr}: connection refused\nok {cache_addr}\n")
+    );
+}
+
+#[test]
+fn a_backend_that_never_answers_fails_at_the_timeout() {
+    use socket2::{Domain, Socket, Type};
+    // A listener whose accept queue is full: the kernel drops new SYNs,
+    // so a connect neither succeeds nor is refused.
+    let full = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    full.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    full.listen(0).unwrap();
+    let addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _queued: Vec<Socket> = (0..3)
+        .map(|_| {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&addr.into());
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let config = service(
+        "health",
+        &component("health-check"),
+        &format!("\tserver_args = --timeout-ms 200 {addr}\n\tallow_connect = {addr}"),
+    );
+    let server = TestServer::start(&config, &["health"]);
+    let answer = exchange_text(server.addr("health"), REQUEST);
+    let (status, body) = status_and_body(&answer);
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{answer}");
+    assert_eq!(body, format!("failed {addr}: timed out\n"));
+}
+
+#[test]
+fn wasinetd_run_takes_allow_connect_too() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let (allowed, other) = (backend(), backend());
+    let (allowed_addr, other_addr) = (allowed.local_addr().unwrap(), other.local_addr().unwrap());
+    let run = |flag: &str, guest: &std::path::Path, args: &[String]| {
+        let mut child = wasinetd()
+            .args(["run", "--allow-connect", flag])
+            .arg(guest)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(REQUEST.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let out = run(
+        &allowed_addr.to_string(),
+        &component("health-check"),
+        &[allowed_addr.to_string(), other_addr.to_string()],
+    );
+    assert!(out.status.success());
+    let answer = String::from_utf8(out.stdout).unwrap();
+    let (status, body) = status_and_body(&answer);
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{answer}");
+    assert_eq!(
+        body,
+        format!("ok {allowed_addr}\nfailed {other_addr}: permission denied\n")
+    );
+
+    // A preview 1 module has no sockets: a clear error, not a silent no.
+    let out = run("127.0.0.1:5432", &module("echo"), &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--allow-connect needs a component (wasm32-wasip2) guest"),
+        "{stderr}"
+    );
+    let out = run("127.0.0.1", &component("health-check"), &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "invalid --allow-connect `127.0.0.1`: `allow_connect`: `127.0.0.1` has no port"
+        ),
+        "{stderr}"
     );
 }

@@ -11,6 +11,8 @@
 //! protocol `stdio` and no addresses when it is not. The service name is
 //! the guest file's name (argv[0]), and the connection id this process's
 //! id, which is what xinetd and tcpserver log for the connection.
+//! `--allow-connect` is the service attribute `allow_connect`, refused for
+//! a preview 1 module as the config refuses it.
 
 use std::process::ExitCode;
 
@@ -57,6 +59,16 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| config::parse_preopen_arg(p).with_context(|| format!("invalid --preopen `{p}`")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut allow_connect = Vec::new();
+    for word in &args.allow_connect {
+        for addr in config::parse_allow_connect_arg(word)
+            .with_context(|| format!("invalid --allow-connect `{word}`"))?
+        {
+            if !allow_connect.contains(&addr) {
+                allow_connect.push(addr);
+            }
+        }
+    }
     let mut argv = vec![
         args.guest
             .file_name()
@@ -76,6 +88,13 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     let guest = sandbox
         .load_file(&args.guest)
         .with_context(|| format!("cannot load guest `{}`", args.guest.display()))?;
+    if !allow_connect.is_empty() && !guest.is_component() {
+        anyhow::bail!(
+            "--allow-connect needs a component (wasm32-wasip2) guest, and `{}` is a preview 1 \
+             module, which has no sockets",
+            args.guest.display()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,7 +109,7 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
             stdout: tokio::io::stdout(),
             stderr: tokio::io::stderr(),
             connection,
-            allow_connect: Default::default(),
+            allow_connect: allow_connect.into(),
         }))
         .outcome;
     if outcome.is_abnormal() {

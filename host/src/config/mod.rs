@@ -221,6 +221,11 @@ pub fn parse_duration_arg(word: &str) -> anyhow::Result<Duration> {
     parse_limit_arg(word)?.ok_or_else(|| anyhow::anyhow!("a duration is needed, not `{word}`"))
 }
 
+/// An `--allow-connect` word, read as an `allow_connect` word.
+pub fn parse_allow_connect_arg(word: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    egress::allow_connect("allow_connect", &[word.to_owned()]).map_err(anyhow::Error::msg)
+}
+
 /// A `--preopen HOSTDIR:GUESTDIR[:ro|:rw]`, HOSTDIR relative to the
 /// current directory.
 pub fn parse_preopen_arg(word: &str) -> anyhow::Result<Preopen> {
