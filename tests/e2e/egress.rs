@@ -252,3 +252,35 @@ fn wasinetd_run_takes_allow_connect_too() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_shows_the_addresses_a_guest_may_reach() {
+    let dir = tempdir();
+    let conf = dir.path().join("health.conf");
+    let config = service(
+        "health",
+        &component("health-check"),
+        "\tallow_connect = 127.0.0.1:5432 [::1]:6379\n\tallow_connect += localhost:7000",
+    );
+    std::fs::write(&conf, config).unwrap();
+    let out = wasinetd()
+        .arg("check")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout.lines().next().unwrap();
+    assert!(line.starts_with("health 127.0.0.1:0 component "), "{line}");
+    let shown = line.split(" allow_connect=").nth(1).unwrap();
+    assert!(
+        shown.starts_with("127.0.0.1:5432,[::1]:6379,"),
+        "the words in order, then what localhost resolved to: {shown}"
+    );
+    assert!(shown.contains(":7000"), "{shown}");
+}

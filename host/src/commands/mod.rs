@@ -204,8 +204,13 @@ fn summary(s: &crate::service::Service) -> String {
     // Shown only when set: most services have neither.
     let max_load = spec.max_load.map(|l| format!(" max_load={l}"));
     let files = spec.limits.files.map(|n| format!(" rlimit_files={n}"));
+    // The addresses names resolved to at load: what the guest may reach.
+    let egress = (!spec.allow_connect.is_empty()).then(|| {
+        let addrs: Vec<String> = spec.allow_connect.iter().map(|a| a.to_string()).collect();
+        format!(" allow_connect={}", addrs.join(","))
+    });
     format!(
-        "{name} {addr} {kind} {source} rlimit_as={mem}K rlimit_cpu={cpu} runtime_max={rt} instances={inst}{load}{files}",
+        "{name} {addr} {kind} {source} rlimit_as={mem}K rlimit_cpu={cpu} runtime_max={rt} instances={inst}{load}{files}{egress}",
         name = spec.name,
         addr = spec
             .addrs()
@@ -226,5 +231,6 @@ fn summary(s: &crate::service::Service) -> String {
             .map_or("UNLIMITED".to_owned(), |n| n.to_string()),
         load = max_load.unwrap_or_default(),
         files = files.unwrap_or_default(),
+        egress = egress.unwrap_or_default(),
     )
 }
