@@ -21,6 +21,7 @@ mod lane;
 mod meter;
 mod outcome;
 mod stdio;
+mod world;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,7 +38,7 @@ use wasmtime::{
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use crate::config::{Limits, Preopen};
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
@@ -359,7 +360,7 @@ impl Guest {
         let limits = inv.limits;
         let mut usage = Usage::default();
         let run = async {
-            let (wasi, connection) = match wasi_builder(inv) {
+            let (wasi, connection) = match world::wasi_builder(inv) {
                 Ok(built) => built,
                 Err(e) => return Outcome::Failed(format!("{e:#}")),
             };
@@ -500,38 +501,4 @@ impl<W: 'static> Drop for Metered<'_, W> {
         self.usage.cpu = meter.cpu_used();
         self.usage.memory_peak = meter.memory_peak();
     }
-}
-
-/// The guest's whole world, from the invocation; the network stays closed
-/// but for `allow_connect`.
-/// The connection's facts come back untouched, for a component's store.
-fn wasi_builder<I, O, E>(
-    inv: Invocation<'_, I, O, E>,
-) -> anyhow::Result<(WasiCtxBuilder, Connection)>
-where
-    I: StdinStream + 'static,
-    O: StdoutStream + 'static,
-    E: StdoutStream + 'static,
-{
-    let mut b = WasiCtxBuilder::new();
-    b.stdin(inv.stdin)
-        .stdout(inv.stdout)
-        .stderr(inv.stderr)
-        .args(inv.argv)
-        .envs(inv.env)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
-    egress::allow(&mut b, inv.allow_connect, &inv.connection);
-    for p in inv.preopens {
-        let perms = if p.writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
-        b.preopened_dir(&p.host, &p.guest, perms)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot open preopen `{}`", p.host.display()))?;
-    }
-    Ok((b, inv.connection))
 }
