@@ -177,3 +177,20 @@ fn under_wasinetd_run_a_component_learns_stdin_or_its_socket() {
     assert_eq!(got["local"], listener.local_addr().unwrap().to_string());
     assert_eq!(got["conn"], child.id().to_string());
 }
+
+#[test]
+fn on_a_wildcard_listener_the_local_address_is_the_one_the_client_reached() {
+    let config = format!(
+        "service who\n{{\n\ttype = UNLISTED\n\tbind = 0.0.0.0\n\tport = 0\n\tserver = {}\n}}\n",
+        component("whoami").display()
+    );
+    let server = TestServer::start(&config, &["who"]);
+    let port = server.addr("who").port();
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        let reached: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let mut client = connect(reached);
+        client.shutdown(Shutdown::Write).unwrap();
+        let got = facts(&String::from_utf8(read_all(&mut client)).unwrap());
+        assert_eq!(got["local"], reached.to_string());
+    }
+}

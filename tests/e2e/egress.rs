@@ -284,3 +284,24 @@ fn check_shows_the_addresses_a_guest_may_reach() {
     );
     assert!(shown.contains(":7000"), "{shown}");
 }
+
+#[test]
+fn an_ipv6_backend_is_written_in_brackets_and_reached() {
+    let v6 = TcpListener::bind("[::1]:0").unwrap();
+    let addr = v6.local_addr().unwrap();
+    let v4 = backend();
+    let v4_addr = v4.local_addr().unwrap();
+    // The same port on IPv4 is another address: not allowed by the IPv6 one.
+    let same_port_v4 = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+    let config = health(
+        &[addr, v4_addr, same_port_v4],
+        &format!("\tallow_connect = {addr} {v4_addr}"),
+    );
+    let server = TestServer::start(&config, &["health"]);
+    let answer = exchange_text(server.addr("health"), REQUEST);
+    let (_, body) = status_and_body(&answer);
+    assert_eq!(
+        body,
+        format!("ok {addr}\nok {v4_addr}\nfailed {same_port_v4}: permission denied\n")
+    );
+}
