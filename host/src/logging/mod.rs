@@ -23,7 +23,9 @@ mod notices;
 pub mod sink;
 mod time;
 
-pub use notices::{datagrams_dropped, reply_not_sent, reply_truncated, sensor_tripped};
+pub use notices::{
+    connect_denied, datagrams_dropped, reply_not_sent, reply_truncated, sensor_tripped,
+};
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;

@@ -1,6 +1,6 @@
 //! A service's lines that are not one connection's end: a sensor's touch,
 //! a UDP reply cut short or not sent, the per-second sum of dropped
-//! datagrams. Like every line about a service they go where its
+//! datagrams, a guest's network use outside `allow_connect`. Like every line about a service they go where its
 //! `log_type` says ([`Line::emit`]), never straight to stderr.
 
 use std::net::SocketAddr;
@@ -82,6 +82,21 @@ pub fn datagrams_dropped(spec: &ServiceSpec, total: u64, reasons: &str) {
         ),
         service: &spec.name,
         reason: Some("dropped"),
+        ..Line::default()
+    }
+    .emit();
+}
+
+/// Logs that a guest's connection `conn` of `service` tried `what` (`a TCP
+/// connect to`, ...) `addr`, which `allow_connect` does not allow: once
+/// per connection, so a guest cannot flood the log.
+pub fn connect_denied(service: &str, conn: u64, what: &str, addr: SocketAddr) {
+    Line {
+        warn: true,
+        target: CONN,
+        head: format!("denied: {what} {addr} (not in allow_connect; logged once per connection)"),
+        service,
+        conn: Some(conn),
         ..Line::default()
     }
     .emit();

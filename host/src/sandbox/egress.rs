@@ -29,12 +29,7 @@ pub(super) fn allow(b: &mut WasiCtxBuilder, allowed: Arc<[SocketAddr]>, conn: &C
     b.allow_tcp(true).socket_addr_check(move |addr, usage| {
         let ok = permitted(&allowed, addr, usage);
         if !ok && !logged.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                target: "wasinetd::conn",
-                "service={service} conn={id} guest denied {} {addr}: not in allow_connect \
-                 (later denials of this connection are not logged)",
-                verb(usage)
-            );
+            crate::logging::connect_denied(&service, id, verb(usage), addr);
         }
         Box::pin(std::future::ready(ok))
     });
