@@ -188,59 +188,85 @@ fn host_port_of_urls() {
     );
 }
 
-/// `examples/python/app/hello.py` built ahead by `examples/python/prebuild.sh`
+/// `examples/python/app/hello.py` built ahead by `examples/python/prebuild.sh`;
+/// see [`prebuilt`].
+pub fn prebuilt_hello() -> Option<PathBuf> {
+    prebuilt(&example("python/app"), "hello")
+}
+
+/// MODULE of `app` built ahead by `examples/python/prebuild.sh`
 /// (componentize-py from PyPI, in a venv kept in cargo's scratch directory),
 /// or `None` (after saying why) when PyPI is unreachable and componentize-py
-/// is not installed yet. Built once per content of the script and the build
-/// script; compiled into the suite's cache by `wasinetd run` on the way.
-pub fn prebuilt_hello() -> Option<PathBuf> {
-    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-            let venv = tmp.join("interpreters").join("componentize-py-0.25.1");
-            let mut key = Sha256::new();
-            for f in [
-                "python/app/hello.py",
-                "python/prebuild.sh",
-                "python/wit/world.wit",
-                "../wit/deps/cli/cli.wit",
-            ] {
-                key.update(std::fs::read(example(f)).unwrap());
-            }
-            let out = tmp.join("interpreters").join(format!(
-                "hello-prebuilt-{}.wasm",
-                &hex(&key.finalize())[..16]
-            ));
-            if !out.exists() {
-                if !venv.join("bin/componentize-py").exists()
-                    && let Err(why) = reachable()
-                {
-                    say(&format!(
-                        "PyPI registry unreachable ({why}); cannot install componentize-py"
-                    ));
-                    return None;
-                }
-                let built = Command::new("sh")
-                    .arg(example("python/prebuild.sh"))
-                    .arg(example("python/app"))
-                    .arg("hello")
-                    .arg(&out)
-                    .env("COMPONENTIZE_PY_VENV", &venv)
-                    .output()
-                    .expect("cannot run sh examples/python/prebuild.sh");
-                assert!(
-                    built.status.success(),
-                    "examples/python/prebuild.sh failed ({}):\n{}",
-                    built.status,
-                    String::from_utf8_lossy(&built.stderr)
-                );
-            }
-            Some(out)
-        })
-        .clone()
-        .or_else(|| {
-            say("componentize-py not installed and PyPI unreachable");
-            None
-        })
+/// is not installed yet. Built once per content of the app, the build
+/// script and its WIT, then compiled into the suite's shared cache (by a
+/// `wasinetd run` with empty stdin, which must succeed), so a test's daemon
+/// starts without compiling 18 MB.
+pub fn prebuilt(app: &Path, module: &str) -> Option<PathBuf> {
+    // One build at a time: they share the venv, and two would only fight
+    // over the two cores.
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interpreters");
+    let venv = tmp.join("componentize-py-0.25.1");
+    let mut key = Sha256::new();
+    key.update(module);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(app)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files.extend(
+        [
+            "python/prebuild.sh",
+            "python/wit/world.wit",
+            "../wit/deps/cli/cli.wit",
+        ]
+        .map(example),
+    );
+    for f in files {
+        key.update(f.file_name().unwrap().as_encoded_bytes());
+        key.update(std::fs::read(f).unwrap());
+    }
+    let out = tmp.join(format!("{module}-{}.wasm", &hex(&key.finalize())[..16]));
+    if out.exists() {
+        return Some(out);
+    }
+    if !venv.join("bin/componentize-py").exists()
+        && let Err(why) = reachable()
+    {
+        say(&format!(
+            "PyPI registry unreachable ({why}); cannot install componentize-py"
+        ));
+        return None;
+    }
+    let partial = out.with_extension("partial.wasm");
+    let built = Command::new("sh")
+        .arg(example("python/prebuild.sh"))
+        .arg(app)
+        .arg(module)
+        .arg(&partial)
+        .env("COMPONENTIZE_PY_VENV", &venv)
+        .output()
+        .expect("cannot run sh examples/python/prebuild.sh");
+    assert!(
+        built.status.success(),
+        "examples/python/prebuild.sh failed ({}):\n{}",
+        built.status,
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let warm = crate::support::wasinetd()
+        .arg("run")
+        .arg(&partial)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        warm.status.success(),
+        "wasinetd run {} failed: {}",
+        partial.display(),
+        String::from_utf8_lossy(&warm.stderr)
+    );
+    std::fs::rename(&partial, &out).unwrap();
+    Some(out)
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::registry::{example, prebuilt_hello, python_wasm, quickjs_wasm};
+use crate::registry::{example, prebuilt, prebuilt_hello, python_wasm, quickjs_wasm};
 use crate::support::{TestServer, exchange_text, service, tempdir};
 
 const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\
@@ -297,4 +297,72 @@ fn prebuilt_python_example_serves_http_and_runs_under_wasinetd_run() {
     server
         .log
         .wait_for(&["exit=0", "service=python-hello-prebuilt", "conn=3"]);
+}
+
+const PREBUILT_PROBE: &str = r#"
+import os
+
+def attempt(name, f):
+    try:
+        print(name, "ok", repr(f()))
+    except Exception as e:
+        print(name, "error", type(e).__name__)
+
+def main():
+    if os.environ.get("MODE") == "spin":
+        while True:
+            pass
+    attempt("data", lambda: open("/app/data.txt").read())
+    attempt("passwd", lambda: open("/etc/passwd").read())
+    attempt("host-path", lambda: open(os.environ["SECRET_PATH"]).read())
+    attempt("write", lambda: open("/app/new.txt", "w").write("x"))
+    attempt("env", lambda: sorted(os.environ))
+"#;
+
+#[test]
+fn prebuilt_python_handler_reads_only_its_preopen_sees_only_its_env_and_ends_at_its_cpu_limit() {
+    // The source lives in the scratch directory, at a stable path: the
+    // build is cached by content.
+    let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prebuilt-probe-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("probe.py"), PREBUILT_PROBE).unwrap();
+    let Some(guest) = prebuilt(&src, "probe") else {
+        return;
+    };
+    let dir = app(&[("data.txt", "inside\n")]);
+    let secret = dir.path().join("secret.txt");
+    let probe = format!(
+        "\tpreopen = {}:/app\n\tenv = SECRET_PATH={}",
+        dir.path().join("app").display(),
+        secret.display()
+    );
+    let config = [
+        service("probe", &guest, &probe),
+        service("spin", &guest, "\tenv = MODE=spin\n\trlimit_cpu = 500ms"),
+    ]
+    .concat();
+    let server = TestServer::start_with(&config, &["probe", "spin"], |cmd| {
+        cmd.env(
+            "CACHE_DIRECTORY",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache"),
+        )
+        .env("HOST_ONLY_TOKEN", "do-not-leak");
+    });
+    let out = exchange_text(server.addr("probe"), "");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "data ok 'inside\\n'",
+            "passwd error FileNotFoundError",
+            "host-path error FileNotFoundError",
+            "write error PermissionError",
+            "env ok ['REMOTE_ADDR', 'REMOTE_HOST', 'REMOTE_PORT', 'SECRET_PATH']",
+        ],
+        "{out}"
+    );
+    assert!(!out.contains("host's secret") && !out.contains("do-not-leak"));
+    assert!(!dir.path().join("app/new.txt").exists());
+    assert_eq!(exchange_text(server.addr("spin"), ""), "");
+    server.log.wait_for(&["service=spin", "cpu limit"]);
 }
