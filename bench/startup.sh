@@ -65,27 +65,36 @@ EOF
     done
 } >"$work/many.conf"
 
-# Prints milliseconds from exec to the N-th readiness line of `conf`; the
-# daemon is stopped afterwards. Extra arguments go to wasinetd.
-ready_ms() {
-    local conf=$1 want=$2 n=0 line start end
+# Starts the daemon on `conf` as coprocess WD (its stderr on WD's output,
+# pid in WD_PID) and reads up to the `want`-th readiness line; returns
+# non-zero if fewer came. Extra arguments go to wasinetd.
+start_daemon() {
+    local conf=$1 want=$2 n=0 line
     shift 2
-    start=$(date +%s%N)
     coproc WD { exec "$BIN" -f "$conf" "$@" 2>&1 >/dev/null; }
-    local pid=$WD_PID
     while IFS= read -r line <&"${WD[0]}"; do
         case $line in
-            "listening service="*) n=$((n + 1)); [ "$n" -eq "$want" ] && break ;;
+            "listening service="*) n=$((n + 1)); [ "$n" -eq "$want" ] && return 0 ;;
             *error*) echo "wasinetd: $line" >&2 ;;
         esac
     done
+    echo "only $n of $want services came up" >&2
+    return 1
+}
+
+stop_daemon() {
+    kill -TERM "$WD_PID" 2>/dev/null || true
+    wait "$WD_PID" 2>/dev/null || true
+}
+
+# Prints milliseconds from exec to the N-th readiness line of `conf`; the
+# daemon is stopped afterwards. Extra arguments go to wasinetd.
+ready_ms() {
+    local start end
+    start=$(date +%s%N)
+    start_daemon "$@" || exit 1
     end=$(date +%s%N)
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    if [ "$n" -ne "$want" ]; then
-        echo "only $n of $want services came up" >&2
-        exit 1
-    fi
+    stop_daemon
     echo $(((end - start) / 1000000))
 }
 
@@ -93,20 +102,14 @@ ready_ms() {
 # warm cache: the same config again, then with guest g0's bytes changed (so
 # it is compiled afresh). Prints "unchanged_ms changed_ms".
 reload_ms() {
-    local conf=$1 want=$2 dir=$3 n=0 line times=()
-    coproc WD { exec "$BIN" -f "$conf" --cache-dir "$dir" 2>&1 >/dev/null; }
-    local pid=$WD_PID
-    while IFS= read -r line <&"${WD[0]}"; do
-        case $line in
-            "listening service="*) n=$((n + 1)); [ "$n" -eq "$want" ] && break ;;
-        esac
-    done
+    local conf=$1 want=$2 dir=$3 line times=()
+    start_daemon "$conf" "$want" --cache-dir "$dir" || exit 1
     for change in no yes; do
         if [ "$change" = yes ]; then
             # One more custom section (id 0, 16 bytes: name `wasinetd-bench`, `x`).
             printf '\x00\x10\x0ewasinetd-benchx' >>"$work/guests/g0.wasm"
         fi
-        kill -HUP "$pid"
+        kill -HUP "$WD_PID"
         while IFS= read -r line <&"${WD[0]}"; do
             case $line in
                 *"reloaded in "*) times+=("$(sed -E 's/.*reloaded in ([0-9.]+)(ms|s|µs).*/\1 \2/' <<<"$line")"); break ;;
@@ -114,8 +117,7 @@ reload_ms() {
             esac
         done
     done
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_daemon
     # To whole milliseconds: the daemon prints e.g. `950.0µs`, `12.3ms`, `1.2s`.
     for t in "${times[@]}"; do
         awk '{ f = ($2 == "s") ? 1000 : ($2 == "ms") ? 1 : 0.001; printf "%d ", $1 * f + 0.5 }' <<<"$t"
