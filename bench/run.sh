@@ -34,29 +34,15 @@ PEERS=${PEERS:-"wasinetd xinetd tcpserver ssa native"}
 THREADS=${THREADS:-2}
 OUT=${OUT:-$BENCH/results}
 PORT=${PORT:-19080}
-mkdir -p "$OUT/logs"
-WORK=$(mktemp -d /tmp/wasinetd-bench.XXXXXX)
-SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-say() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 # --- set-up -----------------------------------------------------------------
 need_apt=()
 [[ " $PEERS " == *" xinetd "* ]] && ! command -v xinetd >/dev/null && need_apt+=(xinetd)
 [[ " $PEERS " == *" tcpserver "* ]] && ! command -v tcpserver >/dev/null && need_apt+=(ucspi-tcp)
 [[ " $PEERS " == *" ssa "* ]] && ! command -v systemd-socket-activate >/dev/null && need_apt+=(systemd)
-if [ ${#need_apt[@]} -gt 0 ]; then
-    say "installing ${need_apt[*]}"
-    # Never let the package start the distro's xinetd service.
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-    rm -f /usr/sbin/policy-rc.d
-fi
+apt_install ${need_apt[@]+"${need_apt[@]}"}
 say "building (release)"
 rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null 2>&1
 cargo build --release -q -p wasinetd
@@ -112,44 +98,10 @@ start_server() { # name; sets SERVER_PID
         *) say "unknown peer $1"; exit 2 ;;
     esac
     SERVER_PID=$!
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    say "$1 did not start; log:"; cat "$log" >&2; exit 1
+    wait_for_port "$1" 200
 }
-
-stop_server() {
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-    sleep 1
-}
-
-# CPU of a process and its reaped children, in clock ticks.
-cpu_ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
 
 # --- runs -------------------------------------------------------------------
-printf 'peer\tc\trun\tok\terrors\tconn_per_s\tp50_ms\tp99_ms\tcpu_cores\tcpu_us_per_conn\n' > "$OUT/peers.tsv"
-for peer in $PEERS; do
-    for c in $CONCURRENCY; do
-        for run in $(seq 1 "$REPEAT"); do
-            start_server "$peer"
-            # A short warm-up, not measured.
-            "$LOADGEN" "127.0.0.1:$PORT" -c "$c" -d 1 --threads "$THREADS" >/dev/null
-            t0=$(cpu_ticks "$SERVER_PID"); s0=$(date +%s.%N)
-            line=$("$LOADGEN" "127.0.0.1:$PORT" -c "$c" -d "$DURATION" --threads "$THREADS")
-            t1=$(cpu_ticks "$SERVER_PID"); s1=$(date +%s.%N)
-            stop_server
-            get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$line"; }
-            ok=$(get ok)
-            cores=$(awk -v a="$t0" -v b="$t1" -v s="$s0" -v e="$s1" -v hz="$HZ" 'BEGIN{printf "%.2f", (b-a)/hz/(e-s)}')
-            us=$(awk -v a="$t0" -v b="$t1" -v ok="$ok" -v hz="$HZ" 'BEGIN{ if (ok>0) printf "%.0f", (b-a)/hz*1e6/ok; else print "nan" }')
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$peer" "$c" "$run" "$ok" "$(get errors)" \
-                "$(get conn_per_s)" "$(get p50_ms)" "$(get p99_ms)" "$cores" "$us" | tee -a "$OUT/peers.tsv" >&2
-        done
-    done
-done
+measure_peers "$OUT/peers.tsv"
 
 python3 "$BENCH/report.py" "$OUT/peers.tsv" "$OUT/peers.svg" | tee "$OUT/peers.md"

@@ -1,0 +1,72 @@
+# Shared by bench/run.sh and bench/scripts.sh: the work directory, the
+# apt set-up, and the measuring loop. Source it after setting OUT, PORT,
+# DURATION, CONCURRENCY, REPEAT, PEERS, THREADS; the script then defines
+# start_server NAME (start one peer in the background, set SERVER_PID, end
+# with wait_for_port) and sets LOADGEN before calling measure_peers.
+
+mkdir -p "$OUT/logs"
+WORK=$(mktemp -d /tmp/wasinetd-bench.XXXXXX)
+SERVER_PID=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say() { echo "bench: $*" >&2; }
+
+# Installs Debian packages that are missing, never letting one start its
+# distro service (xinetd's would take the ports).
+apt_install() { # package...
+    [ $# -gt 0 ] || return 0
+    say "installing $*"
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+}
+
+# Waits until something accepts on $PORT, up to TRIES times 50 ms; else
+# shows peer NAME's log and stops the run.
+wait_for_port() { # name tries
+    for _ in $(seq 1 "$2"); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    say "$1 did not start; log:"; cat "$OUT/logs/$1.log" >&2; exit 1
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    sleep 1
+}
+
+# CPU of a process and its reaped children, in clock ticks.
+cpu_ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
+
+# Every peer at every concurrency, REPEAT times, each on a fresh server
+# after a one-second warm-up: one TSV row a run, in TSV (and on stderr).
+measure_peers() { # tsv
+    local tsv=$1 hz peer c run line t0 t1 s0 s1 ok cores us
+    hz=$(getconf CLK_TCK)
+    printf 'peer\tc\trun\tok\terrors\tconn_per_s\tp50_ms\tp99_ms\tcpu_cores\tcpu_us_per_conn\n' > "$tsv"
+    for peer in $PEERS; do
+        for c in $CONCURRENCY; do
+            for run in $(seq 1 "$REPEAT"); do
+                start_server "$peer"
+                "$LOADGEN" "127.0.0.1:$PORT" -c "$c" -d 1 --threads "$THREADS" >/dev/null
+                t0=$(cpu_ticks "$SERVER_PID"); s0=$(date +%s.%N)
+                line=$("$LOADGEN" "127.0.0.1:$PORT" -c "$c" -d "$DURATION" --threads "$THREADS")
+                t1=$(cpu_ticks "$SERVER_PID"); s1=$(date +%s.%N)
+                stop_server
+                get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$line"; }
+                ok=$(get ok)
+                cores=$(awk -v a="$t0" -v b="$t1" -v s="$s0" -v e="$s1" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)/hz/(e-s)}')
+                us=$(awk -v a="$t0" -v b="$t1" -v ok="$ok" -v hz="$hz" 'BEGIN{ if (ok>0) printf "%.0f", (b-a)/hz*1e6/ok; else print "nan" }')
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$peer" "$c" "$run" "$ok" "$(get errors)" \
+                    "$(get conn_per_s)" "$(get p50_ms)" "$(get p99_ms)" "$cores" "$us" | tee -a "$tsv" >&2
+            done
+        done
+    done
+}
