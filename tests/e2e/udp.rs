@@ -64,7 +64,8 @@ fn internal_services_answer_each_datagram() {
     assert_daytime_is_now(&String::from_utf8(reply(server.addr("daytime-dgram"), b"")).unwrap());
     assert_time_is_now(&reply(server.addr("time-dgram"), b"x"));
     for _ in 0..5 {
-        // chargen: one datagram of 0 to 512 characters of the cycle.
+        // chargen: one datagram of 1 to 512 characters of the cycle (never
+        // empty: a guest that writes nothing gets no reply).
         let text = reply(server.addr("chargen-dgram"), b"");
         assert!(text.len() <= 512, "{}", text.len());
         let first = chargen_line(0);

@@ -5,7 +5,7 @@
 //!
 //! With `--dgram` as `argv[1]` (wasinetd adds it on `socket_type = dgram`)
 //! stdin is one datagram and stdout the reply: only `chargen` differs, with
-//! one reply of a random length from 0 to 512 instead of an endless stream.
+//! one reply of a random length from 1 to 512 instead of an endless stream.
 //! One package rather than one per service: the guest build links once.
 
 use std::io::{self, Read, Write};
@@ -18,7 +18,9 @@ mod clock;
 const LINE: usize = 72;
 /// The printable ASCII characters, space to tilde, that chargen rotates.
 const PRINTABLE: usize = 95;
-/// The longest chargen reply to one datagram (RFC 864: "0 to 512").
+/// The longest chargen reply to one datagram. RFC 864 says "0 to 512"; the
+/// guest never picks 0, because wasinetd sends no reply at all for a guest
+/// that writes nothing, and a client would wait for one.
 const DGRAM_MAX: usize = 512;
 /// Seconds from 1900-01-01 to 1970-01-01 (RFC 868).
 const EPOCH_1900: u64 = 2_208_988_800;
@@ -30,7 +32,7 @@ fn main() -> ExitCode {
     let mut out = io::stdout().lock();
     let result = match mode {
         "discard" => discard(&mut io::stdin().lock()),
-        "chargen" if dgram => chargen_dgram(&mut out, random() as usize % (DGRAM_MAX + 1)),
+        "chargen" if dgram => chargen_dgram(&mut out, 1 + random() as usize % DGRAM_MAX),
         "chargen" => chargen(&mut out),
         "daytime" => out.write_all(clock::daytime(now()).as_bytes()),
         "time" => out.write_all(&time(now()).to_be_bytes()),
