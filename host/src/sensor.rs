@@ -67,7 +67,8 @@ pub fn deny(ip: IpAddr, time: DenyTime, now: Instant) -> Denial {
     let until = match time {
         DenyTime::Never => return Denial::LoggedOnly,
         DenyTime::Forever => None,
-        DenyTime::For(d) => Some(now + d),
+        // A deny_time too long for the clock is FOREVER, not a panic.
+        DenyTime::For(d) => now.checked_add(d),
     };
     let mut list = LIST.lock().unwrap_or_else(|e| e.into_inner());
     let map = list.get_or_insert_with(HashMap::new);
@@ -132,5 +133,13 @@ mod tests {
         assert!(!denied(ip, t0), "the expired entry is gone");
         assert_eq!(deny(other, DenyTime::Forever, t0), Denial::Listed);
         assert!(denied(other, t0 + Duration::from_secs(1 << 30)));
+    }
+
+    #[test]
+    fn a_deny_time_past_the_clocks_end_is_forever_not_a_panic() {
+        let ip: IpAddr = "192.0.2.79".parse().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(deny(ip, DenyTime::For(Duration::MAX), t0), Denial::Listed);
+        assert!(denied(ip, t0 + Duration::from_secs(1 << 30)));
     }
 }

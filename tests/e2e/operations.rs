@@ -352,11 +352,17 @@ fn connections_running_at_a_reload_finish_on_their_version() {
             &format!("\tserver_args = {slow_args}\n\truntime_max = 60s"),
         );
         if with_gone {
-            text += &service("gone", &module("probe"), "\tserver_args = sleep 2");
+            text += &service(
+                "gone",
+                &module("probe"),
+                "\tserver_args = sleep 6\n\truntime_max = 60s",
+            );
         }
         text
     };
-    let server = TestServer::start(&config("sleep 2", true), &["slow", "gone"]);
+    // Long enough for the reload to land while both still run, even on a
+    // loaded machine; the test waits for them to end normally.
+    let server = TestServer::start(&config("sleep 6", true), &["slow", "gone"]);
     let mut on_changed = sleeping_client(server.addr("slow"));
     let mut on_removed = sleeping_client(server.addr("gone"));
     std::fs::write(config_path(&server), config("greet changed", false)).unwrap();
@@ -462,4 +468,79 @@ fn guests_running_on_the_old_version_count_against_the_new_limits() {
     server
         .log
         .wait_for(&["refused: per_source", "service=held", "peer=127.0.0.1:"]);
+}
+
+#[test]
+fn a_service_broken_since_start_up_does_not_block_a_reload() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let blocked =
+        |word: &str| greeter("blocked", word).replace("port = 0", &format!("port = {port}"));
+    let server = TestServer::start(
+        &[greeter("greet", "one"), blocked("x")].concat(),
+        &["greet"],
+    );
+    server
+        .log
+        .wait_for(&["service `blocked` cannot start", "cannot bind"]);
+    // Still blocked: left out again, and the change to `greet` applies.
+    std::fs::write(
+        config_path(&server),
+        [greeter("greet", "two"), blocked("x")].concat(),
+    )
+    .unwrap();
+    let outcome = reload(&server);
+    assert!(
+        outcome.contains("1 services (0 added, 1 changed"),
+        "{outcome}"
+    );
+    server
+        .log
+        .wait_for(&["service `blocked` still cannot start; left out, as before"]);
+    assert_eq!(ask(server.addr("greet")).unwrap(), "two");
+    // Its port freed, the next reload starts it.
+    drop(taken);
+    let outcome = reload(&server);
+    assert!(outcome.contains("2 services (1 added"), "{outcome}");
+    let line = server.log.wait_for(&["listening service=blocked "]);
+    assert_eq!(ask(addr_in(&line)).unwrap(), "x");
+}
+
+#[test]
+fn a_removed_services_last_lines_still_go_to_its_log_file() {
+    let files = tempdir();
+    let log = files.path().join("slow.log");
+    let slow = service(
+        "slow",
+        &module("probe"),
+        &format!(
+            "\tserver_args = sleep 3\n\truntime_max = 60s\n\tlog_type = FILE {}",
+            log.display()
+        ),
+    );
+    let server = TestServer::start(
+        &[greeter("greet", "one"), slow].concat(),
+        &["greet", "slow"],
+    );
+    let mut client = sleeping_client(server.addr("slow"));
+    std::fs::write(config_path(&server), greeter("greet", "one")).unwrap();
+    assert!(reload(&server).contains("1 removed"));
+    assert!(read_all(&mut client).is_empty());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("service=slow") && text.contains("exit=0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit line in {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !server.log.has(&["service=slow", "exit=0"]),
+        "went to stderr"
+    );
 }

@@ -50,7 +50,13 @@ pub fn quickjs_wasm() -> Option<PathBuf> {
 fn interpreters() -> Option<PathBuf> {
     // Tests run in parallel: one fetch, the others wait for its result.
     static FETCHED: OnceLock<Mutex<Option<bool>>> = OnceLock::new();
-    let mut fetched = FETCHED.get_or_init(Mutex::default).lock().unwrap();
+    // A failed fetch panics while holding the lock: later tests still see
+    // its result (`Some(false)` is never left behind by a panic; `None`
+    // retries) rather than a PoisonError.
+    let mut fetched = FETCHED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let dir = store();
     let ok = *fetched.get_or_insert_with(|| {
         if verified(&dir) {

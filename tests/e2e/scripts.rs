@@ -279,7 +279,7 @@ fn prebuilt_python_example_serves_http_and_runs_under_wasinetd_run() {
             "\tserver\t\t= build/hello.wasm",
             &format!("\tserver\t\t= {}", guest.display()),
         )
-        .replace("\tport\t\t= 8084", "\tport\t\t= 0");
+        .replace("\tport\t\t= 8085", "\tport\t\t= 0");
     assert_eq!(config.lines().count(), original.lines().count());
     assert_eq!(
         original

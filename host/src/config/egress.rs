@@ -95,12 +95,14 @@ fn checked(name: &str, word: &str, addr: SocketAddr) -> Result<SocketAddr, Strin
             "`{name}`: `{word}` has port 0; give the port to connect to"
         ));
     }
+    // Canonical first, so that `[::ffff:0.0.0.0]` is the wildcard it is.
+    let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
     if addr.ip().is_unspecified() {
         return Err(format!(
             "`{name}`: `{word}` is a wildcard, not an address to connect to"
         ));
     }
-    Ok(SocketAddr::new(addr.ip().to_canonical(), addr.port()))
+    Ok(addr)
 }
 
 #[cfg(test)]
@@ -175,6 +177,10 @@ mod tests {
         assert_eq!(
             e("0.0.0.0:80"),
             "`allow_connect`: `0.0.0.0:80` is a wildcard, not an address to connect to"
+        );
+        assert_eq!(
+            e("[::ffff:0.0.0.0]:80"),
+            "`allow_connect`: `[::ffff:0.0.0.0]:80` is a wildcard, not an address to connect to"
         );
         assert_eq!(
             e("nohost.invalid:80"),

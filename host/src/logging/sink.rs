@@ -57,6 +57,20 @@ pub fn install(routes: Routes) {
     *ROUTES.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
 }
 
+/// Adds to `routes` the destinations `names` have now: services a reload
+/// removes, whose running connections still write their last lines (until
+/// the next reload).
+pub fn keep_for<'a>(routes: &mut Routes, names: impl IntoIterator<Item = &'a str>) {
+    let current = ROUTES.read().unwrap_or_else(|e| e.into_inner()).clone();
+    for name in names {
+        if let Some(route) = current.get(name)
+            && !routes.contains_key(name)
+        {
+            routes.insert(name.to_owned(), route.clone());
+        }
+    }
+}
+
 /// Opens the destination of every service with a `log_type`, each file
 /// once (a reload opens them anew: a file moved away by logrotate is
 /// replaced). Syslog that cannot be reached is one warning, and those

@@ -40,7 +40,8 @@ pub enum Transport {
 /// One end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// An IP socket address, shown as the log shows `peer=`.
+    /// An IP socket address, shown as the log shows `peer=` (an IPv4
+    /// client of a dual-stack listener as plain IPv4).
     Ip(SocketAddr),
     /// A Unix socket's path (`@name` for an abstract one).
     Path(String),
@@ -49,7 +50,7 @@ pub enum Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Ip(addr) => addr.fmt(f),
+            Endpoint::Ip(addr) => SocketAddr::new(addr.ip().to_canonical(), addr.port()).fmt(f),
             Endpoint::Path(path) => f.write_str(path),
         }
     }
@@ -118,4 +119,17 @@ pub(super) fn add_to_linker<T: Send + 'static>(
     get: fn(&mut T) -> &mut Connection,
 ) -> anyhow::Result<()> {
     wit::add_to_linker::<T, HasSelf<Connection>>(linker, get).map_err(anyhow::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv4_client_of_a_dual_stack_listener_shows_as_ipv4() {
+        let shown = |addr: &str| Endpoint::Ip(addr.parse().unwrap()).to_string();
+        assert_eq!(shown("[::ffff:127.0.0.1]:5000"), "127.0.0.1:5000");
+        assert_eq!(shown("[::1]:5000"), "[::1]:5000");
+        assert_eq!(shown("10.0.0.1:80"), "10.0.0.1:80");
+    }
 }

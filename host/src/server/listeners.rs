@@ -50,8 +50,13 @@ pub enum Key {
     /// A Unix stream socket's path.
     Unix(PathBuf),
     /// The `index`th socket systemd passed for `service`: systemd owns
-    /// where it listens, so it stays the service's across reloads.
-    Passed { service: String, index: usize },
+    /// where it listens, so it stays the service's across reloads (as
+    /// long as the service keeps its transport: `dgram` for UDP).
+    Passed {
+        service: String,
+        index: usize,
+        dgram: bool,
+    },
 }
 
 /// A bound socket, not yet served.
@@ -100,6 +105,8 @@ struct Live {
     /// The same socket, to change its backlog in place.
     fd: Option<OwnedFd>,
     backlog: Option<u32>,
+    /// A Unix socket file's mode, as last set.
+    mode: Option<u32>,
     task: JoinHandle<()>,
 }
 
@@ -138,13 +145,16 @@ pub struct Changes {
 }
 
 impl Table {
-    /// Binds what `services` need beyond the live sockets. At start-up
-    /// (`passed` given) a service that cannot listen is logged and left
-    /// out; on a reload any failure fails the plan.
+    /// Binds what `services` need beyond the live sockets. A service that
+    /// cannot listen is logged and left out when `may_fail` says so for its
+    /// name (at start-up, every service; on a reload, those that were not
+    /// listening before either); any other failure fails the plan.
+    /// `passed` (start-up only) are the sockets systemd passed.
     pub fn plan(
         &self,
         services: &[Arc<Service>],
         passed: Option<&ListenFds>,
+        may_fail: impl Fn(&str) -> bool,
     ) -> anyhow::Result<Plan> {
         let mut plan = Plan {
             slots: Vec::new(),
@@ -155,7 +165,7 @@ impl Table {
                 Ok(slots) => plan
                     .slots
                     .extend(slots.into_iter().map(|s| (service.clone(), s))),
-                Err(e) if passed.is_some() => {
+                Err(e) if may_fail(service.name()) => {
                     listener::cannot_start(service, &e, &mut plan.not_listening)
                 }
                 Err(e) => {
@@ -184,8 +194,9 @@ impl Table {
                 .any(|(_, s)| matches!(s, Slot::Keep(j) if j == i))
         };
         // Sockets systemd passed for this service stay with it.
+        let dgram = spec.transport == Transport::Udp;
         let kept: Vec<Slot> = (0..self.live.len())
-            .filter(|i| matches!(&self.live[*i].key, Key::Passed { service, .. } if *service == spec.name))
+            .filter(|i| matches!(&self.live[*i].key, Key::Passed { service, dgram: d, .. } if *service == spec.name && *d == dgram))
             .filter(is_free)
             .map(Slot::Keep)
             .collect();
@@ -353,6 +364,7 @@ fn adopted_slots(spec: &ServiceSpec, adopted: Adopted) -> anyhow::Result<Vec<Slo
             let key = Key::Passed {
                 service: spec.name.clone(),
                 index,
+                dgram: matches!(socket, Socket::Udp(_)),
             };
             Ok(Slot::New {
                 key,
@@ -377,6 +389,15 @@ fn start(
         Socket::Udp(_) => None,
         _ => Some(service.spec.socket.backlog),
     };
+    let mode = match &key {
+        Key::Unix(path) => service
+            .spec
+            .unix
+            .iter()
+            .find(|u| u.path == *path)
+            .map(|u| u.mode),
+        _ => None,
+    };
     // Only fails when out of descriptors; then a backlog or mode change
     // on a reload is the one thing lost.
     let fd = match socket.dup() {
@@ -400,6 +421,7 @@ fn start(
         current,
         fd,
         backlog,
+        mode,
         task,
     }
 }
@@ -418,11 +440,20 @@ fn adjust(live: &mut Live, spec: &ServiceSpec) {
     }
     if let Key::Unix(path) = &live.key
         && let Some(unix) = spec.unix.iter().find(|u| u.path == *path)
+        && live.mode != Some(unix.mode)
     {
-        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+        // Only the socket file itself: whoever may write its folder could
+        // have put a link to another file there since it was bound.
+        let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
         let mode = std::fs::Permissions::from_mode(unix.mode);
-        if let Err(e) = std::fs::set_permissions(path, mode) {
-            tracing::warn!("cannot set the mode of `{}`: {e}", path.display());
+        match is_socket.then(|| std::fs::set_permissions(path, mode)) {
+            Some(Ok(())) => live.mode = Some(unix.mode),
+            Some(Err(e)) => tracing::warn!("cannot set the mode of `{}`: {e}", path.display()),
+            None => tracing::warn!(
+                "`{}` is no longer a socket; its mode is left alone",
+                path.display()
+            ),
         }
     }
 }

@@ -143,7 +143,7 @@ pub async fn run(
         .collect();
     let services: Vec<Arc<Service>> = prepared.services.into_iter().map(Arc::new).collect();
     let table = listeners::Table::default();
-    let plan = table.plan(&services, Some(&opts.listen_fds))?;
+    let plan = table.plan(&services, Some(&opts.listen_fds), |_| true)?;
     opts.listen_fds.close_unclaimed();
     not_listening.extend(plan.not_listening.iter().cloned());
 

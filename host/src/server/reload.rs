@@ -9,7 +9,10 @@
 //! new connections with its new version on the sockets it already had
 //! while running connections finish on the old, a removed one stops
 //! listening and its running connections finish, and an added one starts.
-//! Any failure on the way leaves the old config serving, and says why.
+//! Any failure on the way leaves the old config serving, and says why;
+//! except that a service already not listening in the running config (its
+//! guest or its bind failed at start-up) that still fails is left out
+//! again, so that it does not block every other change.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +29,8 @@ use crate::service::Service;
 struct Staged {
     prepared: Prepared,
     routes: sink::Routes,
+    /// Services left out again: not listening before, still failing.
+    left_out: Vec<String>,
 }
 
 /// How the services of the new config relate to the old.
@@ -47,9 +52,13 @@ pub(super) async fn reload(daemon: &mut Daemon) {
         daemon.sandbox.clone(),
         daemon.guests.clone(),
     );
-    let staged = tokio::task::spawn_blocking(move || stage(&load, &sandbox, &known)).await;
+    let broken = daemon.roster.borrow().not_listening.clone();
+    let staged = {
+        let broken = broken.clone();
+        tokio::task::spawn_blocking(move || stage(&load, &sandbox, &known, &broken)).await
+    };
     let result = match staged {
-        Ok(Ok(staged)) => switch(daemon, staged),
+        Ok(Ok(staged)) => switch(daemon, staged, &broken),
         Ok(Err(e)) => Err(e),
         Err(e) => Err(anyhow::anyhow!("the reload failed unexpectedly: {e}")),
     };
@@ -71,11 +80,15 @@ pub(super) async fn reload(daemon: &mut Daemon) {
     daemon.notifier.reloaded(&daemon.roster.borrow());
 }
 
-/// Reads, validates and compiles the new config; nothing changes yet.
+/// Reads, validates and compiles the new config; nothing changes yet. A
+/// service named in `broken` (not listening in the running config) whose
+/// guest still does not load is left out again rather than failing the
+/// reload: a service broken since start-up must not block every change.
 fn stage(
     load: &super::ConfigLoader,
     sandbox: &crate::sandbox::Sandbox,
     known: &Guests,
+    broken: &[String],
 ) -> anyhow::Result<Staged> {
     let config = load().context("cannot read the config")?;
     for w in &config.warnings {
@@ -92,60 +105,96 @@ fn stage(
     }
     let routes = sink::open(&config.services)?;
     let prepared = prepare(sandbox, config.services, known);
+    let mut left_out = Vec::new();
+    let mut new_failures = 0;
     for f in &prepared.failed {
         tracing::error!("{f}");
+        if broken.contains(&f.spec.name) {
+            tracing::warn!(
+                "service `{}` still cannot start; left out, as before",
+                f.spec.name
+            );
+            left_out.push(f.spec.name.clone());
+        } else {
+            new_failures += 1;
+        }
     }
-    if !prepared.failed.is_empty() {
-        bail!(
-            "{} service(s) cannot load their guest, logged above",
-            prepared.failed.len()
-        );
+    if new_failures > 0 {
+        bail!("{new_failures} service(s) cannot load their guest, logged above");
     }
-    Ok(Staged { prepared, routes })
+    Ok(Staged {
+        prepared,
+        routes,
+        left_out,
+    })
+}
+
+/// How a service of the new config relates to the running one.
+enum Change {
+    Unchanged,
+    Changed,
+    Added,
 }
 
 /// Binds what the new config needs, then switches to it.
-fn switch(daemon: &mut Daemon, staged: Staged) -> anyhow::Result<Counts> {
-    let mut counts = Counts::default();
-    let mut next: Vec<Arc<Service>> = Vec::new();
+fn switch(daemon: &mut Daemon, staged: Staged, broken: &[String]) -> anyhow::Result<Counts> {
+    let mut planned: Vec<(Arc<Service>, Change)> = Vec::new();
     for service in staged.prepared.services {
         let old = daemon.services.iter().find(|s| s.name() == service.name());
-        next.push(match old {
+        planned.push(match old {
             Some(old) if same(old, &service, &daemon.guests, &staged.prepared.guests) => {
-                counts.unchanged += 1;
-                old.clone()
+                (old.clone(), Change::Unchanged)
             }
-            Some(old) => {
-                counts.changed += 1;
-                tracing::info!(
-                    "service `{}` changed: new connections get the new version; {} running \
-                     finish on the old",
-                    service.name(),
-                    old.active()
-                );
-                Arc::new(service.continuing(old))
-            }
-            None => {
-                counts.added += 1;
-                tracing::info!("service `{}` added", service.name());
-                Arc::new(service)
-            }
+            Some(old) => (Arc::new(service.continuing(old)), Change::Changed),
+            None => (Arc::new(service), Change::Added),
         });
     }
+    let next: Vec<Arc<Service>> = planned.iter().map(|(s, _)| s.clone()).collect();
     // Binding is the last step that can fail: nothing has changed yet.
-    let plan = daemon.listeners.plan(&next, None)?;
+    let plan = daemon
+        .listeners
+        .plan(&next, None, |name| broken.iter().any(|b| b == name))?;
 
-    sink::install(staged.routes);
+    let mut not_listening = staged.left_out;
+    for name in &plan.not_listening {
+        tracing::warn!("service `{name}` still cannot start; left out, as before");
+        not_listening.push(name.clone());
+    }
+    let mut counts = Counts::default();
+    let mut routes = staged.routes;
+    let removed: Vec<&Arc<Service>> = (daemon.services.iter())
+        .filter(|old| !next.iter().any(|s| s.name() == old.name()))
+        .collect();
+    sink::keep_for(&mut routes, removed.iter().map(|s| s.name()));
+    sink::install(routes);
     let Changes { opened, closed } = daemon.listeners.commit(plan, &daemon.shared);
-    for old in &daemon.services {
-        if !next.iter().any(|s| s.name() == old.name()) {
-            counts.removed += 1;
-            tracing::info!(
-                "service `{}` removed; {} running connections finish",
-                old.name(),
-                old.active()
-            );
+    for (service, change) in &planned {
+        let name = service.name();
+        match change {
+            _ if not_listening.iter().any(|n| n == name) => {}
+            Change::Unchanged => counts.unchanged += 1,
+            Change::Changed => {
+                counts.changed += 1;
+                let old = daemon.services.iter().find(|s| s.name() == name);
+                tracing::info!(
+                    "service `{name}` changed: new connections get the new version; {} running \
+                     finish on the old",
+                    old.map_or(0, |s| s.active())
+                );
+            }
+            Change::Added => {
+                counts.added += 1;
+                tracing::info!("service `{name}` added");
+            }
         }
+    }
+    for old in removed {
+        counts.removed += 1;
+        tracing::info!(
+            "service `{}` removed; {} running connections finish",
+            old.name(),
+            old.active()
+        );
     }
     for (service, addr) in closed {
         tracing::info!("service `{service}` stopped listening on {addr}");
@@ -154,9 +203,12 @@ fn switch(daemon: &mut Daemon, staged: Staged) -> anyhow::Result<Counts> {
         // The readiness line, as at start-up.
         eprintln!("listening service={service} addr={addr}");
     }
-    daemon.services = next;
+    daemon.services = next
+        .into_iter()
+        .filter(|s| !not_listening.iter().any(|n| n == s.name()))
+        .collect();
     daemon.guests = staged.prepared.guests;
-    daemon.publish(Vec::new());
+    daemon.publish(not_listening);
     Ok(counts)
 }
 
