@@ -20,6 +20,7 @@ mod metrics;
 mod operations;
 mod redirect;
 mod registry;
+mod reload;
 mod run_command;
 mod scripts;
 mod serve;
