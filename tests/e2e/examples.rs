@@ -7,9 +7,9 @@ use std::net::{Shutdown, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use crate::support::{BIN, Log, TestServer, connect, module, read_all, tempdir};
-
-const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+use crate::support::{
+    ACTIVATE, BIN, Log, TestServer, activate_missing, connect, module, read_all, tempdir,
+};
 
 /// A file in the repository's `examples/`.
 fn example(name: &str) -> PathBuf {
@@ -84,8 +84,7 @@ fn xinetd_hello_example_serves_http_as_documented() {
 
 #[test]
 fn systemd_accept_yes_upper_example_answers_and_logs_to_stderr() {
-    if !Path::new(ACTIVATE).exists() {
-        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+    if activate_missing() {
         return;
     }
     // The ExecStart= of examples/systemd/upper@.service, with this build's

@@ -308,9 +308,7 @@ fn connections_running_at_a_reload_finish_on_their_version() {
 
 #[test]
 fn a_socket_passed_by_systemd_stays_with_its_service_across_a_reload() {
-    const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
-    if !Path::new(ACTIVATE).exists() {
-        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+    if activate_missing() {
         return;
     }
     let port = TcpListener::bind("127.0.0.1:0")
@@ -323,19 +321,8 @@ fn a_socket_passed_by_systemd_stays_with_its_service_across_a_reload() {
     let conf = dir.path().join("wasinetd.conf");
     // The config's own address (port 0) is not where systemd listens.
     std::fs::write(&conf, greeter("greet", "one")).unwrap();
-    let mut child = std::process::Command::new(ACTIVATE)
-        .args(["-l", &addr.to_string(), "--fdname=greet", "--"])
-        .arg(BIN)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .arg("-f")
-        .arg(&conf)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Log::follow_child(&mut child);
+    let listen = addr.to_string();
+    let (mut child, log) = socket_activated(&["-l", &listen, "--fdname=greet"], &conf, dir.path());
     log.wait_for(&["Listening on", &addr.to_string()]);
     assert_eq!(ask(addr).unwrap(), "one");
     log.wait_for(&["listening service=greet addr=", &addr.to_string()]);

@@ -296,3 +296,36 @@ pub fn answer_from(from: &str, addr: SocketAddr) -> String {
     let mut s = connect_from(from, addr);
     String::from_utf8(read_all(&mut s)).unwrap()
 }
+
+/// systemd's own socket-activation tool (Debian: the systemd package).
+pub const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+
+/// Whether [`ACTIVATE`] is missing; says so (the test is then skipped).
+pub fn activate_missing() -> bool {
+    let missing = !Path::new(ACTIVATE).exists();
+    if missing {
+        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+    }
+    missing
+}
+
+/// The daemon on `conf`, started by [`ACTIVATE`] with `activate` (its
+/// `-l`, `--fdname`, `--datagram` ...), with its cache in `dir`; the
+/// tool's and the daemon's stderr followed. Kill the child when done.
+pub fn socket_activated(activate: &[&str], conf: &Path, dir: &Path) -> (Child, Log) {
+    let mut child = Command::new(ACTIVATE)
+        .args(activate)
+        .arg("--")
+        .arg(BIN)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("-f")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Log::follow_child(&mut child);
+    (child, log)
+}

@@ -6,14 +6,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::process::Stdio;
 
 use crate::support::{
-    BIN, Log, PATIENCE, connect, module, read_all, signal, tempdir, wait_timeout, wasinetd,
+    PATIENCE, activate_missing, connect, module, read_all, signal, socket_activated, tempdir,
+    wait_timeout, wasinetd,
 };
-
-const ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
 
 /// A loopback port free right now (bound, then closed).
 fn free_port() -> u16 {
@@ -41,8 +39,7 @@ fn get(addr: SocketAddr) -> String {
 
 #[test]
 fn sockets_passed_by_systemd_are_adopted_by_name_then_address() {
-    if !Path::new(ACTIVATE).exists() {
-        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+    if activate_missing() {
         return;
     }
     let (named, by_addr, stray) = (free_port(), free_port(), free_port());
@@ -51,23 +48,24 @@ fn sockets_passed_by_systemd_are_adopted_by_name_then_address() {
     let dir = tempdir();
     let conf = dir.path().join("wasinetd.conf");
     std::fs::write(&conf, config).unwrap();
-    let mut child = std::process::Command::new(ACTIVATE)
-        .args(["-l", &format!("127.0.0.1:{named}")])
-        .args(["-l", &format!("127.0.0.1:{by_addr}")])
-        .args(["-l", &format!("127.0.0.1:{stray}")])
-        .arg("--fdname=hello:web:stray")
-        .arg("--")
-        .arg(BIN)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .arg("-f")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Log::follow_child(&mut child);
+    let (named_l, by_addr_l, stray_l) = (
+        format!("127.0.0.1:{named}"),
+        format!("127.0.0.1:{by_addr}"),
+        format!("127.0.0.1:{stray}"),
+    );
+    let (mut child, log) = socket_activated(
+        &[
+            "-l",
+            &named_l,
+            "-l",
+            &by_addr_l,
+            "-l",
+            &stray_l,
+            "--fdname=hello:web:stray",
+        ],
+        &conf,
+        dir.path(),
+    );
     // It starts the daemon on the first connection, which waits in the
     // passed socket's backlog meanwhile.
     log.wait_for(&["Listening on 127.0.0.1:", &stray.to_string()]);
@@ -161,8 +159,7 @@ fn sd_notify_says_ready_after_listening_and_stopping_on_sigterm() {
 
 #[test]
 fn a_passed_unix_socket_is_adopted_by_its_path_and_listen_vars_are_gone() {
-    if !Path::new(ACTIVATE).exists() {
-        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+    if activate_missing() {
         return;
     }
     let dir = tempdir();
@@ -181,22 +178,9 @@ fn a_passed_unix_socket_is_adopted_by_its_path_and_listen_vars_are_gone() {
     );
     let conf = dir.path().join("wasinetd.conf");
     std::fs::write(&conf, config).unwrap();
-    let mut child = std::process::Command::new(ACTIVATE)
-        .arg("-l")
-        .arg(&path)
-        .arg("--fdname=activated")
-        .arg("--")
-        .arg(BIN)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .arg("-f")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Log::follow_child(&mut child);
+    let listen = path.display().to_string();
+    let (mut child, log) =
+        socket_activated(&["-l", &listen, "--fdname=activated"], &conf, dir.path());
     log.wait_for(&["Listening on", &path.display().to_string()]);
     let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
     client.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -240,8 +224,7 @@ fn ask_udp(port: u16, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn datagram_sockets_passed_by_systemd_go_to_udp_services_by_name_then_address() {
-    if !Path::new(ACTIVATE).exists() {
-        eprintln!("{ACTIVATE} is not installed (Debian: the systemd package); skipped");
+    if activate_missing() {
         return;
     }
     let (named, by_addr) = (free_udp_port(), free_udp_port());
@@ -255,23 +238,19 @@ fn datagram_sockets_passed_by_systemd_go_to_udp_services_by_name_then_address() 
     let dir = tempdir();
     let conf = dir.path().join("wasinetd.conf");
     std::fs::write(&conf, config).unwrap();
-    let mut child = std::process::Command::new(ACTIVATE)
-        .arg("--datagram")
-        .args(["-l", &format!("127.0.0.1:{named}")])
-        .args(["-l", &format!("127.0.0.1:{by_addr}")])
-        .arg("--fdname=named:whatever")
-        .arg("--")
-        .arg(BIN)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .arg("-f")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Log::follow_child(&mut child);
+    let (named_l, by_addr_l) = (format!("127.0.0.1:{named}"), format!("127.0.0.1:{by_addr}"));
+    let (mut child, log) = socket_activated(
+        &[
+            "--datagram",
+            "-l",
+            &named_l,
+            "-l",
+            &by_addr_l,
+            "--fdname=named:whatever",
+        ],
+        &conf,
+        dir.path(),
+    );
     log.wait_for(&["Listening on 127.0.0.1:", &by_addr.to_string()]);
     // The first datagram starts the daemon; it waits in the passed socket.
     assert_eq!(ask_udp(named, b"ping"), b"ping");
