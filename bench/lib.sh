@@ -25,6 +25,22 @@ apt_install() { # package...
     rm -f /usr/sbin/policy-rc.d
 }
 
+# Writes $WORK/xinetd.conf: service NAME on 127.0.0.1:$PORT, xinetd
+# fork+exec'ing SERVER (with SERVER_ARGS) per connection, with no limit
+# that would switch it off under load.
+xinetd_conf() { # name server [server_args]
+    {
+        printf 'defaults\n{\n\tlog_type\t= FILE %s\n\tlog_on_failure\t= HOST\n}\n' \
+            "$WORK/xinetd-service.log"
+        printf 'service %s\n{\n\ttype\t\t= UNLISTED\n\tsocket_type\t= stream\n' "$1"
+        printf '\tprotocol\t= tcp\n\tport\t\t= %s\n\tbind\t\t= 127.0.0.1\n' "$PORT"
+        printf '\twait\t\t= no\n\tuser\t\t= root\n\tserver\t\t= %s\n' "$2"
+        [ -n "${3:-}" ] && printf '\tserver_args\t= %s\n' "$3"
+        # xinetd's built-in cps = 50 10 would switch the service off.
+        printf '\tcps\t\t= 1000000 1\n\tinstances\t= UNLIMITED\n\tper_source\t= UNLIMITED\n}\n'
+    } > "$WORK/xinetd.conf"
+}
+
 # Waits until something accepts on $PORT, up to TRIES times 50 ms; else
 # shows peer NAME's log and stops the run.
 wait_for_port() { # name tries

@@ -64,28 +64,7 @@ service hello-http
 	log_on_success	=
 }
 EOF
-cat > "$WORK/xinetd.conf" <<EOF
-defaults
-{
-	log_type	= FILE $WORK/xinetd-service.log
-	log_on_failure	= HOST
-}
-service bench-hello
-{
-	type		= UNLISTED
-	socket_type	= stream
-	protocol	= tcp
-	port		= $PORT
-	bind		= 127.0.0.1
-	wait		= no
-	user		= root
-	server		= $WORK/hello
-	# xinetd's built-in cps = 50 10 would switch the service off.
-	cps		= 1000000 1
-	instances	= UNLIMITED
-	per_source	= UNLIMITED
-}
-EOF
+xinetd_conf bench-hello "$WORK/hello"
 
 start_server() { # name; sets SERVER_PID
     local log=$OUT/logs/$1.log

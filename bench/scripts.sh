@@ -69,29 +69,7 @@ wasinetd_conf "$PREBUILT" "" > "$WORK/prebuilt.conf"
 wasinetd_conf "$INTERP/quickjs.wasm" \
     "$(printf '\tserver_args = --std /app/hello.js\n\tpreopen = %s:/app:ro' "$ROOT/examples/js/app")" \
     > "$WORK/js.conf"
-cat > "$WORK/xinetd.conf" <<EOF
-defaults
-{
-	log_type	= FILE $WORK/xinetd-service.log
-	log_on_failure	= HOST
-}
-service bench-python
-{
-	type		= UNLISTED
-	socket_type	= stream
-	protocol	= tcp
-	port		= $PORT
-	bind		= 127.0.0.1
-	wait		= no
-	user		= root
-	server		= $PYTHON3
-	server_args	= $APP/hello.py
-	# xinetd's built-in cps = 50 10 would switch the service off.
-	cps		= 1000000 1
-	instances	= UNLIMITED
-	per_source	= UNLIMITED
-}
-EOF
+xinetd_conf bench-python "$PYTHON3" "$APP/hello.py"
 
 start_server() { # name; sets SERVER_PID
     local log=$OUT/logs/$1.log

@@ -222,10 +222,15 @@ impl Service {
             Peer::Ip(addr) => (Transport::Tcp, Some(Endpoint::Ip(*addr))),
             Peer::Unix { path, .. } => (Transport::Unix, path.clone().map(Endpoint::Path)),
         };
-        let local = socket2::SockRef::from(stream)
-            .local_addr()
-            .ok()
-            .and_then(|addr| Endpoint::of(&addr));
+        // A system call per connection: only for a guest that asks.
+        let local = if self.guest.as_ref().is_some_and(Guest::asks_connection) {
+            socket2::SockRef::from(stream)
+                .local_addr()
+                .ok()
+                .and_then(|addr| Endpoint::of(&addr))
+        } else {
+            None
+        };
         Connection {
             service: self.name.clone(),
             id: conn,

@@ -21,11 +21,22 @@ const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: e2e\r\n\r\n"
 /// Starts the daemon on `config` with the suite's shared compiled-code
 /// cache, where the interpreters were compiled when they were fetched.
 fn start(config: &str, services: &[&str]) -> TestServer {
+    start_with_env(config, services, &[])
+}
+
+/// Like [`start`], with `HOST_ONLY_TOKEN` in the daemon's environment: a
+/// variable no guest may see.
+fn start_with_secret(config: &str, services: &[&str]) -> TestServer {
+    start_with_env(config, services, &[("HOST_ONLY_TOKEN", "do-not-leak")])
+}
+
+fn start_with_env(config: &str, services: &[&str], env: &[(&str, &str)]) -> TestServer {
     TestServer::start_with(config, services, |cmd| {
         cmd.env(
             "CACHE_DIRECTORY",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache"),
-        );
+        )
+        .envs(env.iter().copied());
     })
 }
 
@@ -128,13 +139,7 @@ fn python_script_reads_only_its_preopen_and_sees_only_its_env() {
         secret.display()
     );
     let config = service("probe", &python, &extra);
-    let server = TestServer::start_with(&config, &["probe"], |cmd| {
-        cmd.env(
-            "CACHE_DIRECTORY",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache"),
-        )
-        .env("HOST_ONLY_TOKEN", "do-not-leak");
-    });
+    let server = start_with_secret(&config, &["probe"]);
     let out = exchange_text(server.addr("probe"), "");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -221,13 +226,7 @@ fn js_script_reads_only_its_preopen_sees_only_its_env_and_ends_at_its_cpu_limit(
         service(name, &quickjs, &extra)
     };
     let config = [block("probe", "probe.js"), block("spin", "spin.js")].concat();
-    let server = TestServer::start_with(&config, &["probe", "spin"], |cmd| {
-        cmd.env(
-            "CACHE_DIRECTORY",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache"),
-        )
-        .env("HOST_ONLY_TOKEN", "do-not-leak");
-    });
+    let server = start_with_secret(&config, &["probe", "spin"]);
     let out = exchange_text(server.addr("probe"), "");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -341,13 +340,7 @@ fn prebuilt_python_handler_reads_only_its_preopen_sees_only_its_env_and_ends_at_
         service("spin", &guest, "\tenv = MODE=spin\n\trlimit_cpu = 500ms"),
     ]
     .concat();
-    let server = TestServer::start_with(&config, &["probe", "spin"], |cmd| {
-        cmd.env(
-            "CACHE_DIRECTORY",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache"),
-        )
-        .env("HOST_ONLY_TOKEN", "do-not-leak");
-    });
+    let server = start_with_secret(&config, &["probe", "spin"]);
     let out = exchange_text(server.addr("probe"), "");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(

@@ -16,7 +16,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -119,6 +120,12 @@ pub(super) fn add_to_linker<T: Send + 'static>(
     get: fn(&mut T) -> &mut Connection,
 ) -> anyhow::Result<()> {
     wit::add_to_linker::<T, HasSelf<Connection>>(linker, get).map_err(anyhow::Error::from)
+}
+
+/// Whether `component` imports the connection interface.
+pub fn is_imported(engine: &Engine, component: &Component) -> bool {
+    (component.component_type().imports(engine))
+        .any(|(name, _)| name.starts_with("wasinetd:handler/connection"))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 mod cache;
 mod connection;
 mod egress;
+mod engine;
 mod lane;
 mod meter;
 mod outcome;
@@ -31,10 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, Store, Trap, UpdateDeadline,
-};
+use wasmtime::{Engine, InstancePre, Linker, Module, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -104,6 +102,8 @@ pub struct Guest {
     lane: BusyLane,
     kind: GuestKind,
     origin: Origin,
+    /// Whether it imports `wasinetd:handler/connection`.
+    asks_connection: bool,
 }
 
 #[derive(Clone)]
@@ -134,20 +134,6 @@ impl WasiView for State<P2Wasi> {
     }
 }
 
-/// Bytes of a freed linear memory reset in place rather than decommitted
-/// (only resident pages, with PAGEMAP_SCAN): a small guest's whole
-/// working set, bounded so a warm slot never pins much RSS.
-const LINEAR_MEMORY_KEEP_RESIDENT: usize = 1 << 20;
-/// The same for tables.
-const TABLE_KEEP_RESIDENT: usize = 64 << 10;
-/// Decommits per batch (one `madvise` round per batch instead of per slot).
-const DECOMMIT_BATCH: usize = 16;
-
-/// What one component may hold (pool caps per component instance).
-const PER_COMPONENT_CORE_INSTANCES: u32 = 50;
-const PER_COMPONENT_MEMORIES: u32 = 8;
-const PER_COMPONENT_TABLES: u32 = 16;
-
 /// Resources (open files, streams) a guest may hold at once when
 /// `rlimit_files` does not say fewer: each holds host memory, and a file
 /// a host descriptor.
@@ -167,7 +153,7 @@ fn max_resources(limits: Limits) -> usize {
 impl Sandbox {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(opts: &SandboxOptions) -> anyhow::Result<Self> {
-        let engine = match Engine::new(&engine_config(opts, true)) {
+        let engine = match Engine::new(&engine::engine_config(opts, true)) {
             Ok(engine) => engine,
             Err(e) => {
                 // The pool reserves address space up front; where that is
@@ -175,7 +161,7 @@ impl Sandbox {
                 tracing::warn!(
                     "pooling allocator unavailable ({e:#}); allocating each instance on demand"
                 );
-                Engine::new(&engine_config(opts, false))
+                Engine::new(&engine::engine_config(opts, false))
                     .map_err(anyhow::Error::from)
                     .context("failed to create the wasm engine")?
             }
@@ -215,8 +201,11 @@ impl Sandbox {
     /// Like [`Sandbox::load_file`], from bytes in memory.
     pub fn load(&self, bytes: &[u8]) -> anyhow::Result<Guest> {
         use wasmtime::wasmparser::Parser;
+        let mut asks_connection = false;
         let (kind, origin) = if Parser::is_component(bytes) {
-            let (component, origin) = self.compile(bytes).context("invalid component")?;
+            let (component, origin): (Component, _) =
+                self.compile(bytes).context("invalid component")?;
+            asks_connection = connection::is_imported(&self.engine, &component);
             let pre = link_component(&self.engine, &component)?;
             (GuestKind::Component(pre), origin)
         } else if Parser::is_core_wasm(bytes) || std::str::from_utf8(bytes).is_ok() {
@@ -232,6 +221,7 @@ impl Sandbox {
             lane: self.lane.clone(),
             kind,
             origin,
+            asks_connection,
         })
     }
 
@@ -273,40 +263,6 @@ impl Drop for Sandbox {
     }
 }
 
-fn engine_config(opts: &SandboxOptions, pooling: bool) -> Config {
-    let mut cfg = Config::new();
-    cfg.epoch_interruption(true);
-    if pooling {
-        let n = opts.max_instances;
-        let mut pool = PoolingAllocationConfig::default();
-        // A p1 module is one core instance with one memory and one table; a
-        // component made by the Rust toolchain holds a handful of each, one
-        // made by componentize-py (CPython as shared libraries) a dozen
-        // core instances. The totals are per guest on average, but never
-        // below what one component may hold, so that a pool of one slot
-        // (`wasinetd run`) can run any guest the per-component caps allow.
-        pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(4).max(PER_COMPONENT_CORE_INSTANCES))
-            .total_memories(n.saturating_mul(2).max(PER_COMPONENT_MEMORIES))
-            .total_tables(n.saturating_mul(4).max(PER_COMPONENT_TABLES))
-            .total_stacks(n)
-            .max_core_instances_per_component(PER_COMPONENT_CORE_INSTANCES)
-            .max_memories_per_component(PER_COMPONENT_MEMORIES)
-            .max_tables_per_component(PER_COMPONENT_TABLES)
-            // Reset a slot by rewriting only the pages the last guest
-            // touched (found with PAGEMAP_SCAN), keeping them mapped: no
-            // madvise, so no TLB-shootdown IPIs to every core, and no page
-            // faults when the next guest touches them again. Past this
-            // much, the rest is decommitted in batches.
-            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
-            .table_keep_resident(TABLE_KEEP_RESIDENT)
-            .pagemap_scan(Enabled::Auto)
-            .decommit_batch_size(DECOMMIT_BATCH);
-        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    }
-    cfg
-}
-
 fn link_module(engine: &Engine, module: &Module) -> anyhow::Result<InstancePre<State<WasiP1Ctx>>> {
     if module.get_export("_start").is_none() {
         bail!("the module exports no `_start`: it is not a WASI command");
@@ -340,6 +296,12 @@ impl Guest {
     /// Whether this guest is a preview 2 component (else a preview 1 module).
     pub fn is_component(&self) -> bool {
         matches!(self.kind, GuestKind::Component(_))
+    }
+
+    /// Whether it asks about its connection (`wasinetd:handler/connection`):
+    /// only then are the facts a system call away worth gathering.
+    pub fn asks_connection(&self) -> bool {
+        self.asks_connection
     }
 
     /// Whether the native code was compiled now or mapped from the cache.
