@@ -39,6 +39,28 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// The least severe log lines written when `WASINETD_LOG` does not say:
+    /// the daemon logs from `info` up; `check` only warnings and errors
+    /// unless `-v`; `run` warnings and errors, and only errors when its
+    /// stderr is a socket (xinetd and inetd-style launchers give the guest
+    /// the connection as fds 0, 1 and 2: a log line would reach the client).
+    pub fn default_log_level(&self) -> tracing::Level {
+        match &self.command {
+            None | Some(Command::Check { verbose: true }) => tracing::Level::INFO,
+            Some(Command::Check { verbose: false }) => tracing::Level::WARN,
+            Some(Command::Run(_)) if stderr_is_a_socket() => tracing::Level::ERROR,
+            Some(Command::Run(_)) => tracing::Level::WARN,
+        }
+    }
+}
+
+/// Whether fd 2 is a socket (getsockname fails with ENOTSOCK otherwise).
+fn stderr_is_a_socket() -> bool {
+    let stderr = std::io::stderr();
+    socket2::SockRef::from(&stderr).local_addr().is_ok()
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -54,7 +76,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Parse and validate the config and compile every guest, then exit:
     /// 0 with one summary line per service, else every error as FILE:LINE.
-    Check,
+    Check {
+        /// Also log what loading did (which guests were compiled or taken
+        /// from the cache, and how long it took).
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Run one guest on this process's stdin/stdout under the same sandbox,
     /// e.g. as the `server` of xinetd, tcpserver or a systemd Accept=yes unit.
     Run(RunArgs),

@@ -7,7 +7,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = wasinetd::cli::Cli::parse();
-    wasinetd::logging::init(cli.log_format);
+    wasinetd::logging::init(cli.log_format, cli.default_log_level());
     match wasinetd::commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

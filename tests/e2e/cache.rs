@@ -187,8 +187,10 @@ fn check_fills_the_cache_the_daemon_then_uses() {
     let conf = dir.path().join("wasinetd.conf");
     std::fs::write(&conf, service("hello", &module("hello-http"), "")).unwrap();
     let check = || {
+        // `-v`: what loading did is logged only when asked for.
         wasinetd()
             .arg("check")
+            .arg("-v")
             .arg("-f")
             .arg(&conf)
             .arg("--cache-dir")
@@ -201,6 +203,16 @@ fn check_fills_the_cache_the_daemon_then_uses() {
     assert!(String::from_utf8_lossy(&first.stderr).contains("` compiled in "));
     let second = check();
     assert!(String::from_utf8_lossy(&second.stderr).contains("` cached in "));
+    // Without `-v`, `check` prints its summary and nothing else.
+    let quiet = wasinetd()
+        .args(["check", "-f"])
+        .arg(&conf)
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    assert!(quiet.status.success());
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
     let server = start(
         &service("hello", &module("hello-http"), ""),
         &["hello"],

@@ -151,3 +151,56 @@ fn a_bad_guest_or_flag_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rlimit-as"));
 }
+
+/// Runs `guest` as xinetd runs a server: the accepted socket is fds 0, 1
+/// and 2. Returns what the client read after sending `request`.
+fn run_on_a_socket(guest: &str, request: &[u8], log: Option<&str>) -> Vec<u8> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let fd_in: OwnedFd = conn.try_clone().unwrap().into();
+    let fd_err: OwnedFd = conn.try_clone().unwrap().into();
+    let fd_out: OwnedFd = conn.into();
+    let mut cmd = wasinetd();
+    cmd.args(["run", guest])
+        .stdin(Stdio::from(fd_in))
+        .stdout(Stdio::from(fd_out))
+        .stderr(Stdio::from(fd_err))
+        .env_remove("WASINETD_LOG");
+    if let Some(filter) = log {
+        cmd.env("WASINETD_LOG", filter);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The command holds the socket's descriptors too: the client would
+    // never see end of stream.
+    drop(cmd);
+    client.write_all(request).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let out = read_all(&mut client);
+    assert!(child.wait().unwrap().success());
+    out
+}
+
+#[test]
+fn on_a_socket_as_stderr_only_the_guest_speaks() {
+    // xinetd puts the connection on stderr too: a log line of wasinetd's
+    // own would reach the client ahead of the answer.
+    let guest = path(module("hello-http"));
+    let request = b"GET / HTTP/1.0\r\n\r\n";
+    let expected = run(&[&guest], request);
+    assert!(expected.status.success());
+    let out = run_on_a_socket(&guest, request, None);
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&expected.stdout)
+    );
+    // The same with the daemon's own lines asked for: they would be there
+    // (so the check above can fail).
+    let out = run_on_a_socket(&guest, request, Some("info"));
+    assert!(
+        String::from_utf8_lossy(&out).contains("wasinetd::"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}

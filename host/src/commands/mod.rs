@@ -29,7 +29,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let cache = cache_setting(&cli);
     match cli.command {
         None => serve(&cli, cache),
-        Some(Command::Check) => check(cli.file.as_deref(), cache),
+        Some(Command::Check { .. }) => check(cli.file.as_deref(), cache),
         Some(Command::Run(args)) => run::run(args, cache),
     }
 }

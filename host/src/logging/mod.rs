@@ -54,13 +54,13 @@ const CONN: &str = "wasinetd::conn";
 const GUEST: &str = "wasinetd::guest";
 
 /// Installs the stderr logger in `format`. `WASINETD_LOG` takes tracing's
-/// target list syntax (`info`, `warn,wasinetd::guest=off`, ...); the
-/// default is `info`.
-pub fn init(format: LogFormat) {
+/// target list syntax (`info`, `warn,wasinetd::guest=off`, ...); without
+/// it, lines at `default` and above are written (the daemon: `info`).
+pub fn init(format: LogFormat, default: Level) {
     let filter = std::env::var("WASINETD_LOG")
         .ok()
         .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(Level::INFO));
+        .unwrap_or_else(|| Targets::new().with_default(default));
     // A second init (in tests) keeps the first subscriber; nothing to report.
     let _ = FORMAT.set(format);
     let _ = FILTER.set(filter.clone());
