@@ -365,3 +365,29 @@ fn a_udp_services_truncation_and_drop_lines_follow_its_log_type() {
         server.log.lines()
     );
 }
+
+#[test]
+fn a_guest_stderr_line_in_text_is_its_service_conn_and_text_only() {
+    // No span of wasmtime-wasi's host call in front of it
+    // (`fd_write{fd=Fd(2) ...}:`), for a module or a component.
+    for guest in [module("probe"), component("probe")] {
+        let config = service("chatty", &guest, "\tserver_args = stderr 1");
+        let server = TestServer::start_with(&config, &["chatty"], |cmd| {
+            cmd.env_remove("WASINETD_LOG");
+        });
+        exchange(server.addr("chatty"), b"");
+        let line = server.log.wait_for(&["stderr line 0"]);
+        let start = line.find("wasinetd::guest").expect("the guest's target");
+        assert_eq!(
+            &line[start..],
+            "wasinetd::guest: stderr service=chatty conn=1: stderr line 0",
+            "{line}"
+        );
+        assert!(
+            line.trim_start()
+                .starts_with(|c: char| c.is_ascii_digit() || c == 'I'),
+            "{line}"
+        );
+        assert!(!line.contains('{'), "{line}");
+    }
+}

@@ -57,10 +57,18 @@ const GUEST: &str = "wasinetd::guest";
 /// target list syntax (`info`, `warn,wasinetd::guest=off`, ...); without
 /// it, lines at `default` and above are written (the daemon: `info`).
 pub fn init(format: LogFormat, default: Level) {
-    let filter = std::env::var("WASINETD_LOG")
-        .ok()
+    let asked = std::env::var("WASINETD_LOG").ok();
+    let mut filter = asked
+        .as_deref()
         .and_then(|s| s.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(default));
+    // wasmtime-wasi opens an `info` span around every preview 1 call: it
+    // would prefix a guest's stderr lines (`fd_write{fd=Fd(2) ...}:`) and
+    // cost a formatted span per host call. Only its warnings, unless the
+    // filter names it.
+    if !asked.is_some_and(|s| s.contains("wasmtime_wasi")) {
+        filter = filter.with_target("wasmtime_wasi", Level::WARN);
+    }
     // A second init (in tests) keeps the first subscriber; nothing to report.
     let _ = FORMAT.set(format);
     let _ = FILTER.set(filter.clone());
