@@ -142,6 +142,11 @@ fn tune(stream: &TcpStream, opts: &SocketOptions) -> std::io::Result<()> {
 /// What every accept loop shares.
 #[derive(Clone)]
 pub struct Shared {
+    /// The runtime connections are served on. Accept loops run on the
+    /// daemon's own (control) runtime, which no guest ever runs on, so
+    /// accepting, signals and the admin listener never wait behind a
+    /// guest; each admitted connection moves to this one.
+    pub guests: tokio::runtime::Handle,
     /// Pool slots: one permit per running guest, across all services.
     pub slots: Arc<Semaphore>,
     /// Source of connection ids, unique across services.
@@ -244,8 +249,37 @@ async fn serve_listener(mut current: Current, listener: Listener, mut shared: Sh
     }
 }
 
+/// A stream accepted on the control runtime, moved to the guests' one:
+/// taken off the control runtime's reactor here, registered with the
+/// guests' runtime's in the connection's own task.
+trait Movable: Sized {
+    type Std: Send + 'static;
+    fn into_std(self) -> std::io::Result<Self::Std>;
+    fn from_std(std: Self::Std) -> std::io::Result<Self>;
+}
+
+impl Movable for TcpStream {
+    type Std = std::net::TcpStream;
+    fn into_std(self) -> std::io::Result<Self::Std> {
+        TcpStream::into_std(self)
+    }
+    fn from_std(std: Self::Std) -> std::io::Result<Self> {
+        TcpStream::from_std(std)
+    }
+}
+
+impl Movable for tokio::net::UnixStream {
+    type Std = std::os::unix::net::UnixStream;
+    fn into_std(self) -> std::io::Result<Self::Std> {
+        tokio::net::UnixStream::into_std(self)
+    }
+    fn from_std(std: Self::Std) -> std::io::Result<Self> {
+        tokio::net::UnixStream::from_std(std)
+    }
+}
+
 /// Admits or refuses one accepted connection; an admitted one is served in
-/// a task of its own.
+/// a task of its own, on the guests' runtime.
 fn handle<S>(
     service: &Arc<Service>,
     shared: &Shared,
@@ -253,7 +287,7 @@ fn handle<S>(
     stream: S,
     peer: Peer,
 ) where
-    S: GuestStdio + AsFd + AsyncRead + AsyncWrite + Unpin,
+    S: GuestStdio + AsFd + AsyncRead + AsyncWrite + Unpin + Movable,
 {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     service.metrics().accepted();
@@ -265,8 +299,21 @@ fn handle<S>(
             }
             let ticket = shared.track(conn, service, &peer);
             let service = service.clone();
-            tokio::spawn(async move {
-                let mut stream = stream;
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!("cannot hand over a connection of `{}`: {e}", service.name());
+                    return;
+                }
+            };
+            shared.guests.spawn(async move {
+                let mut stream = match S::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::warn!("cannot take a connection of `{}`: {e}", service.name());
+                        return;
+                    }
+                };
                 match service.gate().greet(&mut stream).await {
                     Ok(()) => match service.spec.guest {
                         GuestSource::Redirect(target) => {

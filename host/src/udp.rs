@@ -96,7 +96,7 @@ pub async fn serve(mut current: Current, socket: UdpSocket, mut shared: Shared) 
                 let payload = Bytes::copy_from_slice(&buf[..len]);
                 let ticket = shared.track(conn, &service, &Peer::Ip(peer));
                 let reply_to = socket.clone();
-                tokio::spawn(async move {
+                shared.guests.spawn(async move {
                     answer(admission, reply_to, payload, peer, conn).await;
                     drop(ticket);
                 });

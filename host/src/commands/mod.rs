@@ -21,6 +21,11 @@ use crate::sandbox::{CacheSetting, Sandbox, SandboxOptions};
 use crate::server::{self, Request, ServeOptions};
 use crate::systemd::ListenFds;
 
+/// How long the guests' runtime may take to drop what still runs once the
+/// daemon is done with it: a guest is polled for at most a tick and one
+/// bounded host call, so this is a safety net, not a wait.
+const GUESTS_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where a config file is looked for when `-f` is not given.
 const SYSTEM_CONFIG: &str = "/etc/wasinetd.conf";
 
@@ -121,15 +126,27 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
         tracing::error!("{f}");
     }
     sandbox.prune_cache();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Two runtimes: guests run on worker threads of their own, one per
+    // core; the daemon's own work (accepting, admission, signals, reloads,
+    // the admin listener) runs on this thread, which no guest ever holds.
+    let guests = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasinetd-guest")
+        .build()
+        .context("failed to start the guests' runtime")?;
+    let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("failed to start the async runtime")?;
-    runtime.block_on(async {
+        .context("failed to start the daemon's runtime")?;
+    let served = control.block_on(async {
         let requests = signal_requests()?;
         let load: server::ConfigLoader = Box::new(move || source.load());
-        server::run(sandbox, prepared, load, &opts, requests).await
-    })?;
+        server::run(sandbox, prepared, load, &opts, requests, guests.handle().clone()).await
+    });
+    // Whatever still runs is ended: a guest in wasm code at its next tick
+    // (`stop_all` above), any other task at its next poll.
+    guests.shutdown_timeout(GUESTS_SHUTDOWN);
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

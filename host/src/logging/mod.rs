@@ -231,6 +231,7 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::MemoryLimit => "memory_limit",
         Outcome::RuntimeLimit => "runtime_limit",
         Outcome::FilesLimit => "files_limit",
+        Outcome::Stopped => "stopped",
         Outcome::Failed(_) => "failed",
         Outcome::Redirected => "redirected",
         Outcome::RedirectFailed(_) => "redirect_failed",

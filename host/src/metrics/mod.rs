@@ -32,7 +32,7 @@ const INSTANTIATE_BUCKETS: &[f64] = &[
 const MAX_BUCKETS: usize = 16;
 
 /// How a finished connection ended, as the `outcome` label says it.
-pub const OUTCOMES: [&str; 7] = [
+pub const OUTCOMES: [&str; 8] = [
     "exit",
     "trap",
     "cpu_limit",
@@ -40,6 +40,7 @@ pub const OUTCOMES: [&str; 7] = [
     "runtime_limit",
     "failed",
     "files_limit",
+    "stopped",
 ];
 
 /// Distinct refusal reasons counted separately; more are counted as `other`.
@@ -127,6 +128,7 @@ impl ServiceMetrics {
             Outcome::MemoryLimit => 3,
             Outcome::RuntimeLimit => 4,
             Outcome::FilesLimit => 6,
+            Outcome::Stopped => 7,
             // A relay counts as a clean exit, a relay that failed as a
             // guest that could not be run.
             Outcome::Redirected => 0,

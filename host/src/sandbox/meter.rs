@@ -1,29 +1,19 @@
-//! What one guest may use, and what it has used: the per-store memory
-//! limiter and CPU meter.
+//! What one guest may use of memory, and what it has used: the per-store
+//! limiter.
 //!
 //! Memory is counted across every linear memory of the instance (a component
 //! has several), so `rlimit_as` is a total, as a process's address-space
-//! limit is. CPU is the time spent executing guest code: wasmtime calls the
-//! store's call hook on every crossing between guest and host (host calls,
-//! libcalls, and the epoch check itself), so the time between "entering
-//! wasm" and "leaving wasm" is exactly guest execution, and time blocked in
-//! a host call (waiting for the client) is never charged.
+//! limit is. CPU is counted by [`cpu`](super::cpu), per poll of the run.
 
-use std::time::{Duration, Instant};
+use wasmtime::ResourceLimiter;
 
-use wasmtime::{CallHook, ResourceLimiter};
-
-/// Per-connection limits and usage, kept in the store's data.
+/// Per-connection memory limit and usage, kept in the store's data.
 #[derive(Debug)]
 pub struct Meter {
     memory_limit: u64,
     memory_used: u64,
     memory_peak: u64,
     memory_denied: bool,
-    cpu_budget: Option<Duration>,
-    cpu_used: Duration,
-    running_since: Option<Instant>,
-    cpu_exceeded: bool,
 }
 
 /// Table elements one instance may hold; far above what compilers emit for
@@ -31,43 +21,14 @@ pub struct Meter {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl Meter {
-    /// A meter enforcing `memory_limit` bytes and, when given, a CPU budget.
-    pub fn new(memory_limit: u64, cpu_budget: Option<Duration>) -> Self {
+    /// A meter enforcing `memory_limit` bytes.
+    pub fn new(memory_limit: u64) -> Self {
         Self {
             memory_limit,
             memory_used: 0,
             memory_peak: 0,
             memory_denied: false,
-            cpu_budget,
-            cpu_used: Duration::ZERO,
-            running_since: None,
-            cpu_exceeded: false,
         }
-    }
-
-    /// Accounts guest execution time at every guest/host crossing.
-    pub fn on_call_hook(&mut self, hook: CallHook) {
-        if hook.exiting_host() {
-            self.running_since = Some(Instant::now());
-        } else if let Some(since) = self.running_since.take() {
-            self.cpu_used += since.elapsed();
-        }
-    }
-
-    /// Called from the epoch callback (itself inside a host crossing, so
-    /// `cpu_used` is current): true once the budget is spent.
-    pub fn cpu_budget_spent(&mut self) -> bool {
-        if let Some(budget) = self.cpu_budget
-            && self.cpu_used > budget
-        {
-            self.cpu_exceeded = true;
-        }
-        self.cpu_exceeded
-    }
-
-    /// Whether the guest was stopped for spending its CPU budget.
-    pub fn cpu_exceeded(&self) -> bool {
-        self.cpu_exceeded
     }
 
     /// Whether a memory growth was refused for passing the limit.
@@ -75,17 +36,11 @@ impl Meter {
         self.memory_denied
     }
 
-    /// Guest CPU time used so far.
-    pub fn cpu_used(&self) -> Duration {
-        self.cpu_used
-    }
-
     /// The most linear memory the instance held at once, in bytes.
     pub fn memory_peak(&self) -> u64 {
         self.memory_peak
     }
 }
-
 impl ResourceLimiter for Meter {
     fn memory_growing(
         &mut self,
@@ -122,37 +77,11 @@ mod tests {
 
     #[test]
     fn memory_is_a_total_across_memories() {
-        let mut m = Meter::new(100, None);
+        let mut m = Meter::new(100);
         assert!(m.memory_growing(0, 60, None).unwrap());
         assert!(!m.memory_growing(0, 60, None).unwrap());
         assert!(m.memory_denied());
         assert!(m.memory_growing(60, 100, None).unwrap());
         assert_eq!(m.memory_peak(), 100);
-    }
-
-    #[test]
-    fn only_time_inside_the_guest_is_charged() {
-        // Bounds from the test's own clock, not fixed figures: a loaded
-        // machine stretches every sleep, and must not fail the test.
-        let budget = Duration::from_millis(5);
-        let mut m = Meter::new(0, Some(budget));
-        let entered = Instant::now();
-        m.on_call_hook(CallHook::CallingWasm);
-        std::thread::sleep(Duration::from_millis(2));
-        m.on_call_hook(CallHook::CallingHost);
-        let in_guest = entered.elapsed();
-        std::thread::sleep(Duration::from_millis(20));
-        let back = Instant::now();
-        m.on_call_hook(CallHook::ReturningFromHost);
-        m.on_call_hook(CallHook::ReturningFromWasm);
-        let back_in_guest = back.elapsed();
-        let used = m.cpu_used();
-        assert!(used >= Duration::from_millis(2), "{used:?}");
-        // The 20 ms in the host are not charged: at most the guest's spans.
-        assert!(
-            used <= in_guest + back_in_guest,
-            "{used:?} > {in_guest:?} + {back_in_guest:?}"
-        );
-        assert_eq!(m.cpu_budget_spent(), used > budget);
     }
 }

@@ -9,19 +9,22 @@
 //! from the pool. A run sees only what its [`Invocation`] gives it: args,
 //! environment, preopened directories, stdio; no network, no other files;
 //! a component may also ask about its connection ([`connection`]).
-//! Limits are enforced here: memory by the store limiter, CPU by the epoch
-//! callback reading the [`meter`], wall-clock time by a timeout around the
-//! whole run. Compiled code is kept on disk by the [`cache`], when one is
+//! Limits are enforced here: memory by the store limiter ([`meter`]), CPU
+//! (charged per poll of the run by [`cpu`]) and the wall clock by the epoch
+//! callback ([`watch`]) while the guest runs, and by a timeout around the
+//! whole run while it waits. Compiled code is kept on disk by the [`cache`], when one is
 //! configured. Accepting connections and logging are left to the caller.
 
 mod cache;
 mod connection;
+mod cpu;
 mod egress;
 mod engine;
 mod lane;
 mod meter;
 mod outcome;
 mod stdio;
+mod watch;
 mod world;
 
 use std::net::SocketAddr;
@@ -32,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Engine, InstancePre, Linker, Module, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -41,8 +44,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub use crate::config::{Limits, Preopen};
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
 pub use connection::{Connection, Endpoint, Transport};
-use lane::{BusyLane, Seat};
+use cpu::Charged;
+use lane::BusyLane;
 pub use meter::Meter;
+use watch::{StopAll, Watch};
 pub use outcome::{Outcome, RunReport};
 pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
 
@@ -72,6 +77,7 @@ impl Default for SandboxOptions {
 pub struct Sandbox {
     engine: Engine,
     lane: BusyLane,
+    stop_all: StopAll,
     ticker_stop: Arc<AtomicBool>,
     cache_setting: CacheSetting,
     /// Opened on the first load, so that a config with no loadable guest
@@ -100,6 +106,7 @@ pub struct Invocation<'a, I, O, E> {
 pub struct Guest {
     engine: Engine,
     lane: BusyLane,
+    stop_all: StopAll,
     kind: GuestKind,
     origin: Origin,
     /// Whether it imports `wasinetd:handler/connection`.
@@ -112,11 +119,12 @@ enum GuestKind {
     Component(CommandPre<State<P2Wasi>>),
 }
 
-/// Store data: the guest's WASI context, its meter, and its busy-lane seat.
+/// Store data: the guest's WASI context, its memory meter, and the watch
+/// on its CPU, deadline and turns.
 struct State<W> {
     wasi: W,
     meter: Meter,
-    seat: Seat,
+    watch: Watch,
 }
 
 struct P2Wasi {
@@ -185,6 +193,7 @@ impl Sandbox {
         Ok(Self {
             engine,
             lane: BusyLane::for_this_machine(),
+            stop_all: StopAll::default(),
             ticker_stop,
             cache_setting: opts.cache.clone(),
             cache: OnceLock::new(),
@@ -219,6 +228,7 @@ impl Sandbox {
         Ok(Guest {
             engine: self.engine.clone(),
             lane: self.lane.clone(),
+            stop_all: self.stop_all.clone(),
             kind,
             origin,
             asks_connection,
@@ -254,6 +264,15 @@ impl Sandbox {
                 );
             }
         }
+    }
+}
+
+impl Sandbox {
+    /// Ends every running guest: one running wasm code at its next tick,
+    /// one waiting when its task is next polled or dropped. For a stop
+    /// that does not wait any more.
+    pub fn stop_all(&self) {
+        self.stop_all.trigger();
     }
 }
 
@@ -320,6 +339,17 @@ impl Guest {
         E: StdoutStream + 'static,
     {
         let limits = inv.limits;
+        let started = Instant::now();
+        // From now: the start function runs at instantiation, and the
+        // deadline must cover it.
+        let deadline = limits.runtime.and_then(|max| started.checked_add(max));
+        let watch = Watch::new(
+            limits.cpu,
+            deadline,
+            self.stop_all.clone(),
+            self.lane.clone(),
+        );
+        let clock = watch.clock.clone();
         let mut usage = Usage::default();
         let run = async {
             let (wasi, connection) = match world::wasi_builder(inv) {
@@ -327,15 +357,22 @@ impl Guest {
                 Err(e) => return Outcome::Failed(format!("{e:#}")),
             };
             match &self.kind {
-                GuestKind::Module(pre) => self.run_module(pre, wasi, limits, &mut usage).await,
+                GuestKind::Module(pre) => {
+                    self.run_module(pre, wasi, limits, watch, &mut usage)
+                        .await
+                }
                 GuestKind::Component(pre) => {
-                    self.run_component(pre, wasi, connection, limits, &mut usage)
+                    self.run_component(pre, wasi, connection, limits, watch, &mut usage)
                         .await
                 }
             }
         };
-        let outcome = match limits.runtime {
-            Some(max) => tokio::time::timeout(max, run)
+        // Every poll of the run is the guest's CPU, host calls included.
+        let run = Charged::new(run, clock.clone());
+        // While it waits (on its client, a timer), only a timer can end it;
+        // while it runs, the epoch callback checks the same deadline.
+        let outcome = match deadline {
+            Some(at) => tokio::time::timeout_at(at.into(), run)
                 .await
                 .unwrap_or(Outcome::RuntimeLimit),
             None => run.await,
@@ -343,7 +380,7 @@ impl Guest {
         RunReport {
             outcome,
             instantiate: usage.instantiate,
-            cpu: usage.cpu,
+            cpu: clock.used(),
             memory_peak: usage.memory_peak,
         }
     }
@@ -353,6 +390,7 @@ impl Guest {
         pre: &InstancePre<State<WasiP1Ctx>>,
         mut wasi: WasiCtxBuilder,
         limits: Limits,
+        watch: Watch,
         usage: &mut Usage,
     ) -> Outcome {
         let mut p1 = wasi.build_p1();
@@ -362,7 +400,7 @@ impl Guest {
             .table
             .set_max_capacity(max_resources(limits));
         let mut run = Metered {
-            store: self.store(p1, limits),
+            store: self.store(p1, limits, watch),
             usage,
         };
         let result = async {
@@ -375,7 +413,7 @@ impl Guest {
         .await;
         match result {
             Ok(()) => Outcome::Exited(0),
-            Err(e) => Outcome::from_error(&e, &run.store.data().meter),
+            Err(e) => Outcome::from_error(&e, run.store.data()),
         }
     }
 
@@ -385,6 +423,7 @@ impl Guest {
         mut wasi: WasiCtxBuilder,
         connection: Connection,
         limits: Limits,
+        watch: Watch,
         usage: &mut Usage,
     ) -> Outcome {
         let mut table = ResourceTable::new();
@@ -395,7 +434,7 @@ impl Guest {
             connection,
         };
         let mut run = Metered {
-            store: self.store(ctx, limits),
+            store: self.store(ctx, limits, watch),
             usage,
         };
         let result = async {
@@ -409,35 +448,18 @@ impl Guest {
             Ok(Ok(())) => Outcome::Exited(0),
             // `wasi:cli/run` returning its error variant is exit status 1.
             Ok(Err(())) => Outcome::Exited(1),
-            Err(e) => Outcome::from_error(&e, &run.store.data().meter),
+            Err(e) => Outcome::from_error(&e, run.store.data()),
         }
     }
 
-    fn store<W: Send + 'static>(&self, wasi: W, limits: Limits) -> Store<State<W>> {
-        let meter = Meter::new(limits.memory, limits.cpu);
-        let seat = Seat::default();
-        let mut store = Store::new(&self.engine, State { wasi, meter, seat });
+    fn store<W: Send + 'static>(&self, wasi: W, limits: Limits, watch: Watch) -> Store<State<W>> {
+        let meter = Meter::new(limits.memory);
+        let mut store = Store::new(&self.engine, State { wasi, meter, watch });
         store.limiter(|s| &mut s.meter);
-        store.call_hook(|mut cx, hook| {
-            cx.data_mut().meter.on_call_hook(hook);
-            Ok(())
-        });
-        // Every tick a running guest checks its budget and yields its
-        // thread, so the wall-clock timeout can fire; past its first tick
-        // of CPU it yields to the busy lane, so busy guests cannot starve
-        // short connections.
+        // Every tick a running guest is checked against its limits and
+        // gives its thread back (see `watch`).
         store.set_epoch_deadline(1);
-        let lane = self.lane.clone();
-        store.epoch_deadline_callback(move |mut cx| {
-            let state = cx.data_mut();
-            if state.meter.cpu_budget_spent() {
-                Err(Trap::Interrupt.into())
-            } else if state.meter.cpu_used() < lane::BUSY_AFTER {
-                Ok(UpdateDeadline::Yield(1))
-            } else {
-                Ok(UpdateDeadline::YieldCustom(1, lane.next_turn(&state.seat)))
-            }
-        });
+        store.epoch_deadline_callback(|mut cx| cx.data_mut().watch.on_tick());
         store
     }
 }
@@ -446,7 +468,6 @@ impl Guest {
 #[derive(Default)]
 struct Usage {
     instantiate: Option<Duration>,
-    cpu: Duration,
     memory_peak: u64,
 }
 
@@ -459,8 +480,6 @@ struct Metered<'u, W: 'static> {
 
 impl<W: 'static> Drop for Metered<'_, W> {
     fn drop(&mut self) {
-        let meter = &self.store.data().meter;
-        self.usage.cpu = meter.cpu_used();
-        self.usage.memory_peak = meter.memory_peak();
+        self.usage.memory_peak = self.store.data().meter.memory_peak();
     }
 }

@@ -6,7 +6,8 @@ use wasmtime::Trap;
 use wasmtime::component::ResourceTableError;
 use wasmtime_wasi::I32Exit;
 
-use super::meter::Meter;
+use super::State;
+use super::watch::Stop;
 
 /// The end of one guest run. A trap or a limit is an event, not an error:
 /// it is logged and never reaches the accept loop.
@@ -25,6 +26,9 @@ pub enum Outcome {
     /// Ended when it opened one handle (file, directory, stream) more than
     /// `rlimit_files` allows: wasmtime-wasi fails the call, it has no EMFILE.
     FilesLimit,
+    /// Ended by the daemon, which stopped without waiting any longer (a
+    /// second stop signal, or the end of `--shutdown-grace`).
+    Stopped,
     /// Could not be run at all (instantiation failed); the host's reason.
     Failed(String),
     /// No guest: the connection was relayed to a `redirect` backend until
@@ -36,11 +40,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Classifies the error a run ended with, using what the meter saw.
-    pub(crate) fn from_error(err: &wasmtime::Error, meter: &Meter) -> Self {
-        if meter.cpu_exceeded() {
-            return Outcome::CpuLimit;
+    /// Classifies the error a run ended with, using what the store's
+    /// memory meter and watch saw.
+    pub(super) fn from_error<W>(err: &wasmtime::Error, state: &State<W>) -> Self {
+        match state.watch.stopped {
+            Some(Stop::Cpu) => return Outcome::CpuLimit,
+            Some(Stop::Runtime) => return Outcome::RuntimeLimit,
+            Some(Stop::Daemon) => return Outcome::Stopped,
+            None => {}
         }
+        let meter = &state.meter;
         let exit = err.downcast_ref::<I32Exit>().map(|e| e.0);
         if meter.memory_denied() && exit != Some(0) {
             // A guest that ends badly after being refused memory ended
@@ -75,7 +84,8 @@ impl Outcome {
     /// the guest's own status, 134 for a trap or the files limit (SIGABRT),
     /// 137 for the memory limit (SIGKILL, as the OOM killer), 152 for the
     /// CPU limit (SIGXCPU, as RLIMIT_CPU), 124 for the runtime limit (as
-    /// timeout(1)), 125 when the guest could not be run.
+    /// timeout(1)), 143 when the daemon stopped it (SIGTERM), 125 when the
+    /// guest could not be run.
     pub fn exit_status(&self) -> i32 {
         match self {
             Outcome::Exited(code) => *code,
@@ -83,6 +93,7 @@ impl Outcome {
             Outcome::MemoryLimit => 137,
             Outcome::CpuLimit => 152,
             Outcome::RuntimeLimit => 124,
+            Outcome::Stopped => 143,
             Outcome::Failed(_) | Outcome::RedirectFailed(_) => 125,
             Outcome::Redirected => 0,
         }
@@ -98,6 +109,7 @@ impl fmt::Display for Outcome {
             Outcome::MemoryLimit => f.write_str("memory limit"),
             Outcome::RuntimeLimit => f.write_str("runtime limit"),
             Outcome::FilesLimit => f.write_str("files limit"),
+            Outcome::Stopped => f.write_str("stopped"),
             Outcome::Failed(why) => write!(f, "failed: {why}"),
             Outcome::Redirected => f.write_str("redirected"),
             Outcome::RedirectFailed(why) => write!(f, "redirect failed: {why}"),
@@ -111,7 +123,8 @@ pub struct RunReport {
     pub outcome: Outcome,
     /// Time to instantiate the guest; `None` if it never got that far.
     pub instantiate: Option<std::time::Duration>,
-    /// Guest CPU time (time spent executing guest code).
+    /// The CPU the run made the daemon spend: guest code and the host
+    /// calls it made.
     pub cpu: std::time::Duration,
     /// The most linear memory the instance held at once, in bytes.
     pub memory_peak: u64,

@@ -125,7 +125,12 @@ impl Daemon {
 
 /// Binds and serves the prepared config until a [`Request::Stop`], then
 /// drains in-flight connections for up to the grace period, or until a
-/// second one.
+/// second one, and then ends the guests still running.
+///
+/// Runs on the daemon's own runtime: accept loops, the admin listener and
+/// requests; every connection is served on `guests`, a runtime of its own,
+/// so that no guest can keep the daemon from accepting or from hearing a
+/// signal.
 ///
 /// Fails only when no service could start.
 pub async fn run(
@@ -134,6 +139,7 @@ pub async fn run(
     load: ConfigLoader,
     opts: &ServeOptions,
     mut requests: mpsc::Receiver<Request>,
+    guests: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
     let admin_listener = opts.admin.map(admin::bind).transpose()?;
     let mut not_listening: Vec<String> = prepared
@@ -150,6 +156,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
     let shared = Shared {
+        guests,
         slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
         next_conn: Arc::new(AtomicU64::new(1)),
         stopping: stop_rx.clone(),
@@ -232,6 +239,7 @@ pub async fn run(
                     "shutdown grace of {:?} over; ending running guests",
                     opts.shutdown_grace
                 );
+                daemon.sandbox.stop_all();
                 break;
             }
             request = requests.recv(), if listening => match request {
@@ -239,6 +247,7 @@ pub async fn run(
                 Some(Request::Reload) => tracing::warn!("reload ignored: the daemon is stopping"),
                 Some(Request::Stop) => {
                     tracing::warn!("second stop request; ending running guests");
+                    daemon.sandbox.stop_all();
                     break;
                 }
                 None => listening = false,
