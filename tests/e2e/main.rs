@@ -13,6 +13,7 @@ mod egress;
 mod examples;
 mod guards;
 mod guests;
+mod hostile;
 mod internal;
 mod limits;
 mod logging;

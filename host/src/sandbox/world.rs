@@ -9,6 +9,12 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::{Connection, Invocation, egress};
 
+/// The most random bytes one call may ask for (wasmtime-wasi allows
+/// 64 MiB): filling a buffer is work the host does inside one call, where
+/// no tick can stop it, so each call is kept to a few milliseconds. A
+/// guest asking for more in one call fails.
+const MAX_RANDOM: u64 = 4 << 20;
+
 /// The guest's whole world, from the invocation; the network stays closed
 /// but for `allow_connect`.
 /// The connection's facts come back untouched, for a component's store.
@@ -28,7 +34,8 @@ where
         .envs(inv.env)
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM);
     egress::allow(&mut b, inv.allow_connect, &inv.connection);
     for p in inv.preopens {
         let perms = if p.writable {

@@ -1,0 +1,98 @@
+//! `hostile`: the guest the adversarial tests (`tests/e2e/hostile`) run.
+//! `argv[1]` picks an attack on the sandbox; each mode prints one line
+//! (`attacking`) on stdout before it starts, so a test knows the attack
+//! runs, then never stops by itself: the sandbox must stop it.
+//!
+//! Built as a preview 1 module and as a preview 2 component, so each
+//! attack is tried on both kinds of guest.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: hostile MODE [ARGS...]
+modes:
+  clock                     read the clock in a loop (a cheap host call)
+  stderr-bytes              write one byte at a time to stderr, forever
+  grow                      ask for 1 GiB more memory in a loop (refused)
+  random BYTES              ask for BYTES random bytes in a loop
+  compute-then-random MS BYTES
+                            compute for MS ms, then ask for random bytes in a loop";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("", String::as_str);
+    let arg = |i: usize| -> Option<u64> { args.get(i).and_then(|a| a.parse().ok()) };
+    match (mode, arg(2), arg(3)) {
+        ("clock", ..) => attack(|| {
+            std::hint::black_box(Instant::now());
+        }),
+        ("stderr-bytes", ..) => attack(|| {
+            let _ = std::io::stderr().write(b"x");
+        }),
+        ("grow", ..) => attack(|| {
+            // 16,384 pages of 64 KiB: refused by any sane rlimit_as.
+            std::hint::black_box(core::arch::wasm32::memory_grow(0, 16_384));
+        }),
+        ("random", Some(bytes), _) => {
+            let mut buf = vec![0u8; bytes as usize];
+            attack(move || random(&mut buf))
+        }
+        ("compute-then-random", Some(ms), Some(bytes)) => {
+            let until = Instant::now() + Duration::from_millis(ms);
+            let mut x = 1u64;
+            while Instant::now() < until {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(
+                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                    );
+                }
+            }
+            let mut buf = vec![0u8; bytes as usize];
+            attack(move || random(&mut buf))
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Says `attacking`, then runs `step` forever.
+fn attack(mut step: impl FnMut()) -> ExitCode {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(b"attacking\n").and_then(|()| out.flush());
+    loop {
+        step();
+    }
+}
+
+#[cfg(target_env = "p1")]
+fn random(buf: &mut [u8]) {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        fn random_get(buf: *mut u8, len: usize) -> u16;
+    }
+    // SAFETY: the host writes at most `len` bytes into `buf`.
+    unsafe {
+        random_get(buf.as_mut_ptr(), buf.len());
+    }
+}
+
+#[cfg(target_env = "p2")]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/deps/random",
+        inline: "package wasinetd:hostile; world hostile { import wasi:random/random@0.2.12; }",
+        world: "wasinetd:hostile/hostile",
+        generate_all,
+    });
+}
+
+#[cfg(target_env = "p2")]
+fn random(buf: &mut [u8]) {
+    let bytes = bindings::wasi::random::random::get_random_bytes(buf.len() as u64);
+    let n = bytes.len().min(buf.len());
+    buf[..n].copy_from_slice(&bytes[..n]);
+}
