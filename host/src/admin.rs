@@ -4,8 +4,11 @@
 //!
 //! Three fixed paths do not need an HTTP library: the request head is read
 //! with a byte bound and a timeout, only its request line is looked at, and
-//! every answer carries `Content-Length` and `Connection: close`. At most
-//! [`MAX_CLIENTS`] requests are handled at once; more wait in the backlog.
+//! every answer carries `Content-Length` and `Connection: close`. Each
+//! connection is a task of its own on the daemon's runtime (no guest runs
+//! there), so idle or slow clients never hold up the next one: a client
+//! has [`HEAD_TIMEOUT`] to send its request, and beyond [`MAX_CLIENTS`]
+//! open at once a new one is closed at once rather than left waiting.
 //! The listener stays up while the daemon drains, so `/health` can say 503.
 //! What is counted is `metrics`' business; this module only reads it.
 
@@ -25,10 +28,12 @@ use crate::service::Service;
 
 /// Longest request head read; a longer one is answered 431.
 const MAX_HEAD: usize = 8 * 1024;
-/// How long a client has to send its request head, and to take the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Requests handled at once.
-const MAX_CLIENTS: usize = 16;
+/// How long a client has to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client has to take the answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Admin connections open at once; more are closed as they arrive.
+const MAX_CLIENTS: usize = 4096;
 
 /// Refuses an admin address off the loopback unless `any` says otherwise:
 /// the metrics name every service and its traffic.
@@ -140,9 +145,6 @@ pub async fn serve(listener: TcpListener, view: View) {
     let view = Arc::new(view);
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -150,6 +152,11 @@ pub async fn serve(listener: TcpListener, view: View) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // Full: close it now, rather than let the backlog (and `/health`
+        // behind it) wait for idle clients to time out.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
         };
         let view = view.clone();
         tokio::spawn(async move {
@@ -160,14 +167,14 @@ pub async fn serve(listener: TcpListener, view: View) {
 }
 
 async fn handle(mut stream: TcpStream, view: &View) {
-    let Ok(head) = tokio::time::timeout(IO_TIMEOUT, read_head(&mut stream)).await else {
+    let Ok(head) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await else {
         return; // too slow: just close
     };
     let response = match head {
         Ok(head) => respond(&head, view),
         Err(status) => reply(status, TEXT, format!("{}\n", status.1)),
     };
-    let _ = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&response)).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&response)).await;
     let _ = stream.shutdown().await;
 }
 

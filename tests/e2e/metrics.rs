@@ -9,34 +9,6 @@ use std::time::Instant;
 
 use crate::support::*;
 
-/// Starts the daemon with an admin listener; returns it and the admin address.
-fn start_with_admin(config: &str, services: &[&str], extra: &[&str]) -> (TestServer, SocketAddr) {
-    let server = TestServer::start_with(config, services, |cmd| {
-        cmd.args(["--admin", "127.0.0.1:0"]).args(extra);
-    });
-    let line = server.log.wait_for(&["admin listening addr="]);
-    let addr = line.rsplit("addr=").next().unwrap().trim().parse().unwrap();
-    (server, addr)
-}
-
-/// One HTTP/1.1 GET; returns the status code and the body.
-fn get(admin: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = connect(admin);
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("no end of head");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .expect("no Content-Length")
-        .parse()
-        .unwrap();
-    assert_eq!(length, body.len(), "{raw}");
-    (status, body.to_owned())
-}
-
 /// `/metrics` as `name{labels}` -> value.
 fn scrape(admin: SocketAddr) -> HashMap<String, f64> {
     let (status, body) = get(admin, "/metrics");

@@ -141,7 +141,15 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     let served = control.block_on(async {
         let requests = signal_requests()?;
         let load: server::ConfigLoader = Box::new(move || source.load());
-        server::run(sandbox, prepared, load, &opts, requests, guests.handle().clone()).await
+        server::run(
+            sandbox,
+            prepared,
+            load,
+            &opts,
+            requests,
+            guests.handle().clone(),
+        )
+        .await
     });
     // Whatever still runs is ended: a guest in wasm code at its next tick
     // (`stop_all` above), any other task at its next poll.

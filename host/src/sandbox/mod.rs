@@ -47,9 +47,9 @@ pub use connection::{Connection, Endpoint, Transport};
 use cpu::Charged;
 use lane::BusyLane;
 pub use meter::Meter;
-use watch::{StopAll, Watch};
 pub use outcome::{Outcome, RunReport};
 pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
+use watch::{StopAll, Watch};
 
 /// Engine-wide settings, fixed at start-up.
 #[derive(Debug, Clone)]
@@ -358,8 +358,7 @@ impl Guest {
             };
             match &self.kind {
                 GuestKind::Module(pre) => {
-                    self.run_module(pre, wasi, limits, watch, &mut usage)
-                        .await
+                    self.run_module(pre, wasi, limits, watch, &mut usage).await
                 }
                 GuestKind::Component(pre) => {
                     self.run_component(pre, wasi, connection, limits, watch, &mut usage)

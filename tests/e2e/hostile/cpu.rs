@@ -37,7 +37,9 @@ fn host_call_loops_end_at_their_cpu_limit() {
             config += &service(
                 name,
                 &guest,
-                &format!("\tserver_args = {args}\n\trlimit_cpu = 500ms\n\truntime_max = 60s\n{extra}"),
+                &format!(
+                    "\tserver_args = {args}\n\trlimit_cpu = 500ms\n\truntime_max = 60s\n{extra}"
+                ),
             );
         }
         let names: Vec<&str> = modes.iter().map(|m| m.0).collect();

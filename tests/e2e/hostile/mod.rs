@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
+mod admin;
 mod cpu;
 
 /// The most a neighbour's request may take at p99 while an attack runs: a
@@ -79,7 +80,9 @@ pub fn footprint(server: &TestServer) -> Footprint {
     };
     Footprint {
         rss_kib: field("VmRSS:"),
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count(),
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count(),
         threads: field("Threads:"),
     }
 }
