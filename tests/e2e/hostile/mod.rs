@@ -8,6 +8,9 @@
 //! The hostile guests are `guests/hostile` (modes, built as a module and a
 //! component) or `.wat` text written by the test.
 
+// Helpers for every class; not every class needs each one yet.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
