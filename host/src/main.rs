@@ -8,11 +8,13 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = wasinetd::cli::Cli::parse();
     wasinetd::logging::init(cli.log_format, cli.default_log_level());
-    match wasinetd::commands::dispatch(cli) {
+    let code = match wasinetd::commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
             wasinetd::logging::fatal(&e);
             ExitCode::FAILURE
         }
-    }
+    };
+    wasinetd::logging::finish();
+    code
 }

@@ -18,7 +18,9 @@ modes:
   grow                      ask for 1 GiB more memory in a loop (refused)
   random BYTES              ask for BYTES random bytes in a loop
   compute-then-random MS BYTES
-                            compute for MS ms, then ask for random bytes in a loop";
+                            compute for MS ms, then ask for random bytes in a loop
+  forge                     write log-forging bytes to stderr (CR, NUL, VT, U+2028), then exit
+  stderr-lines N LEN        write N lines of LEN characters to stderr, then exit";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -51,6 +53,22 @@ fn main() -> ExitCode {
             }
             let mut buf = vec![0u8; bytes as usize];
             attack(move || random(&mut buf))
+        }
+        ("forge", ..) => {
+            let mut err = std::io::stderr();
+            let _ = err.write_all(
+                "x\rINFO wasinetd::conn: exit=0 service=FAKE\0\x0bnul-and-vt\u{2028}INFO forged\n"
+                    .as_bytes(),
+            );
+            ExitCode::SUCCESS
+        }
+        ("stderr-lines", Some(n), Some(len)) => {
+            let line = format!("{}\n", "y".repeat(len as usize));
+            let mut err = std::io::stderr();
+            for _ in 0..n {
+                let _ = err.write_all(line.as_bytes());
+            }
+            ExitCode::SUCCESS
         }
         _ => {
             eprintln!("{USAGE}");

@@ -4,7 +4,6 @@
 //! [`write_stderr`].
 
 use std::fmt;
-use std::io::Write as _;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
@@ -28,7 +27,7 @@ pub(super) fn head(level: Level, target: &str) -> Map<String, Value> {
 pub(super) fn write_stderr(map: &Map<String, Value>) {
     let mut line = Value::Object(map.clone()).to_string();
     line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    super::writer::line(line.into_bytes());
 }
 
 /// A tracing layer that prints each event as a JSON line on stderr.

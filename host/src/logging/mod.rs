@@ -11,17 +11,28 @@
 //! object ([`json`]); the readiness lines (`listening service=...`) are
 //! printed by `server` as plain text in both formats.
 //!
+//! Text lines are escaped ([`escape`]): nothing from outside can forge or
+//! split one. A guest's stderr is rate-limited per service and for the
+//! daemon ([`rate`]), and stderr is written by a thread of its own
+//! ([`writer`]): logging never makes a connection wait.
+//!
 //! # Layout
 //! - [`sink`]: `log_type` destinations: a file with limits, syslog
 //! - [`json`]: the JSON form of a line, and of the daemon's own messages
+//! - [`escape`]: control characters out of text lines
+//! - [`rate`]: the budget of guests' stderr lines per service and daemon
+//! - [`writer`]: stderr through a bounded queue and a thread
 //! - `notices`: a service's lines that are not a connection's end: a
 //!   sensor's touch, a cut or unsent UDP reply, dropped datagrams
 //! - `time`: timestamps for files, JSON and syslog
 
+mod escape;
 mod json;
 mod notices;
+mod rate;
 pub mod sink;
 mod time;
+mod writer;
 
 pub use notices::{
     connect_denied, datagrams_dropped, reply_not_sent, reply_truncated, sensor_tripped,
@@ -31,7 +42,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tracing::Level;
@@ -72,12 +83,14 @@ pub fn init(format: LogFormat, default: Level) {
     // A second init (in tests) keeps the first subscriber; nothing to report.
     let _ = FORMAT.set(format);
     let _ = FILTER.set(filter.clone());
+    writer::start();
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
+                    .with_writer(writer::Stderr)
+                    .fmt_fields(escape::Fields)
                     .with_ansi(std::io::stderr().is_terminal()),
             )
             .try_init(),
@@ -90,8 +103,20 @@ pub fn format() -> LogFormat {
     FORMAT.get().copied().unwrap_or(LogFormat::Text)
 }
 
+/// Writes out the log lines still queued; call before the process exits.
+pub fn finish() {
+    writer::finish();
+}
+
+/// A readiness line (`listening service=NAME addr=IP:PORT`): plain text in
+/// every format, in order with the log lines around it, never dropped.
+pub fn readiness(text: &str) {
+    writer::line_waiting(format!("{text}\n").into_bytes());
+}
+
 /// Prints the daemon's fatal error, once, in the log's format.
 pub fn fatal(error: &anyhow::Error) {
+    finish();
     match format() {
         LogFormat::Text => eprintln!("wasinetd: error: {error:#}"),
         LogFormat::Json => {
@@ -379,8 +404,12 @@ pub fn cps_reopened(spec: &ServiceSpec) {
 }
 
 /// Logs one line of a guest's stderr (`warn` for the notice that the rest
-/// of its lines are dropped).
+/// of its lines are dropped), within the service's and the daemon's
+/// budget of stderr lines.
 pub fn guest_stderr(service: &str, conn: u64, text: &str, warn: bool) {
+    if !warn && !within_rate(service, text.len() as u64) {
+        return;
+    }
     let line = Line {
         warn,
         target: GUEST,
@@ -410,6 +439,67 @@ pub fn guest_stderr(service: &str, conn: u64, text: &str, warn: bool) {
         }
         (None, LogFormat::Text) => tracing::info!(target: "wasinetd::guest", "{}", text_form()),
         (None, LogFormat::Json) => json::write_stderr(&json_form()),
+    }
+}
+
+/// Applies the stderr budgets to one line of `service`'s guests; logs the
+/// notices they call for. False: drop the line.
+fn within_rate(service: &str, bytes: u64) -> bool {
+    use rate::Verdict::{Log, Suppress};
+    let (own, daemon) = rate::stderr_line(service, bytes, Instant::now());
+    let notice = |head: String| {
+        Line {
+            warn: true,
+            target: GUEST,
+            head,
+            service,
+            ..Line::default()
+        }
+        .emit()
+    };
+    let window = rate::WINDOW;
+    match own {
+        Suppress { first } => {
+            if first {
+                notice(format!(
+                    "stderr: service={service} logged more than {} lines or {} bytes in {window:?}; \
+                     its guests' lines are suppressed until the window ends",
+                    rate::SERVICE_LINES,
+                    rate::SERVICE_BYTES
+                ));
+            }
+            return false;
+        }
+        Log {
+            suppressed: Some((lines, bytes)),
+        } => notice(format!(
+            "stderr: suppressed {lines} lines ({bytes} bytes) of service={service} in the last {window:?}"
+        )),
+        Log { suppressed: None } => {}
+    }
+    match daemon {
+        Suppress { first } => {
+            if first {
+                tracing::warn!(
+                    target: "wasinetd::guest",
+                    "stderr: all guests together logged more than {} lines or {} bytes in {window:?}; \
+                     their lines are suppressed until the window ends",
+                    rate::DAEMON_LINES,
+                    rate::DAEMON_BYTES
+                );
+            }
+            false
+        }
+        Log {
+            suppressed: Some((lines, bytes)),
+        } => {
+            tracing::warn!(
+                target: "wasinetd::guest",
+                "stderr: suppressed {lines} lines ({bytes} bytes) of all guests in the last {window:?}"
+            );
+            true
+        }
+        Log { suppressed: None } => true,
     }
 }
 

@@ -112,8 +112,14 @@ pub fn open(specs: &[ServiceSpec]) -> anyhow::Result<Routes> {
 }
 
 impl Route {
-    /// Writes one rendered line (text or JSON) at `level`.
+    /// Writes one rendered line (text or JSON) at `level`; a text line
+    /// with its control characters escaped.
     pub(super) fn write_rendered(&self, line: &str, level: Level) {
+        let line = match format() {
+            LogFormat::Text => super::escape::escape(line),
+            LogFormat::Json => line.into(),
+        };
+        let line = &*line;
         match self {
             Route::File(file) => file.write(line, level),
             Route::Syslog {

@@ -195,11 +195,11 @@ pub async fn run(
         };
         tokio::spawn(admin::serve(l, view));
         // Not `listening service=`: that line is for services only.
-        eprintln!("admin listening addr={addr}");
+        crate::logging::readiness(&format!("admin listening addr={addr}"));
     }
     for (service, addr) in &started.opened {
         // The readiness line: tests and scripts wait for exactly this.
-        eprintln!("listening service={service} addr={addr}");
+        crate::logging::readiness(&format!("listening service={service} addr={addr}"));
     }
     // After the readiness lines: systemd's READY=1 means the same.
     daemon.notifier.ready(roster_rx.clone(), stop_rx.clone());

@@ -201,7 +201,7 @@ fn switch(daemon: &mut Daemon, staged: Staged, broken: &[String]) -> anyhow::Res
     }
     for (service, addr) in opened {
         // The readiness line, as at start-up.
-        eprintln!("listening service={service} addr={addr}");
+        crate::logging::readiness(&format!("listening service={service} addr={addr}"));
     }
     daemon.services = next
         .into_iter()

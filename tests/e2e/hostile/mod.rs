@@ -19,6 +19,7 @@ use crate::support::*;
 
 mod admin;
 mod cpu;
+mod logs;
 
 /// The most a neighbour's request may take at p99 while an attack runs: a
 /// starved daemon answers in seconds, or never; a busy but fair one in
