@@ -85,8 +85,9 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
         cache,
         ..SandboxOptions::default()
     })?;
-    let guest = sandbox
-        .load_file(&args.guest)
+    let guest = config::files::read(&args.guest, crate::sandbox::MAX_GUEST_BYTES)
+        .context("cannot read the guest file")
+        .and_then(|bytes| sandbox.load(&bytes))
         .with_context(|| format!("cannot load guest `{}`", args.guest.display()))?;
     if !allow_connect.is_empty() && !guest.is_component() {
         anyhow::bail!(

@@ -143,17 +143,16 @@ pub(super) fn banner(name: &str, words: &[String], dir: &Path) -> Result<Banner,
             path.display()
         )
     };
-    let unreadable =
-        |e: std::io::Error| format!("cannot read the `{name}` file `{}`: {e}", path.display());
-    let file = std::fs::File::open(&path).map_err(unreadable)?;
-    let mut bytes = Vec::new();
-    // Read one byte past the cap, so a larger file is told apart without
-    // reading all of it.
-    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_BANNER + 1), &mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_BANNER {
-        return Err(too_big());
-    }
+    let bytes = match super::files::read(&path, MAX_BANNER) {
+        Ok(bytes) => bytes,
+        Err(super::files::ReadError::TooLarge(_)) => return Err(too_big()),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the `{name}` file `{}`: {e}",
+                path.display()
+            ));
+        }
+    };
     Ok(Banner {
         path,
         bytes: bytes.into(),

@@ -3,24 +3,41 @@
 //! resolved against the folder of the file that holds the line; a cycle, a
 //! nesting deeper than [`MAX_DEPTH`] or an unreadable include is an error at
 //! the include line, and the rest still loads.
+//!
+//! Reading is bounded whatever the files say: each file is read once per
+//! load (a file included twice is an error, so includes cannot fan out
+//! exponentially), only regular files are read ([`files`](super::files)),
+//! each at most [`MAX_FILE`] bytes, and a load reads at most [`MAX_FILES`]
+//! files and [`MAX_TOTAL`] bytes in all.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::files;
 use super::parse::{self, Item, RawBlock};
 use super::{Diags, Report};
 
 /// How deep includes may nest below the top file.
 pub(super) const MAX_DEPTH: usize = 16;
+/// The largest config file read.
+pub const MAX_FILE: u64 = 1 << 20;
+/// The most files one load reads, the top file included.
+pub const MAX_FILES: usize = 1000;
+/// The most bytes one load reads, in all its files.
+pub const MAX_TOTAL: u64 = 16 << 20;
 
 /// Reads `text` (the file `origin`) and what it includes.
 pub(super) fn read_all(text: &str, origin: &Path, diags: &mut Diags) -> Vec<RawBlock> {
+    let top = canonical(origin);
     let mut reader = Reader {
         diags,
         blocks: Vec::new(),
         next_seq: 0,
-        stack: vec![canonical(origin)],
+        stack: vec![top.clone()],
+        read: HashSet::from([top]),
+        bytes: text.len() as u64,
     };
     reader.file(text, origin.to_path_buf());
     reader.blocks
@@ -39,6 +56,10 @@ struct Reader<'d> {
     next_seq: usize,
     /// Canonical paths of the files being read, outermost first.
     stack: Vec<PathBuf>,
+    /// Canonical paths of every file read so far.
+    read: HashSet<PathBuf>,
+    /// Bytes read so far.
+    bytes: u64,
 }
 
 impl Reader<'_> {
@@ -96,11 +117,40 @@ impl Reader<'_> {
             report.error(line, message);
             return;
         }
-        match fs::read_to_string(target) {
+        if self.read.contains(&key) {
+            let message = format!(
+                "`{}` is included more than once; each file is read once",
+                target.display()
+            );
+            report.error(line, message);
+            return;
+        }
+        if self.read.len() >= MAX_FILES {
+            let message = format!(
+                "cannot include `{}`: the config already has {MAX_FILES} files, the most one \
+                 config may have",
+                target.display()
+            );
+            report.error(line, message);
+            return;
+        }
+        let left = MAX_TOTAL.saturating_sub(self.bytes);
+        match files::read_text(target, left.min(MAX_FILE)) {
             Ok(text) => {
+                self.bytes += text.len() as u64;
+                self.read.insert(key.clone());
                 self.stack.push(key);
                 self.file(&text, target.to_path_buf());
                 self.stack.pop();
+            }
+            Err(files::ReadError::TooLarge(_)) if left < MAX_FILE => {
+                let message = format!(
+                    "cannot include `{}`: the config's files would pass {} MiB in all, the \
+                     most one config may have",
+                    target.display(),
+                    MAX_TOTAL >> 20
+                );
+                report.error(line, message);
             }
             Err(e) => {
                 let message = format!("cannot read included file `{}`: {e}", target.display());
@@ -110,13 +160,19 @@ impl Reader<'_> {
     }
 }
 
-/// The files `includedir` reads in `dir`, in byte order of their names.
+/// The files `includedir` reads in `dir`, in byte order of their names
+/// (at most [`MAX_FILES`]; more is an error).
 fn list_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         if !is_included_name(&name) {
             continue;
+        }
+        if names.len() == MAX_FILES {
+            return Err(std::io::Error::other(format!(
+                "it holds more than {MAX_FILES} files, the most one config may have"
+            )));
         }
         // Follows symlinks; an entry that cannot be stat'ed is kept, so
         // reading it reports why.

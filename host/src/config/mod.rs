@@ -36,6 +36,7 @@ mod attrs;
 mod defaults;
 mod egress;
 mod etc_services;
+pub mod files;
 mod guest;
 mod include;
 mod log_type;
@@ -265,7 +266,7 @@ impl Env<'static> {
 
 /// [`load`] with its services file and environment given.
 pub(crate) fn load_with(path: &Path, env: &Env) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path)
+    let text = files::read_text(path, include::MAX_FILE)
         .with_context(|| format!("failed to read config file `{}`", path.display()))?;
     Ok(parse_str_with(&text, path, env))
 }

@@ -28,7 +28,6 @@ mod watch;
 mod world;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -142,6 +141,10 @@ impl WasiView for State<P2Wasi> {
     }
 }
 
+/// The largest guest file read: a guest is untrusted input, and compiling
+/// costs time and memory in proportion to its size.
+pub const MAX_GUEST_BYTES: u64 = 128 << 20;
+
 /// Resources (open files, streams) a guest may hold at once when
 /// `rlimit_files` does not say fewer: each holds host memory, and a file
 /// a host descriptor.
@@ -200,14 +203,8 @@ impl Sandbox {
         })
     }
 
-    /// Compiles the guest at `path` (a core module or a component, binary or
-    /// text) and prepares it for fast instantiation.
-    pub fn load_file(&self, path: &Path) -> anyhow::Result<Guest> {
-        let bytes = std::fs::read(path).context("cannot read the guest file")?;
-        self.load(&bytes)
-    }
-
-    /// Like [`Sandbox::load_file`], from bytes in memory.
+    /// Compiles a guest (a core module or a component, binary or text) and
+    /// prepares it for fast instantiation.
     pub fn load(&self, bytes: &[u8]) -> anyhow::Result<Guest> {
         use wasmtime::wasmparser::Parser;
         let mut asks_connection = false;

@@ -204,9 +204,29 @@ pub async fn run(
     // After the readiness lines: systemd's READY=1 means the same.
     daemon.notifier.ready(roster_rx.clone(), stop_rx.clone());
 
-    loop {
+    'serving: loop {
         match requests.recv().await {
-            Some(Request::Reload) => reload::reload(&mut daemon).await,
+            Some(Request::Reload) => {
+                // Requests are heard while the new config compiles: a stop
+                // abandons the reload.
+                let mut staging = reload::begin(&daemon);
+                let staged = loop {
+                    tokio::select! {
+                        staged = staging.staged() => break staged,
+                        request = requests.recv() => match request {
+                            Some(Request::Dump) => dump::dump(&daemon, false),
+                            Some(Request::Reload) => {
+                                tracing::warn!("reload ignored: a reload is under way");
+                            }
+                            Some(Request::Stop) | None => {
+                                tracing::warn!("reload abandoned: the daemon is stopping");
+                                break 'serving;
+                            }
+                        },
+                    }
+                };
+                reload::finish(&mut daemon, &staging, staged);
+            }
             Some(Request::Dump) => dump::dump(&daemon, false),
             Some(Request::Stop) | None => break,
         }

@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::bundled;
 use crate::config::{GuestSource, ServiceSpec};
-use crate::sandbox::{Guest, Sandbox};
+use crate::sandbox::{Guest, MAX_GUEST_BYTES, Sandbox};
 use crate::service::Service;
 
 /// A service whose guest could not be prepared, with the reason.
@@ -132,7 +132,7 @@ fn load_guest(
 /// The bytes of a guest: its file, or the bundled one.
 fn guest_bytes(source: &GuestSource) -> anyhow::Result<std::borrow::Cow<'static, [u8]>> {
     match source {
-        GuestSource::File(path) => std::fs::read(path)
+        GuestSource::File(path) => crate::config::files::read(path, MAX_GUEST_BYTES)
             .map(Into::into)
             .context("cannot read the guest file")
             .with_context(|| format!("cannot load guest `{}`", path.display())),

@@ -15,7 +15,7 @@
 //! again, so that it does not block every other change.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
@@ -26,7 +26,7 @@ use crate::service::Service;
 
 /// A new config, compiled and with its log files open: what a switch
 /// needs besides sockets.
-struct Staged {
+pub(super) struct Staged {
     prepared: Prepared,
     routes: sink::Routes,
     /// Services left out again: not listening before, still failing.
@@ -42,9 +42,37 @@ struct Counts {
     removed: usize,
 }
 
-/// Reloads the config, or leaves the old one serving and logs why.
-pub(super) async fn reload(daemon: &mut Daemon) {
-    let started = Instant::now();
+/// How long reading and compiling a new config may take; past it, the
+/// reload fails like any bad reload (the work goes on on its thread and
+/// its result is dropped).
+pub(super) const RELOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A reload under way: reading, validating and compiling the new config on
+/// a blocking thread, while the daemon goes on serving and hearing
+/// requests. [`finish`] switches to it.
+pub(super) struct Staging {
+    started: Instant,
+    broken: Vec<String>,
+    work: tokio::task::JoinHandle<anyhow::Result<Staged>>,
+}
+
+impl Staging {
+    /// Waits for the new config to be staged, at most until
+    /// [`RELOAD_TIMEOUT`] after the reload began.
+    pub(super) async fn staged(&mut self) -> anyhow::Result<Staged> {
+        let deadline = tokio::time::Instant::from_std(self.started + RELOAD_TIMEOUT);
+        match tokio::time::timeout_at(deadline, &mut self.work).await {
+            Ok(Ok(staged)) => staged,
+            Ok(Err(e)) => Err(anyhow::anyhow!("the reload failed unexpectedly: {e}")),
+            Err(_) => Err(anyhow::anyhow!(
+                "reading and compiling the config took longer than {RELOAD_TIMEOUT:?}"
+            )),
+        }
+    }
+}
+
+/// Starts a reload: the config is read and compiled on a blocking thread.
+pub(super) fn begin(daemon: &Daemon) -> Staging {
     daemon.notifier.reloading();
     tracing::info!("reloading the config");
     let (load, sandbox, known) = (
@@ -53,15 +81,22 @@ pub(super) async fn reload(daemon: &mut Daemon) {
         daemon.guests.clone(),
     );
     let broken = daemon.roster.borrow().not_listening.clone();
-    let staged = {
+    let work = {
         let broken = broken.clone();
-        tokio::task::spawn_blocking(move || stage(&load, &sandbox, &known, &broken)).await
+        tokio::task::spawn_blocking(move || stage(&load, &sandbox, &known, &broken))
     };
-    let result = match staged {
-        Ok(Ok(staged)) => switch(daemon, staged, &broken),
-        Ok(Err(e)) => Err(e),
-        Err(e) => Err(anyhow::anyhow!("the reload failed unexpectedly: {e}")),
-    };
+    Staging {
+        started: Instant::now(),
+        broken,
+        work,
+    }
+}
+
+/// Ends a reload: switches to the staged config, or leaves the old one
+/// serving and logs why.
+pub(super) fn finish(daemon: &mut Daemon, staging: &Staging, staged: anyhow::Result<Staged>) {
+    let (started, broken) = (staging.started, &staging.broken);
+    let result = staged.and_then(|staged| switch(daemon, staged, broken));
     match result {
         Ok(counts) => {
             daemon.reloads += 1;
