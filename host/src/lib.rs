@@ -15,6 +15,7 @@
 //!   the state (SIGUSR1), shuts down
 //! - [`listener`]: binding and the accept loop of one service
 //! - [`udp`]: UDP services: one guest per datagram, its stdout the reply
+//! - [`unix_socket`]: Unix socket files bound, re-moded and removed without a race
 //! - [`in_flight`]: the connections being served, for the dump and the drain
 //! - [`service`]: one running service; admission and one connection's life
 //! - [`redirect`]: `redirect = HOST PORT`: relaying a connection, no guest
@@ -47,3 +48,4 @@ pub mod server;
 pub mod service;
 pub mod systemd;
 pub mod udp;
+pub mod unix_socket;

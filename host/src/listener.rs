@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::config::{GuestSource, SocketOptions, UnixListen};
+use crate::config::{GuestSource, SocketOptions};
 use crate::in_flight::{InFlight, Ticket};
 use crate::logging;
 use crate::redirect;
@@ -78,53 +78,6 @@ pub fn cannot_start(service: &Service, e: &anyhow::Error, not_listening: &mut Ve
         service.name()
     );
     not_listening.push(service.name().to_owned());
-}
-
-/// Binds a Unix stream socket at `unix.path` with `socket_mode`. A socket
-/// file left by an earlier run is replaced, but only if nothing listens on
-/// it; any other file there is an error.
-pub fn bind_unix(unix: &UnixListen, opts: &SocketOptions) -> anyhow::Result<UnixListener> {
-    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-    let path = &unix.path;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => anyhow::bail!(
-                    "cannot bind `{}`: another process listens on it",
-                    path.display()
-                ),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    std::fs::remove_file(path).with_context(|| {
-                        format!("cannot remove the stale socket `{}`", path.display())
-                    })?;
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot tell whether `{}` is in use", path.display())
-                    });
-                }
-            }
-        }
-        Ok(_) => anyhow::bail!(
-            "cannot bind `{}`: it exists and is not a socket",
-            path.display()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot inspect `{}`", path.display())),
-    }
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).context("cannot create a socket")?;
-    socket.set_nonblocking(true)?;
-    let addr = socket2::SockAddr::unix(path)?;
-    socket
-        .bind(&addr)
-        .with_context(|| format!("cannot bind `{}`", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(unix.mode))
-        .with_context(|| format!("cannot set the mode of `{}`", path.display()))?;
-    let backlog = i32::try_from(opts.backlog).unwrap_or(i32::MAX);
-    socket
-        .listen(backlog)
-        .with_context(|| format!("cannot listen on `{}`", path.display()))?;
-    UnixListener::from_std(socket.into()).context("cannot register the listener")
 }
 
 /// Applies `flags = NODELAY` / `KEEPALIVE` to an accepted connection (Linux

@@ -222,8 +222,12 @@ impl Service {
             Peer::Ip(addr) => (Transport::Tcp, Some(Endpoint::Ip(*addr))),
             Peer::Unix { path, .. } => (Transport::Unix, path.clone().map(Endpoint::Path)),
         };
-        // A system call per connection: only for a guest that asks.
-        let local = if self.guest.as_ref().is_some_and(Guest::asks_connection) {
+        // A system call per connection: only for a guest that asks. A
+        // Unix socket this daemon bound is known by its configured path
+        // (its own address names the private folder it was bound in).
+        let local = if let (Transport::Unix, Some(unix)) = (transport, &self.spec.unix) {
+            Some(Endpoint::Path(unix.path.display().to_string()))
+        } else if self.guest.as_ref().is_some_and(Guest::asks_connection) {
             socket2::SockRef::from(stream)
                 .local_addr()
                 .ok()

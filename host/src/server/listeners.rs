@@ -29,7 +29,7 @@ use crate::config::{ServiceSpec, Transport};
 use crate::listener::{self, Shared};
 use crate::service::Service;
 use crate::systemd::{Adopted, ListenFds};
-use crate::udp;
+use crate::{udp, unix_socket};
 
 /// What a socket listens on, as the config says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +105,16 @@ struct Live {
     /// The same socket, to change its backlog in place.
     fd: Option<OwnedFd>,
     backlog: Option<u32>,
-    /// A Unix socket file's mode, as last set.
-    mode: Option<u32>,
+    /// A Unix socket file this daemon bound, with its mode as last set.
+    unix: Option<UnixFile>,
     task: JoinHandle<()>,
+}
+
+/// A Unix socket file bound by this daemon (not passed by systemd).
+#[derive(Debug, Clone, Copy)]
+struct UnixFile {
+    id: unix_socket::FileId,
+    mode: u32,
 }
 
 /// Every socket being served.
@@ -132,6 +139,7 @@ enum Slot {
         socket: Socket,
         addr: String,
         local: Option<SocketAddr>,
+        unix: Option<UnixFile>,
     },
 }
 
@@ -258,11 +266,14 @@ impl Table {
                     socket,
                     addr,
                     local,
+                    unix,
                 } => {
                     changes
                         .opened
                         .push((service.name().to_owned(), addr.clone()));
-                    start(key, socket, addr, local, service, shared)
+                    let mut live = start(key, socket, addr, local, service, shared);
+                    live.unix = unix;
+                    live
                 }
             };
             self.live.push(live);
@@ -270,8 +281,8 @@ impl Table {
         for live in old.into_iter().flatten() {
             let owner = live.current.send_replace(None);
             let name = owner.map_or_else(String::new, |s| s.name().to_owned());
-            if let Key::Unix(path) = &live.key {
-                remove_socket_file(path);
+            if let (Key::Unix(path), Some(unix)) = (&live.key, live.unix) {
+                unix_socket::remove(path, unix.id);
             }
             changes.closed.push((name, live.addr));
         }
@@ -339,7 +350,19 @@ fn bind(spec: &ServiceSpec, key: Key, first_port: Option<u16>) -> anyhow::Result
         Key::Unix(path) => {
             let unix = spec.unix.iter().find(|u| u.path == *path);
             let unix = unix.context("a Unix key names the service's socket")?;
-            Socket::Unix(listener::bind_unix(unix, &spec.socket)?)
+            let (listener, id) = unix_socket::bind(unix, &spec.socket)?;
+            // Bound in a private folder and moved into place: the socket's
+            // own address names the folder, the config the place.
+            return Ok(Slot::New {
+                addr: format!("unix:{}", path.display()),
+                key,
+                socket: Socket::Unix(listener),
+                local: None,
+                unix: Some(UnixFile {
+                    id,
+                    mode: unix.mode,
+                }),
+            });
         }
         Key::Passed { .. } => anyhow::bail!("a passed socket cannot be bound again"),
     };
@@ -349,6 +372,7 @@ fn bind(spec: &ServiceSpec, key: Key, first_port: Option<u16>) -> anyhow::Result
         socket,
         addr,
         local,
+        unix: None,
     })
 }
 
@@ -371,6 +395,7 @@ fn adopted_slots(spec: &ServiceSpec, adopted: Adopted) -> anyhow::Result<Vec<Slo
                 socket,
                 addr,
                 local,
+                unix: None,
             })
         })
         .collect()
@@ -388,15 +413,6 @@ fn start(
     let backlog = match socket {
         Socket::Udp(_) => None,
         _ => Some(service.spec.socket.backlog),
-    };
-    let mode = match &key {
-        Key::Unix(path) => service
-            .spec
-            .unix
-            .iter()
-            .find(|u| u.path == *path)
-            .map(|u| u.mode),
-        _ => None,
     };
     // Only fails when out of descriptors; then a backlog or mode change
     // on a reload is the one thing lost.
@@ -421,7 +437,7 @@ fn start(
         current,
         fd,
         backlog,
-        mode,
+        unix: None,
         task,
     }
 }
@@ -438,33 +454,18 @@ fn adjust(live: &mut Live, spec: &ServiceSpec) {
             Err(e) => tracing::warn!("cannot change the backlog on {}: {e}", live.addr),
         }
     }
-    if let Key::Unix(path) = &live.key
+    if let (Key::Unix(path), Some(file)) = (&live.key, &mut live.unix)
         && let Some(unix) = spec.unix.iter().find(|u| u.path == *path)
-        && live.mode != Some(unix.mode)
+        && file.mode != unix.mode
     {
-        use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-        // Only the socket file itself: whoever may write its folder could
-        // have put a link to another file there since it was bound.
-        let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-        let mode = std::fs::Permissions::from_mode(unix.mode);
-        match is_socket.then(|| std::fs::set_permissions(path, mode)) {
-            Some(Ok(())) => live.mode = Some(unix.mode),
-            Some(Err(e)) => tracing::warn!("cannot set the mode of `{}`: {e}", path.display()),
-            None => tracing::warn!(
-                "`{}` is no longer a socket; its mode is left alone",
+        // Only the socket file this daemon bound: whoever may write its
+        // folder could have put a link to another file there since.
+        match unix_socket::set_mode(path, file.id, unix.mode) {
+            Ok(()) => file.mode = unix.mode,
+            Err(e) => tracing::warn!(
+                "cannot set the mode of `{}` ({e}); its mode is left alone",
                 path.display()
             ),
         }
-    }
-}
-
-/// Removes a retired Unix socket's file, so clients find no socket rather
-/// than one nobody accepts on. Anything else found there is left alone.
-fn remove_socket_file(path: &std::path::Path) {
-    use std::os::unix::fs::FileTypeExt as _;
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
-        && let Err(e) = std::fs::remove_file(path)
-    {
-        tracing::warn!("cannot remove the socket file `{}`: {e}", path.display());
     }
 }

@@ -204,20 +204,27 @@ pub async fn run(
     // After the readiness lines: systemd's READY=1 means the same.
     daemon.notifier.ready(roster_rx.clone(), stop_rx.clone());
 
+    let mut reload_asked = false;
     'serving: loop {
-        match requests.recv().await {
+        let request = if reload_asked {
+            Some(Request::Reload)
+        } else {
+            requests.recv().await
+        };
+        match request {
             Some(Request::Reload) => {
                 // Requests are heard while the new config compiles: a stop
-                // abandons the reload.
+                // abandons the reload; another reload runs once this one
+                // is done (the config may have changed again since it was
+                // read).
+                reload_asked = false;
                 let mut staging = reload::begin(&daemon);
                 let staged = loop {
                     tokio::select! {
                         staged = staging.staged() => break staged,
                         request = requests.recv() => match request {
                             Some(Request::Dump) => dump::dump(&daemon, false),
-                            Some(Request::Reload) => {
-                                tracing::warn!("reload ignored: a reload is under way");
-                            }
+                            Some(Request::Reload) => reload_asked = true,
                             Some(Request::Stop) | None => {
                                 tracing::warn!("reload abandoned: the daemon is stopping");
                                 break 'serving;

@@ -21,6 +21,7 @@ mod admin;
 mod config;
 mod cpu;
 mod logs;
+mod unix;
 
 /// The most a neighbour's request may take at p99 while an attack runs: a
 /// starved daemon answers in seconds, or never; a busy but fair one in
