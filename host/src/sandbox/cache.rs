@@ -11,9 +11,22 @@
 //! go to a temporary file renamed into place, so a crash never leaves a
 //! torn artefact under a valid name. A hit maps the file, so the guest's
 //! copy-on-write memory images come straight from it; that is `unsafe` (a
-//! forged artefact is arbitrary native code), hence the directory is used
-//! only if owned by the daemon's user and writable by no one else. Every
-//! hit refreshes the artefact's mtime, and
+//! forged artefact is arbitrary native code), so nothing in the cache is
+//! trusted by its path alone:
+//! - the directory is used only if owned by the daemon's user and writable
+//!   by no one else, and every folder above it is owned by root or that
+//!   user and writable by no one else (or sticky, as `/tmp`, with the next
+//!   folder down owned by root or that user): nobody else can rename it
+//!   away or put a file in it;
+//! - it is held open, and every file in it is reached through that
+//!   descriptor (`/proc/self/fd/N/NAME`), so a folder swapped in at its path
+//!   later is never read; before each load the path is checked to still
+//!   name the vetted folder, else the cache is vetted afresh;
+//! - an artefact is written 0600, and is mapped only if it is a regular
+//!   file owned by the daemon's user and writable by no one else: any other
+//!   is named in the log, deleted and compiled again.
+//!
+//! Every hit refreshes the artefact's mtime, and
 //! [`Cache::prune`] removes those unused for [`MAX_AGE`], which keeps the
 //! cache bounded by the guests of the last month. Which guest to compile and
 //! how to link it is the sandbox's business.
@@ -22,6 +35,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -91,10 +105,15 @@ fn default_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// A vetted cache directory.
+/// A vetted cache directory, held open.
 #[derive(Debug)]
 pub struct Cache {
+    /// The path it was opened by, for messages and for [`Cache::still_at_its_path`].
     dir: PathBuf,
+    /// The directory itself; every file is reached through it.
+    fd: OwnedFd,
+    /// Its device and inode.
+    id: (u64, u64),
     /// KEY -> DIGEST of the artefacts found when the cache was opened.
     found: HashMap<String, String>,
 }
@@ -186,11 +205,10 @@ impl Cache {
                 );
                 return None;
             }
-            return match vet(&dir) {
-                Ok(()) => {
+            return match Cache::vetted(dir.clone()) {
+                Ok(cache) => {
                     tracing::info!("compiled-code cache: `{}`", dir.display());
-                    let found = index(&dir);
-                    Some(Cache { dir, found })
+                    Some(cache)
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -204,9 +222,68 @@ impl Cache {
         None
     }
 
+    /// Opens `dir` if it and the folders above it are safe ([`vet`]).
+    fn vetted(dir: PathBuf) -> anyhow::Result<Cache> {
+        let fd = rustix::fs::open(
+            &dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .context("cannot open it")?;
+        let meta = fs::metadata(proc_path(&fd, "")).context(
+            "cannot reach it through /proc/self/fd (the cache needs /proc to hold its folder open)",
+        )?;
+        vet(&dir, &meta)?;
+        let mut cache = Cache {
+            id: (meta.dev(), meta.ino()),
+            dir,
+            fd,
+            found: HashMap::new(),
+        };
+        cache.found = index(&cache.at(""));
+        Ok(cache)
+    }
+
     /// The directory artefacts are kept in.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the cache's path still names the folder that was vetted, and
+    /// that folder and those above it are still safe; if not, why.
+    pub fn still_at_its_path(&self) -> anyhow::Result<()> {
+        let now = fs::metadata(&self.dir).context("cannot stat it")?;
+        if (now.dev(), now.ino()) != self.id {
+            bail!("it is no longer the folder that was vetted: it was moved or replaced");
+        }
+        vet(&self.dir, &now)
+    }
+
+    /// `name` in the cache, reached through the held directory.
+    fn at(&self, name: &str) -> PathBuf {
+        proc_path(&self.fd, name)
+    }
+
+    /// Refuses an artefact someone else could have written.
+    fn vet_file(&self, name: &str) -> anyhow::Result<()> {
+        let meta = fs::symlink_metadata(self.at(name)).context("cannot stat it")?;
+        if !meta.file_type().is_file() {
+            bail!("it is not a regular file");
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            bail!(
+                "it is owned by uid {}, not by this daemon's uid {me}",
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o022 != 0 {
+            bail!(
+                "it is writable by group or others (mode {:o})",
+                meta.mode() & 0o7777
+            );
+        }
+        Ok(())
     }
 
     /// The guest `wasm` as native code: mapped from the cache on a hit, else
@@ -219,32 +296,32 @@ impl Cache {
     ) -> wasmtime::Result<(A, Origin)> {
         let key = key(engine, wasm);
         if let Some(digest) = self.found.get(&key) {
-            let path = self.path(&key, digest);
-            match self.map(engine, &path, digest) {
+            let name = name(&key, digest);
+            match self.map(engine, &name, digest) {
                 Ok(artefact) => {
-                    touch(&path);
+                    touch(&self.at(&name));
                     return Ok((artefact, Origin::Cached));
                 }
                 Err(e) => {
                     tracing::warn!(
                         "cached artefact `{}` cannot be loaded ({e:#}); deleting it and compiling again",
-                        path.display()
+                        self.dir.join(&name).display()
                     );
-                    if let Err(e) = fs::remove_file(&path) {
-                        tracing::warn!("cannot delete `{}`: {e}", path.display());
+                    if let Err(e) = fs::remove_file(self.at(&name)) {
+                        tracing::warn!("cannot delete `{}`: {e}", self.dir.join(&name).display());
                     }
                 }
             }
         }
         let code = A::precompile(engine, wasm)?;
         let digest = digest(&code);
-        let path = self.path(&key, &digest);
-        match self.store(&path, &code) {
-            Ok(()) => match self.map(engine, &path, &digest) {
+        let name = name(&key, &digest);
+        match self.store(&name, &code) {
+            Ok(()) => match self.map(engine, &name, &digest) {
                 Ok(artefact) => return Ok((artefact, Origin::Compiled)),
                 Err(e) => tracing::warn!(
                     "cannot map the artefact just written to `{}`: {e:#}",
-                    path.display()
+                    self.dir.join(&name).display()
                 ),
             },
             Err(e) => tracing::warn!("cannot write to the cache: {e:#}"),
@@ -254,32 +331,31 @@ impl Cache {
         Ok((artefact, Origin::Compiled))
     }
 
-    fn path(&self, key: &str, digest: &str) -> PathBuf {
-        self.dir.join(format!("{key}.{digest}.{EXT}"))
-    }
-
-    /// Maps the artefact at `path` once its content matches `digest`.
-    fn map<A: Artefact>(&self, engine: &Engine, path: &Path, digest: &str) -> anyhow::Result<A> {
-        if file_digest(path).context("cannot read it")? != digest {
+    /// Maps the artefact `name` once it is vetted and its content matches
+    /// `digest`.
+    fn map<A: Artefact>(&self, engine: &Engine, name: &str, digest: &str) -> anyhow::Result<A> {
+        self.vet_file(name)?;
+        let path = self.at(name);
+        if file_digest(&path).context("cannot read it")? != digest {
             bail!("its content does not match its digest: the file is damaged");
         }
-        // SAFETY: the directory is the daemon user's and writable by no one
-        // else (`vet`), so the file is an artefact this code wrote; its
-        // content is what was written (the digest just matched); it was
-        // made for this engine (the key covers the engine's compatibility
-        // hash, and wasmtime checks its header again); and no file is ever
-        // rewritten in place (a new artefact is a new inode, renamed over).
-        unsafe { A::map(engine, path) }.map_err(anyhow::Error::from)
+        // SAFETY: the directory is held open and is the daemon user's and
+        // writable by no one else, as is every folder above it (`vet`), and
+        // the file is the daemon user's and writable by no one else
+        // (`vet_file`), so it is an artefact this code wrote; its content is
+        // what was written (the digest just matched); it was made for this
+        // engine (the key covers the engine's compatibility hash, and
+        // wasmtime checks its header again); and no file is ever rewritten
+        // in place (a new artefact is a new inode, renamed over).
+        unsafe { A::map(engine, &path) }.map_err(anyhow::Error::from)
     }
 
-    /// Writes `code` to `path` atomically: a temporary file in the same
-    /// directory, flushed to disk, then renamed over.
-    fn store(&self, path: &Path, code: &[u8]) -> anyhow::Result<()> {
+    /// Writes `code` as `name` atomically: a temporary file (0600) in the
+    /// same directory, flushed to disk, then renamed over.
+    fn store(&self, name: &str, code: &[u8]) -> anyhow::Result<()> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let name = path.file_name().context("artefact path has no name")?;
-        let tmp = self.dir.join(format!(
-            ".{}.{}.{}.tmp",
-            name.to_string_lossy(),
+        let tmp = self.at(&format!(
+            ".{name}.{}.{}.tmp",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
@@ -287,23 +363,23 @@ impl Cache {
             let mut f = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o644)
+                .mode(0o600)
                 .open(&tmp)?;
             f.write_all(code)?;
             f.sync_all()?;
-            fs::rename(&tmp, path)
+            fs::rename(&tmp, self.at(name))
         })();
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        written.with_context(|| format!("cannot write `{}`", path.display()))
+        written.with_context(|| format!("cannot write `{}`", self.dir.join(name).display()))
     }
 
     /// Removes artefacts unused for `max_age` and temporary files left by a
     /// crash; returns how many files were removed. Run at start-up, after
     /// every guest of the config was loaded (and so refreshed).
     pub fn prune(&self, max_age: Duration) -> usize {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
+        let Ok(entries) = fs::read_dir(self.at("")) else {
             return 0;
         };
         let now = SystemTime::now();
@@ -323,7 +399,7 @@ impl Cache {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok());
-            if age.is_some_and(|age| age > limit) && fs::remove_file(entry.path()).is_ok() {
+            if age.is_some_and(|age| age > limit) && fs::remove_file(self.at(&name)).is_ok() {
                 removed += 1;
             }
         }
@@ -331,10 +407,20 @@ impl Cache {
     }
 }
 
-/// Refuses a directory another user could write to: its artefacts are
-/// mapped as executable code.
-fn vet(dir: &Path) -> anyhow::Result<()> {
-    let meta = fs::metadata(dir).context("cannot stat it")?;
+/// `NAME` in the folder `fd` holds, through `/proc/self/fd`.
+fn proc_path(fd: &OwnedFd, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()))
+}
+
+/// An artefact's file name.
+fn name(key: &str, digest: &str) -> String {
+    format!("{key}.{digest}.{EXT}")
+}
+
+/// Refuses a directory another user could write to, or rename away: its
+/// artefacts are mapped as executable code. `meta` is the directory's
+/// own; the folders above `dir` are checked from the root down.
+fn vet(dir: &Path, meta: &fs::Metadata) -> anyhow::Result<()> {
     if !meta.is_dir() {
         bail!("not a directory");
     }
@@ -347,6 +433,30 @@ fn vet(dir: &Path) -> anyhow::Result<()> {
             "writable by group or others (mode {:o}); `chmod go-w` it",
             meta.mode() & 0o7777
         );
+    }
+    let real = fs::canonicalize(dir).context("cannot resolve its path")?;
+    let mut below_owner = meta.uid();
+    for folder in real.ancestors().skip(1) {
+        let m =
+            fs::metadata(folder).with_context(|| format!("cannot stat `{}`", folder.display()))?;
+        if m.uid() != 0 && m.uid() != me {
+            bail!(
+                "`{}` above it is owned by uid {}: its owner could replace the cache",
+                folder.display(),
+                m.uid()
+            );
+        }
+        let sticky = m.mode() & 0o1000 != 0;
+        let owned = |uid: u32| uid == 0 || uid == me;
+        if m.mode() & 0o022 != 0 && !(sticky && owned(below_owner)) {
+            bail!(
+                "`{}` above it is writable by group or others (mode {:o}): they could \
+                 replace the cache",
+                folder.display(),
+                m.mode() & 0o7777
+            );
+        }
+        below_owner = m.uid();
     }
     Ok(())
 }
@@ -437,14 +547,21 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_others_can_write_is_refused() {
+    fn a_directory_others_can_write_or_replace_is_refused() {
+        let vet_path = |p: &Path| vet(p, &fs::metadata(p).unwrap());
         let open = dir_with_mode(0o777);
-        assert!(vet(open.path()).is_err());
+        assert!(vet_path(open.path()).is_err());
         assert!(Cache::open(&CacheSetting::Dir(open.path().into())).is_none());
         let group = dir_with_mode(0o770);
-        assert!(vet(group.path()).is_err());
+        assert!(vet_path(group.path()).is_err());
         let private = dir_with_mode(0o755);
-        vet(private.path()).unwrap();
+        vet_path(private.path()).unwrap();
+        // A private folder inside one others can write (not sticky): they
+        // could rename it away and put theirs in its place.
+        let inside = open.path().join("cache");
+        fs::DirBuilder::new().mode(0o700).create(&inside).unwrap();
+        let e = vet_path(&inside).unwrap_err().to_string();
+        assert!(e.contains("above it is writable by group or others"), "{e}");
     }
 
     #[test]

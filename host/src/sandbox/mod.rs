@@ -29,7 +29,7 @@ mod world;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -80,8 +80,8 @@ pub struct Sandbox {
     ticker_stop: Arc<AtomicBool>,
     cache_setting: CacheSetting,
     /// Opened on the first load, so that a config with no loadable guest
-    /// never creates a cache directory.
-    cache: OnceLock<Option<Cache>>,
+    /// never creates a cache directory; `Some(None)`: no cache.
+    cache: Mutex<Option<Option<Arc<Cache>>>>,
 }
 
 /// Everything one run gets: the whole of the guest's world.
@@ -199,7 +199,7 @@ impl Sandbox {
             stop_all: StopAll::default(),
             ticker_stop,
             cache_setting: opts.cache.clone(),
-            cache: OnceLock::new(),
+            cache: Mutex::new(None),
         })
     }
 
@@ -241,17 +241,29 @@ impl Sandbox {
         .map_err(anyhow::Error::from)
     }
 
-    /// The compiled-code cache, if one is configured and safe to use.
-    fn cache(&self) -> Option<&Cache> {
-        self.cache
-            .get_or_init(|| Cache::open(&self.cache_setting))
-            .as_ref()
+    /// The compiled-code cache, if one is configured and safe to use. Its
+    /// path is checked to still name the folder that was vetted at every
+    /// load (start-up, reloads); if it does not, it is vetted afresh.
+    fn cache(&self) -> Option<Arc<Cache>> {
+        let mut slot = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Some(cache)) = &*slot
+            && let Err(e) = cache.still_at_its_path()
+        {
+            tracing::warn!(
+                "cache directory `{}` changed since it was vetted ({e:#}); vetting it again",
+                cache.dir().display()
+            );
+            *slot = None;
+        }
+        slot.get_or_insert_with(|| Cache::open(&self.cache_setting).map(Arc::new))
+            .clone()
     }
 
     /// Removes cached code unused for [`MAX_AGE`]; call once every guest of
     /// the config is loaded. Does nothing if no guest touched the cache.
     pub fn prune_cache(&self) {
-        if let Some(Some(cache)) = self.cache.get() {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(Some(cache)) = cache {
             let removed = cache.prune(MAX_AGE);
             if removed > 0 {
                 tracing::info!(

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 mod admin;
+mod cache;
 mod config;
 mod cpu;
 mod logs;
