@@ -20,7 +20,8 @@ modes:
   compute-then-random MS BYTES
                             compute for MS ms, then ask for random bytes in a loop
   forge                     write log-forging bytes to stderr (CR, NUL, VT, U+2028), then exit
-  stderr-lines N LEN        write N lines of LEN characters to stderr, then exit";
+  stderr-lines N LEN        write N lines of LEN characters to stderr, then exit
+  touch MIB                 allocate and write MIB MiB of memory, then exit";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -60,6 +61,15 @@ fn main() -> ExitCode {
                 "x\rINFO wasinetd::conn: exit=0 service=FAKE\0\x0bnul-and-vt\u{2028}INFO forged\n"
                     .as_bytes(),
             );
+            ExitCode::SUCCESS
+        }
+        ("touch", Some(mib), _) => {
+            let mut memory = vec![0u8; (mib as usize) << 20];
+            for byte in memory.iter_mut().step_by(4096) {
+                *byte = 1;
+            }
+            std::hint::black_box(&memory);
+            println!("touched {mib} MiB");
             ExitCode::SUCCESS
         }
         ("stderr-lines", Some(n), Some(len)) => {

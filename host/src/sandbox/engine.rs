@@ -12,8 +12,12 @@ use super::SandboxOptions;
 const LINEAR_MEMORY_KEEP_RESIDENT: usize = 1 << 20;
 /// The same for tables.
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
-/// Decommits per batch (one `madvise` round per batch instead of per slot).
-const DECOMMIT_BATCH: usize = 16;
+/// Decommits per batch. One: what a guest touched past the keep-resident
+/// bytes above is given back to the kernel as soon as the guest ends. A
+/// larger batch saves `madvise` rounds, but holds up to that many slots'
+/// pages, of any size, until enough others end: an idle daemon would keep
+/// whatever its last big guests touched.
+const DECOMMIT_BATCH: usize = 1;
 
 /// What one component may hold (pool caps per component instance).
 const PER_COMPONENT_CORE_INSTANCES: u32 = 50;

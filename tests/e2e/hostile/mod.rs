@@ -22,6 +22,7 @@ mod cache;
 mod config;
 mod cpu;
 mod logs;
+mod memory;
 mod unix;
 
 /// The most a neighbour's request may take at p99 while an attack runs: a
