@@ -63,6 +63,7 @@ fn main() -> anyhow::Result<()> {
                             local: None,
                         },
                         allow_connect: Default::default(),
+                        watch: None,
                     })
                     .await;
                 let took = started.elapsed();

@@ -126,7 +126,7 @@ fn service_status(s: &Service, addr: &str) -> serde_json::Value {
             "memory_bytes": spec.limits.memory,
             "cpu_ms": millis(spec.limits.cpu),
             "runtime_ms": millis(spec.limits.runtime),
-            "instances": spec.instances,
+            "instances": spec.instances.set(),
         },
         "active": s.active(),
         "connections": {

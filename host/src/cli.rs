@@ -6,6 +6,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::Cap;
+
+/// A value parser for a count flag: a number from 1 up, or UNLIMITED, read
+/// as the config reads `instances`; errors name the flag.
+fn count(flag: &'static str) -> impl Fn(&str) -> Result<Cap, String> + Clone {
+    move |word| crate::config::parse_count_arg(flag, word)
+}
+
 /// xinetd's job, done with WebAssembly: one sandboxed WASI guest per connection.
 #[derive(Debug, Parser)]
 #[command(name = "wasinetd", version, about, long_about = None)]
@@ -94,6 +102,22 @@ pub struct ServeArgs {
     /// connections beyond it wait in the listen backlog.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub limit: u32,
+
+    /// Guests one service may run when it leaves `instances` unset
+    /// (default: half of --limit), or UNLIMITED.
+    #[arg(long, value_name = "N", value_parser = count("--per-service-limit"))]
+    pub per_service_limit: Option<Cap>,
+
+    /// Guests one source address (an IPv6 /64, a Unix peer's uid) may hold
+    /// across the services that leave `per_source` unset (default: an
+    /// eighth of --limit), or UNLIMITED.
+    #[arg(long, value_name = "N", value_parser = count("--per-source-limit"))]
+    pub per_source_limit: Option<Cap>,
+
+    /// Guests the datagram (UDP) services may run together (default: half
+    /// of --limit), or UNLIMITED.
+    #[arg(long, value_name = "N", value_parser = count("--dgram-limit"))]
+    pub dgram_limit: Option<Cap>,
 
     /// How long running connections may finish after SIGTERM or SIGINT.
     #[arg(long, value_name = "DURATION", default_value = "10s")]

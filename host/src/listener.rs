@@ -104,6 +104,9 @@ pub struct Shared {
     pub slots: Arc<Semaphore>,
     /// Source of connection ids, unique across services.
     pub next_conn: Arc<AtomicU64>,
+    /// What one service, one source and the datagram services may hold of
+    /// the pool by default.
+    pub shares: Arc<crate::admission::Shares>,
     /// Becomes `true` when the daemon stops accepting.
     pub stopping: watch::Receiver<bool>,
     /// Held by every connection task; the daemon waits for all to drop.
@@ -244,7 +247,7 @@ fn handle<S>(
 {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     service.metrics().accepted();
-    match service.admit(permit, &peer) {
+    match service.admit(permit, &peer, &shared.shares) {
         Ok(admission) => {
             if let GuestSource::Sensor(time) = service.spec.guest {
                 sensor::trip(admission, stream, &peer, conn, time);

@@ -9,6 +9,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -33,9 +35,10 @@ where
 {
     let service = admission.service().clone();
     let started = Instant::now();
+    let moved = Arc::new(Moved::default());
     let mut client = Counted {
         stream: client,
-        traffic: Traffic::default(),
+        moved: moved.clone(),
     };
     let outcome = match connect(target).await {
         Err(why) => {
@@ -49,18 +52,27 @@ where
             // copy_bidirectional shuts down each side's write half when the
             // other side ends, so half-closes carry through.
             let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
-            let copied = match service.spec.limits.runtime {
-                Some(limit) => tokio::time::timeout(limit, copy).await.ok(),
-                None => Some(copy.await),
+            let copied = async {
+                match service.spec.limits.runtime {
+                    Some(limit) => tokio::time::timeout(limit, copy).await.ok(),
+                    None => Some(copy.await),
+                }
             };
-            match copied {
-                None => Outcome::RuntimeLimit,
-                Some(Ok(_)) => Outcome::Redirected,
-                Some(Err(e)) => Outcome::RedirectFailed(format!("relay to {target}: {e}")),
+            // A client gone quiet (or gone: a backend that never reads
+            // keeps the relay from seeing the client's reset) frees the
+            // slot after `idle_timeout`, not at `runtime_max`.
+            let quiet = crate::service::quiet(service.spec.limits.idle, || moved.traffic());
+            tokio::select! {
+                copied = copied => match copied {
+                    None => Outcome::RuntimeLimit,
+                    Some(Ok(_)) => Outcome::Redirected,
+                    Some(Err(e)) => Outcome::RedirectFailed(format!("relay to {target}: {e}")),
+                },
+                () = quiet => Outcome::IdleTimeout,
             }
         }
     };
-    let traffic = client.traffic;
+    let traffic = moved.traffic();
     drop(client);
     drop(admission);
     let duration = started.elapsed();
@@ -117,11 +129,28 @@ async fn connect(target: SocketAddr) -> Result<TcpStream, String> {
     }
 }
 
-/// The client's side of a relay, counting its bytes for `TRAFFIC`: what
-/// was relayed up to the end, also when a limit or an error cut it short.
+/// The client's side of a relay, counting its bytes for `TRAFFIC` (what
+/// was relayed up to the end, also when a limit or an error cut it short)
+/// and for the idle watch.
 struct Counted<S> {
     stream: S,
-    traffic: Traffic,
+    moved: Arc<Moved>,
+}
+
+/// Bytes relayed to and from the client so far.
+#[derive(Default)]
+struct Moved {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl Moved {
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -132,7 +161,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
-        self.traffic.bytes_in += (buf.filled().len() - before) as u64;
+        let n = (buf.filled().len() - before) as u64;
+        self.moved.bytes_in.fetch_add(n, Ordering::Relaxed);
         Poll::Ready(Ok(()))
     }
 }
@@ -144,7 +174,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.stream).poll_write(cx, buf))?;
-        self.traffic.bytes_out += n as u64;
+        self.moved.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
         Poll::Ready(Ok(n))
     }
 

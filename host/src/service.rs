@@ -18,12 +18,12 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::admission::Gatekeeper;
 pub use crate::admission::Refusal;
-use crate::admission::Source;
-use crate::config::ServiceSpec;
-use crate::logging;
+use crate::admission::{Shares, Source, SourceSlot};
+use crate::config::{self, Cap, ServiceSpec};
+use crate::logging::{self, Traffic};
 use crate::metrics::{CountedSocket, ServiceMetrics};
 use crate::sandbox::{
-    Connection, Endpoint, Guest, GuestLog, Invocation, Socket, SocketStdin, SocketStdout,
+    Connection, Endpoint, Guest, GuestLog, Invocation, Outcome, Socket, SocketStdin, SocketStdout,
     Transport, drain,
 };
 
@@ -47,13 +47,15 @@ pub struct Service {
     metrics: Arc<ServiceMetrics>,
 }
 
-/// A slot in the service's `instances`, one in the global pool, and one in
-/// `per_source` for the peer's address (once counted), all freed on drop,
-/// as soon as the guest is gone.
+/// A slot in the service's `instances`, one in the global pool, one in
+/// `per_source` for the peer's address (once counted), and one in its
+/// source's share of the daemon when the service leaves `per_source`
+/// unset; all freed on drop, as soon as the guest is gone.
 pub struct Admission(
     Arc<Service>,
     #[allow(dead_code)] OwnedSemaphorePermit,
     Option<Source>,
+    #[allow(dead_code)] Option<SourceSlot>,
 );
 
 impl Admission {
@@ -129,11 +131,13 @@ impl Service {
     }
 
     /// Decides whether `peer` gets a guest: the slots it takes (with the
-    /// pool slot `permit`), or why not.
+    /// pool slot `permit`), or why not. A service that leaves `instances`
+    /// or `per_source` unset gets the daemon's `shares` of them.
     pub fn admit(
         self: &Arc<Self>,
         permit: OwnedSemaphorePermit,
         peer: &Peer,
+        shares: &Arc<Shares>,
     ) -> Result<Admission, Refusal> {
         let ip = peer.tcp().map(|p| p.ip().to_canonical());
         let source = match peer {
@@ -142,14 +146,26 @@ impl Service {
         };
         let now = Instant::now();
         self.gate.screen(&self.spec, ip, now)?;
-        let max = self.spec.instances.unwrap_or(u32::MAX);
+        let max = self
+            .spec
+            .instances
+            .or(shares.per_service())
+            .unwrap_or(u32::MAX);
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| Refusal::Instances)?;
         // Dropped on a refusal below, which frees the instance slot.
-        let mut admission = Admission(self.clone(), permit, None);
+        let mut admission = Admission(self.clone(), permit, None, None);
+        // Not for datagrams: a UDP source address can be forged, and a
+        // flood in someone else's name must not use up their share.
+        if self.spec.per_source == Cap::Unset
+            && self.spec.transport == config::Transport::Tcp
+            && let Some(source) = source
+        {
+            admission.3 = shares.take_source(source).ok_or(Refusal::PerSource)?;
+        }
         self.gate.count(&self.spec, source, now)?;
         admission.2 = source;
         Ok(admission)
@@ -191,6 +207,7 @@ impl Service {
                 stderr: GuestLog::new(self.name.clone(), conn),
                 connection,
                 allow_connect: self.spec.allow_connect.clone(),
+                watch: Some(Box::pin(watch_client(&*sock, self.spec.limits.idle))),
             })
             .await;
         drop(admission);
@@ -241,6 +258,38 @@ impl Service {
             transport,
             peer,
             local,
+        }
+    }
+}
+
+/// Resolves when the connection should end from the client's side: the
+/// client is gone (it reset the connection: nothing more can reach it), or
+/// no byte moved either way for `idle` (checked every half of it, so it
+/// fires between `idle` and one and a half times that after the last byte).
+/// A client that only shut down its write side is neither: it may be
+/// waiting for the answer.
+pub async fn watch_client<S: Socket>(sock: &CountedSocket<S>, idle: Option<Duration>) -> Outcome {
+    tokio::select! {
+        () = sock.gone() => Outcome::ClientGone,
+        () = quiet(idle, || sock.traffic()) => Outcome::IdleTimeout,
+    }
+}
+
+/// Resolves once `traffic` has not changed for `idle` (checked every half
+/// of it); never with no `idle`.
+pub async fn quiet(idle: Option<Duration>, traffic: impl Fn() -> Traffic) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    let step = (idle / 2).max(Duration::from_millis(1));
+    let (mut seen, mut since) = (traffic(), Instant::now());
+    loop {
+        tokio::time::sleep(step).await;
+        let now = traffic();
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        } else if since.elapsed() >= idle {
+            return;
         }
     }
 }

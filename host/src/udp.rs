@@ -87,17 +87,25 @@ pub async fn serve(mut current: Current, socket: UdpSocket, mut shared: Shared) 
         service.metrics().accepted();
         // The daemon-wide `--limit` first: without a pool slot there is no
         // guest, and UDP has no backlog to wait in.
+        // Then the datagram services' share of it: forged sources cannot
+        // be held back per source, and must not take every slot.
         let admitted = match shared.slots.clone().try_acquire_owned() {
-            Ok(permit) => service.admit(permit, &Peer::Ip(peer)),
+            Ok(permit) => match shared.shares.take_dgram() {
+                Some(share) => service
+                    .admit(permit, &Peer::Ip(peer), &shared.shares)
+                    .map(|a| (a, share)),
+                None => Err(Refusal::Datagrams),
+            },
             Err(_) => Err(Refusal::Instances),
         };
         match admitted {
-            Ok(admission) => {
+            Ok((admission, share)) => {
                 let payload = Bytes::copy_from_slice(&buf[..len]);
                 let ticket = shared.track(conn, &service, &Peer::Ip(peer));
                 let reply_to = socket.clone();
                 shared.guests.spawn(async move {
                     answer(admission, reply_to, payload, peer, conn).await;
+                    drop(share);
                     drop(ticket);
                 });
             }
@@ -156,6 +164,7 @@ async fn answer(
                 local: local.map(Endpoint::Ip),
             },
             allow_connect: spec.allow_connect.clone(),
+            watch: None,
         })
         .await;
     drop(admission);

@@ -21,7 +21,8 @@ modes:
                             compute for MS ms, then ask for random bytes in a loop
   forge                     write log-forging bytes to stderr (CR, NUL, VT, U+2028), then exit
   stderr-lines N LEN        write N lines of LEN characters to stderr, then exit
-  touch MIB                 allocate and write MIB MiB of memory, then exit";
+  touch MIB                 allocate and write MIB MiB of memory, then exit
+  slow-answer MS            read stdin to its end, wait MS ms, then answer `answer`";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -70,6 +71,13 @@ fn main() -> ExitCode {
             }
             std::hint::black_box(&memory);
             println!("touched {mib} MiB");
+            ExitCode::SUCCESS
+        }
+        ("slow-answer", Some(ms), _) => {
+            let mut input = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut input);
+            std::thread::sleep(Duration::from_millis(ms));
+            println!("answer");
             ExitCode::SUCCESS
         }
         ("stderr-lines", Some(n), Some(len)) => {

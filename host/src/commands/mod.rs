@@ -102,8 +102,16 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     if let Some(addr) = cli.serve.admin {
         crate::admin::check_addr(addr, cli.serve.admin_any)?;
     }
+    let limit = cli.serve.limit.max(1);
+    let share = |cap: Option<crate::config::Cap>| cap.map(|c| c.or(Some(limit)));
     let opts = ServeOptions {
-        max_instances: cli.serve.limit.max(1),
+        max_instances: limit,
+        shares: Arc::new(crate::admission::Shares::new(
+            limit,
+            share(cli.serve.per_service_limit),
+            share(cli.serve.per_source_limit),
+            share(cli.serve.dgram_limit),
+        )),
         shutdown_grace: grace,
         admin: cli.serve.admin,
         listen_fds,
@@ -253,6 +261,7 @@ fn summary(s: &crate::service::Service) -> String {
         rt = or_unlimited(spec.limits.runtime),
         inst = spec
             .instances
+            .set()
             .map_or("UNLIMITED".to_owned(), |n| n.to_string()),
         load = max_load.unwrap_or_default(),
         files = files.unwrap_or_default(),

@@ -37,6 +37,8 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
             None => defaults.cpu,
         },
         files: defaults.files,
+        // The launcher owns the connection (and stdin may be a terminal).
+        idle: None,
         runtime: match &args.runtime_max {
             Some(s) => config::parse_limit_arg(s).context("invalid --runtime-max")?,
             None => defaults.runtime,
@@ -111,6 +113,7 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
             stderr: tokio::io::stderr(),
             connection,
             allow_connect: allow_connect.into(),
+            watch: None,
         }))
         .outcome;
     if outcome.is_abnormal() {

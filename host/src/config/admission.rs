@@ -329,7 +329,7 @@ mod tests {
     fn limits_inherit_and_unlimited_overrides() {
         let d = "per_source = 3\ncps = 20 5s";
         let s = spec(d, "");
-        assert_eq!(s.per_source, Some(3));
+        assert_eq!(s.per_source, super::super::Cap::At(3));
         assert_eq!(
             s.cps,
             Some(Cps {
@@ -338,7 +338,7 @@ mod tests {
             })
         );
         let s = spec(d, "per_source = UNLIMITED\ncps = UNLIMITED");
-        assert_eq!((s.per_source, s.cps), (None, None));
+        assert_eq!((s.per_source, s.cps), (super::super::Cap::Unlimited, None));
         // No rate limit unless the config asks (xinetd's default is 50 10).
         assert_eq!(spec("", "").cps, None);
         let config = load("access_times = 08:00-17:00", "per_source = 0\ncps = 10");

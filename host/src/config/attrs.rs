@@ -78,6 +78,7 @@ pub(super) const TABLE: &[Attr] = &[
     attr("rlimit_as", Both, Single),
     attr("rlimit_cpu", Both, Single),
     attr("runtime_max", Both, Single),
+    attr("idle_timeout", Both, Single),
     attr("preopen", Service, Set),
     attr("log_on_success", Both, Set),
     attr("log_on_failure", Both, Set),

@@ -23,7 +23,7 @@ pub(super) struct Inherited {
     pub log_type: Option<super::LogType>,
     pub passenv: Vec<String>,
     pub env: Vec<(String, String)>,
-    pub instances: Option<u32>,
+    pub instances: super::Cap,
     pub limits: Limits,
     /// `bind` words; empty when not given (the family of `flags` decides).
     pub bind: Vec<IpAddr>,
@@ -37,7 +37,7 @@ pub(super) struct Inherited {
     pub no_access: Vec<IpNet>,
     /// `allow_connect`: where a component guest may connect; empty: nowhere.
     pub allow_connect: Vec<std::net::SocketAddr>,
-    pub per_source: Option<u32>,
+    pub per_source: super::Cap,
     /// No rate limit unless the config sets one (xinetd's built-in 50 10
     /// pauses busy services nobody asked to limit).
     pub cps: Option<Cps>,
@@ -69,7 +69,7 @@ impl Default for Inherited {
             log_type: None,
             passenv: Vec::new(),
             env: Vec::new(),
-            instances: None,
+            instances: super::Cap::Unset,
             limits: Limits::default(),
             bind: Vec::new(),
             v6only: None,
@@ -78,7 +78,7 @@ impl Default for Inherited {
             only_from: None,
             no_access: Vec::new(),
             allow_connect: Vec::new(),
-            per_source: None,
+            per_source: super::Cap::Unset,
             cps: None,
             max_load: None,
             rlimit_data: None,
@@ -133,6 +133,7 @@ impl Inherited {
             "rlimit_as" => self.limits.memory = values::size(name, words)?,
             "rlimit_cpu" => self.limits.cpu = values::duration(name, words)?,
             "runtime_max" => self.limits.runtime = values::duration(name, words)?,
+            "idle_timeout" => self.limits.idle = values::duration(name, words)?,
             "rlimit_data" => self.rlimit_data = Some(values::size(name, words)?),
             "rlimit_rss" => self.rlimit_rss = Some(values::size(name, words)?),
             "rlimit_files" => self.limits.files = values::files(name, words)?,
@@ -360,11 +361,12 @@ mod tests {
                 cpu: Some(Duration::from_secs(10)),
                 runtime: Some(Duration::from_secs(60)),
                 files: None,
+                idle: Some(Duration::from_secs(30)),
             }
         );
         assert!(i.bind.is_empty());
         assert_eq!((i.v6only, i.backlog), (None, 4096));
-        assert_eq!(i.instances, None);
+        assert_eq!(i.instances, super::super::Cap::Unset);
         assert!(
             i.log_on_success.host
                 && i.log_on_success.pid
@@ -420,7 +422,7 @@ mod tests {
         let (d, errors) = defaults(
             "instances = 30\nrlimit_as = 1G\nrlimit_cpu = 500ms\nruntime_max = infinity\ninterface = ::1\nrlimit_as = 2G\nport = 80\nrlimit_cpu += 1s",
         );
-        assert_eq!(d.inherited.instances, Some(30));
+        assert_eq!(d.inherited.instances, super::super::Cap::At(30));
         assert_eq!(d.inherited.limits.memory, 1 << 30);
         assert_eq!(d.inherited.limits.cpu, Some(Duration::from_millis(500)));
         assert_eq!(d.inherited.limits.runtime, None);

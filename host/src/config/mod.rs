@@ -58,7 +58,7 @@ use anyhow::Context as _;
 
 pub use admission::{Banner, Banners, Cps, MAX_BANNER};
 pub use parts::{
-    DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, LogFlags, LogType,
+    Cap, DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, LogFlags, LogType,
     MaxLoad, Preopen, SocketOptions, Transport, UnixListen,
 };
 
@@ -70,6 +70,11 @@ pub const DEFAULT_MEMORY: u64 = 128 << 20;
 pub const DEFAULT_CPU: Duration = Duration::from_secs(10);
 /// Wall-clock time a connection gets when `runtime_max` is not set.
 pub const DEFAULT_RUNTIME: Duration = Duration::from_secs(60);
+/// How long a connection may sit with no byte moving when `idle_timeout`
+/// is not set: a client that connects and says nothing (or a guest that
+/// waits on a client gone quiet) gives its slot back after this, not only
+/// at `runtime_max`.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(30);
 /// wasm32's address-space ceiling, 4 GiB: what `rlimit_as = UNLIMITED` means.
 pub const MAX_MEMORY: u64 = 4 << 30;
 /// The smallest `rlimit_as`: one 64 KiB WebAssembly page.
@@ -168,7 +173,7 @@ pub struct ServiceSpec {
     /// Listening and accepted socket options: `flags`, `v6only`, `backlog`.
     pub socket: SocketOptions,
     /// Most connections served at once; `None` is UNLIMITED.
-    pub instances: Option<u32>,
+    pub instances: Cap,
     /// Who may connect: `only_from` and `no_access`.
     pub addresses: AddressRules,
     /// The only TCP addresses a component guest may connect to
@@ -177,7 +182,7 @@ pub struct ServiceSpec {
     /// When the service is open (`access_times`); empty is always.
     pub access_times: Vec<TimeWindow>,
     /// Most connections served at once per client address; `None` is UNLIMITED.
-    pub per_source: Option<u32>,
+    pub per_source: Cap,
     /// The new-connection rate limit; `None` is none.
     pub cps: Option<Cps>,
     /// New connections are refused while the one-minute load average is
@@ -210,6 +215,12 @@ impl ServiceSpec {
 /// same name reads it, so the command line and the config file agree.
 pub fn parse_size_arg(word: &str) -> anyhow::Result<u64> {
     values::size("rlimit_as", &[word.to_owned()]).map_err(anyhow::Error::msg)
+}
+
+/// A count given on the command line (`--per-source-limit`): a number from
+/// 1 up, or UNLIMITED; errors name `flag`.
+pub fn parse_count_arg(flag: &str, word: &str) -> Result<Cap, String> {
+    values::instances(flag, &[word.to_owned()])
 }
 
 /// A limit given on the command line: a duration, or UNLIMITED (`None`).

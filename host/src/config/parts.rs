@@ -156,6 +156,38 @@ impl std::fmt::Display for GuestSource {
 }
 
 /// How a service takes its clients.
+/// A count the config may set (`instances`, `per_source`): left unset (the
+/// daemon's default share applies), UNLIMITED, or a number. Set explicitly
+/// (UNLIMITED included), it wins over the daemon's defaults, as xinetd's
+/// users expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cap {
+    #[default]
+    Unset,
+    Unlimited,
+    At(u32),
+}
+
+impl Cap {
+    /// The limit that applies: this one if set, else `default` (`None`:
+    /// no limit).
+    pub fn or(self, default: Option<u32>) -> Option<u32> {
+        match self {
+            Cap::Unset => default,
+            Cap::Unlimited => None,
+            Cap::At(n) => Some(n),
+        }
+    }
+
+    /// As set in the config: a number, or `None` for UNLIMITED and unset.
+    pub fn set(self) -> Option<u32> {
+        match self {
+            Cap::At(n) => Some(n),
+            Cap::Unset | Cap::Unlimited => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
     /// `socket_type = stream`, `protocol = tcp`: one guest per connection.
@@ -177,6 +209,9 @@ pub struct Limits {
     /// Handles (files, directories, streams) held at once, stdio included
     /// (`rlimit_files`); `None` is the daemon's own cap.
     pub files: Option<u32>,
+    /// How long a connection may go with no byte received from or sent to
+    /// its client (`idle_timeout`); `None` is UNLIMITED.
+    pub idle: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -186,6 +221,7 @@ impl Default for Limits {
             cpu: Some(DEFAULT_CPU),
             runtime: Some(DEFAULT_RUNTIME),
             files: None,
+            idle: Some(super::DEFAULT_IDLE),
         }
     }
 }

@@ -182,7 +182,7 @@ mod tests {
             errors(&config),
             ["4: a second `defaults` block (the first is at t.conf:1); merge them into one"]
         );
-        assert_eq!(config.services[0].instances, Some(2));
+        assert_eq!(config.services[0].instances, crate::config::Cap::At(2));
     }
 
     #[test]

@@ -63,15 +63,15 @@ pub(super) fn ip(name: &str, values: &[String]) -> Result<IpAddr, String> {
         .map_err(|_| format!("`{name}` takes {what}, not `{word}`"))
 }
 
-/// A positive count, or UNLIMITED (`None`).
-pub(super) fn instances(name: &str, values: &[String]) -> Result<Option<u32>, String> {
+/// A positive count, or UNLIMITED.
+pub(super) fn instances(name: &str, values: &[String]) -> Result<super::Cap, String> {
     let what = "a number from 1 up, or UNLIMITED";
     let word = one(name, what, values)?;
     if unlimited(word) {
-        return Ok(None);
+        return Ok(super::Cap::Unlimited);
     }
     match word.parse::<u32>() {
-        Ok(n) if n > 0 => Ok(Some(n)),
+        Ok(n) if n > 0 => Ok(super::Cap::At(n)),
         _ => Err(format!("`{name}` takes {what}, not `{word}`")),
     }
 }
@@ -377,8 +377,14 @@ mod tests {
             ip("interface", &w("localhost")).unwrap_err(),
             "`interface` takes an IP address like 127.0.0.1 or ::1, not `localhost`"
         );
-        assert_eq!(instances("instances", &w("30")), Ok(Some(30)));
-        assert_eq!(instances("instances", &w("Unlimited")), Ok(None));
+        assert_eq!(
+            instances("instances", &w("30")),
+            Ok(super::super::Cap::At(30))
+        );
+        assert_eq!(
+            instances("instances", &w("Unlimited")),
+            Ok(super::super::Cap::Unlimited)
+        );
         assert!(instances("instances", &w("0")).is_err());
         assert_eq!(yes_no("disable", &w("YES")), Ok(true));
         assert_eq!(

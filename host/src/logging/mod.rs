@@ -114,6 +114,12 @@ pub fn readiness(text: &str) {
     writer::line_waiting(format!("{text}\n").into_bytes());
 }
 
+/// Waits until every line logged so far is written out (the readiness
+/// lines before systemd hears `READY=1`).
+pub fn flush() {
+    writer::flush();
+}
+
 /// Prints the daemon's fatal error, once, in the log's format.
 pub fn fatal(error: &anyhow::Error) {
     finish();
@@ -257,6 +263,8 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::RuntimeLimit => "runtime_limit",
         Outcome::FilesLimit => "files_limit",
         Outcome::Stopped => "stopped",
+        Outcome::IdleTimeout => "idle_timeout",
+        Outcome::ClientGone => "client_gone",
         Outcome::Failed(_) => "failed",
         Outcome::Redirected => "redirected",
         Outcome::RedirectFailed(_) => "redirect_failed",

@@ -20,8 +20,15 @@ use std::thread::JoinHandle;
 const QUEUE: usize = 8192;
 
 struct Queue {
-    tx: Mutex<Option<SyncSender<Vec<u8>>>>,
+    tx: Mutex<Option<SyncSender<Item>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the queue carries: a line, or a request to say when every line
+/// queued before it is written.
+enum Item {
+    Line(Vec<u8>),
+    Flushed(SyncSender<()>),
 }
 
 static WRITER: OnceLock<Queue> = OnceLock::new();
@@ -43,9 +50,16 @@ pub fn start() {
     });
 }
 
-fn drain(rx: Receiver<Vec<u8>>) {
+fn drain(rx: Receiver<Item>) {
     let stderr = io::stderr();
-    for line in rx {
+    for item in rx {
+        let line = match item {
+            Item::Line(line) => line,
+            Item::Flushed(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         let mut out = stderr.lock();
         let _ = out.write_all(&line);
         let dropped = DROPPED.swap(0, Ordering::Relaxed);
@@ -58,7 +72,7 @@ fn drain(rx: Receiver<Vec<u8>>) {
     }
 }
 
-fn sender() -> Option<SyncSender<Vec<u8>>> {
+fn sender() -> Option<SyncSender<Item>> {
     let queue = WRITER.get()?;
     queue.tx.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
@@ -66,12 +80,13 @@ fn sender() -> Option<SyncSender<Vec<u8>>> {
 /// Queues one line (with its newline); drops it if the queue is full.
 pub fn line(bytes: Vec<u8>) {
     match sender() {
-        Some(tx) => match tx.try_send(bytes) {
+        Some(tx) => match tx.try_send(Item::Line(bytes)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
-            Err(TrySendError::Disconnected(bytes)) => direct(&bytes),
+            Err(TrySendError::Disconnected(Item::Line(bytes))) => direct(&bytes),
+            Err(TrySendError::Disconnected(_)) => {}
         },
         None => direct(&bytes),
     }
@@ -81,11 +96,23 @@ pub fn line(bytes: Vec<u8>) {
 pub fn line_waiting(bytes: Vec<u8>) {
     match sender() {
         Some(tx) => {
-            if let Err(e) = tx.send(bytes) {
-                direct(&e.0);
+            if let Err(e) = tx.send(Item::Line(bytes))
+                && let Item::Line(bytes) = e.0
+            {
+                direct(&bytes);
             }
         }
         None => direct(&bytes),
+    }
+}
+
+/// Waits until every line queued so far is written to stderr: before
+/// telling systemd the daemon is ready, whose readiness lines must be out.
+pub fn flush() {
+    let Some(tx) = sender() else { return };
+    let (done, wait) = std::sync::mpsc::sync_channel(1);
+    if tx.send(Item::Flushed(done)).is_ok() {
+        let _ = wait.recv();
     }
 }
 

@@ -32,7 +32,7 @@ const INSTANTIATE_BUCKETS: &[f64] = &[
 const MAX_BUCKETS: usize = 16;
 
 /// How a finished connection ended, as the `outcome` label says it.
-pub const OUTCOMES: [&str; 8] = [
+pub const OUTCOMES: [&str; 10] = [
     "exit",
     "trap",
     "cpu_limit",
@@ -41,6 +41,8 @@ pub const OUTCOMES: [&str; 8] = [
     "failed",
     "files_limit",
     "stopped",
+    "idle_timeout",
+    "client_gone",
 ];
 
 /// Distinct refusal reasons counted separately; more are counted as `other`.
@@ -129,6 +131,8 @@ impl ServiceMetrics {
             Outcome::RuntimeLimit => 4,
             Outcome::FilesLimit => 6,
             Outcome::Stopped => 7,
+            Outcome::IdleTimeout => 8,
+            Outcome::ClientGone => 9,
             // A relay counts as a clean exit, a relay that failed as a
             // guest that could not be run.
             Outcome::Redirected => 0,
@@ -227,6 +231,10 @@ impl<S: Socket> Socket for CountedSocket<S> {
         self.sent.fetch_add(n as u64, Relaxed);
         self.conn_sent.fetch_add(n as u64, Relaxed);
         Ok(n)
+    }
+
+    fn gone(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.stream.gone()
     }
 }
 

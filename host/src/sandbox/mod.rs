@@ -98,6 +98,9 @@ pub struct Invocation<'a, I, O, E> {
     /// The only addresses a component may open TCP connections to
     /// (`allow_connect`); empty: no network.
     pub allow_connect: Arc<[SocketAddr]>,
+    /// The caller's watch on the run from outside (its client gone, or
+    /// quiet too long): when it resolves, the run ends with its outcome.
+    pub watch: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>>,
 }
 
 /// A compiled, linked, pre-instantiated guest. Cheap to clone.
@@ -341,13 +344,14 @@ impl Guest {
     /// what it used.
     ///
     /// Dropping the returned future stops the guest and frees its instance.
-    pub async fn run<I, O, E>(&self, inv: Invocation<'_, I, O, E>) -> RunReport
+    pub async fn run<I, O, E>(&self, mut inv: Invocation<'_, I, O, E>) -> RunReport
     where
         I: StdinStream + 'static,
         O: StdoutStream + 'static,
         E: StdoutStream + 'static,
     {
         let limits = inv.limits;
+        let outside = inv.watch.take();
         let started = Instant::now();
         // From now: the start function runs at instantiation, and the
         // deadline must cover it.
@@ -379,10 +383,19 @@ impl Guest {
         let run = Charged::new(run, clock.clone());
         // While it waits (on its client, a timer), only a timer can end it;
         // while it runs, the epoch callback checks the same deadline.
-        let outcome = match deadline {
-            Some(at) => tokio::time::timeout_at(at.into(), run)
-                .await
-                .unwrap_or(Outcome::RuntimeLimit),
+        let run = async {
+            match deadline {
+                Some(at) => tokio::time::timeout_at(at.into(), run)
+                    .await
+                    .unwrap_or(Outcome::RuntimeLimit),
+                None => run.await,
+            }
+        };
+        let outcome = match outside {
+            Some(watch) => tokio::select! {
+                outcome = run => outcome,
+                outcome = watch => outcome,
+            },
             None => run.await,
         };
         RunReport {

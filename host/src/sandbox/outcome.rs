@@ -26,6 +26,11 @@ pub enum Outcome {
     /// Ended when it opened one handle (file, directory, stream) more than
     /// `rlimit_files` allows: wasmtime-wasi fails the call, it has no EMFILE.
     FilesLimit,
+    /// Ended because no byte moved to or from its client for
+    /// `idle_timeout`.
+    IdleTimeout,
+    /// Ended because its client was gone (the connection was reset).
+    ClientGone,
     /// Ended by the daemon, which stopped without waiting any longer (a
     /// second stop signal, or the end of `--shutdown-grace`).
     Stopped,
@@ -84,7 +89,8 @@ impl Outcome {
     /// the guest's own status, 134 for a trap or the files limit (SIGABRT),
     /// 137 for the memory limit (SIGKILL, as the OOM killer), 152 for the
     /// CPU limit (SIGXCPU, as RLIMIT_CPU), 124 for the runtime limit (as
-    /// timeout(1)), 143 when the daemon stopped it (SIGTERM), 125 when the
+    /// timeout(1); the idle timeout too), 141 when its client was gone
+    /// (SIGPIPE), 143 when the daemon stopped it (SIGTERM), 125 when the
     /// guest could not be run.
     pub fn exit_status(&self) -> i32 {
         match self {
@@ -92,7 +98,8 @@ impl Outcome {
             Outcome::Trapped(_) | Outcome::FilesLimit => 134,
             Outcome::MemoryLimit => 137,
             Outcome::CpuLimit => 152,
-            Outcome::RuntimeLimit => 124,
+            Outcome::RuntimeLimit | Outcome::IdleTimeout => 124,
+            Outcome::ClientGone => 141,
             Outcome::Stopped => 143,
             Outcome::Failed(_) | Outcome::RedirectFailed(_) => 125,
             Outcome::Redirected => 0,
@@ -110,6 +117,8 @@ impl fmt::Display for Outcome {
             Outcome::RuntimeLimit => f.write_str("runtime limit"),
             Outcome::FilesLimit => f.write_str("files limit"),
             Outcome::Stopped => f.write_str("stopped"),
+            Outcome::IdleTimeout => f.write_str("idle timeout"),
+            Outcome::ClientGone => f.write_str("client gone"),
             Outcome::Failed(why) => write!(f, "failed: {why}"),
             Outcome::Redirected => f.write_str("redirected"),
             Outcome::RedirectFailed(why) => write!(f, "redirect failed: {why}"),

@@ -34,6 +34,10 @@ pub trait Socket: Send + Sync + 'static {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Resolves once the peer is gone for good: the connection was reset
+    /// (an error is pending on the socket). A peer that only shut down its
+    /// write side is still there: it may be waiting for the answer.
+    fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 impl Socket for tokio::net::TcpStream {
@@ -49,6 +53,11 @@ impl Socket for tokio::net::TcpStream {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         tokio::net::TcpStream::try_write(self, buf)
     }
+    fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.ready(tokio::io::Interest::ERROR).await;
+        })
+    }
 }
 
 impl Socket for tokio::net::UnixStream {
@@ -63,6 +72,11 @@ impl Socket for tokio::net::UnixStream {
     }
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         tokio::net::UnixStream::try_write(self, buf)
+    }
+    fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.ready(tokio::io::Interest::ERROR).await;
+        })
     }
 }
 

@@ -56,6 +56,9 @@ pub type ConfigLoader = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 pub struct ServeOptions {
     /// Guests that may run at once across all services.
     pub max_instances: u32,
+    /// What one service, one source and the datagram services may hold of
+    /// them by default.
+    pub shares: Arc<crate::admission::Shares>,
     /// How long in-flight connections may finish after a stop request.
     pub shutdown_grace: Duration,
     /// Where the admin listener binds, if there is one.
@@ -157,6 +160,7 @@ pub async fn run(
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
     let shared = Shared {
         guests,
+        shares: opts.shares.clone(),
         slots: Arc::new(Semaphore::new(opts.max_instances as usize)),
         next_conn: Arc::new(AtomicU64::new(1)),
         stopping: stop_rx.clone(),
@@ -202,6 +206,7 @@ pub async fn run(
         crate::logging::readiness(&format!("listening service={service} addr={addr}"));
     }
     // After the readiness lines: systemd's READY=1 means the same.
+    crate::logging::flush();
     daemon.notifier.ready(roster_rx.clone(), stop_rx.clone());
 
     let mut reload_asked = false;

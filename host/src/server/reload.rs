@@ -112,6 +112,7 @@ pub(super) fn finish(daemon: &mut Daemon, staging: &Staging, staged: anyhow::Res
         }
         Err(e) => tracing::error!("reload failed: {e:#}; still serving the previous config"),
     }
+    crate::logging::flush();
     daemon.notifier.reloaded(&daemon.roster.borrow());
 }
 

@@ -23,6 +23,7 @@ mod config;
 mod cpu;
 mod logs;
 mod memory;
+mod slots;
 mod unix;
 
 /// The most a neighbour's request may take at p99 while an attack runs: a

@@ -47,11 +47,11 @@ fn a_minimal_service_gets_the_built_in_defaults() {
         tcp: true,
         unix: None,
         socket: super::super::SocketOptions::default(),
-        instances: None,
+        instances: super::super::Cap::Unset,
         addresses: AddressRules::default(),
         allow_connect: Default::default(),
         access_times: vec![],
-        per_source: None,
+        per_source: super::super::Cap::Unset,
         cps: None,
         max_load: None,
         banners: Banners::default(),
@@ -124,12 +124,13 @@ service s
     );
     let env: Vec<_> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(env, ["B=2", "C=3", "PATH=/bin", "TZ=UTC"]);
-    assert_eq!(spec.instances, None);
+    assert_eq!(spec.instances, super::super::Cap::Unlimited);
     let limits = Limits {
         memory: 1 << 20,
         cpu: Some(Duration::from_secs(2)),
         runtime: Some(Duration::from_millis(500)),
         files: None,
+        idle: Some(crate::config::DEFAULT_IDLE),
     };
     assert_eq!(spec.limits, limits);
     assert_eq!(spec.addr, "127.0.0.1:1".parse::<SocketAddr>().unwrap());

@@ -30,6 +30,10 @@ use crate::access;
 use crate::config::{Cps, ServiceSpec};
 use crate::{load, logging, sensor};
 
+mod shares;
+
+pub use shares::{DgramSlot, Shares, SourceSlot};
+
 /// How long a client has to take a banner before it is dropped.
 const BANNER_TIME: Duration = Duration::from_secs(5);
 /// How long a refused connection is drained after its end of stream, so the
@@ -59,6 +63,8 @@ pub enum Refusal {
     /// The peer's address touched a `flags = SENSOR` service (or this
     /// connection is the touch).
     Sensor,
+    /// The datagram services together run their share of `--limit`.
+    Datagrams,
 }
 
 impl Refusal {
@@ -72,6 +78,7 @@ impl Refusal {
             Refusal::Cps => "cps",
             Refusal::Load => "load",
             Refusal::Sensor => "sensor",
+            Refusal::Datagrams => "datagrams",
         }
     }
 }
@@ -93,7 +100,7 @@ impl Gatekeeper {
     /// The admission state of a service with `spec`.
     pub fn new(spec: &ServiceSpec) -> Self {
         Gatekeeper {
-            per_source: PerSource::new(spec.per_source),
+            per_source: PerSource::new(spec.per_source.set()),
             rate: Rate::new(spec.cps),
             greeting: spec.banners.on_success().into(),
             farewell: spec.banners.on_failure().into(),
@@ -106,7 +113,7 @@ impl Gatekeeper {
     /// the `cps` rate starts afresh.
     pub fn continuing(&self, spec: &ServiceSpec) -> Self {
         Gatekeeper {
-            per_source: self.per_source.continuing(spec.per_source),
+            per_source: self.per_source.continuing(spec.per_source.set()),
             ..Gatekeeper::new(spec)
         }
     }
