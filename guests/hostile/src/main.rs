@@ -22,7 +22,8 @@ modes:
   forge                     write log-forging bytes to stderr (CR, NUL, VT, U+2028), then exit
   stderr-lines N LEN        write N lines of LEN characters to stderr, then exit
   touch MIB                 allocate and write MIB MiB of memory, then exit
-  slow-answer MS            read stdin to its end, wait MS ms, then answer `answer`";
+  slow-answer MS            read stdin to its end, wait MS ms, then answer `answer`
+  read-bytes                read stdin one byte per call to its end, then print the count";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -71,6 +72,20 @@ fn main() -> ExitCode {
             }
             std::hint::black_box(&memory);
             println!("touched {mib} MiB");
+            ExitCode::SUCCESS
+        }
+        ("read-bytes", ..) => {
+            use std::os::fd::FromRawFd as _;
+            // Descriptor 0 itself, not std's buffered stdin: one host call
+            // per byte. ManuallyDrop: stdin is not this code's to close.
+            // SAFETY: descriptor 0 is open for the whole run.
+            let mut stdin = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+            let mut byte = [0u8; 1];
+            let mut count = 0u64;
+            while let Ok(1) = std::io::Read::read(&mut *stdin, &mut byte) {
+                count += 1;
+            }
+            println!("{count}");
             ExitCode::SUCCESS
         }
         ("slow-answer", Some(ms), _) => {

@@ -2,12 +2,14 @@
 //!
 //! wasmtime-wasi's default adapters put a tokio task and a channel behind
 //! every stdio stream (three tasks per connection) and read stdin ahead of
-//! the guest. Here the guest's streams go straight to the socket instead:
-//! a read is one non-blocking `read(2)`, a write one `write(2)`, and waiting
-//! is tokio's readiness, so nothing is spawned per connection and no byte is
-//! read that the guest did not ask for. The socket is shared (`Arc`) with
-//! the caller, who gets it back whole once the guest is gone, to flush what
-//! is left, shut down the write side and drain the input.
+//! the guest without bound. Here the guest's streams go straight to the
+//! socket instead: a write is one `write(2)`, waiting is tokio's readiness,
+//! and nothing is spawned per connection. Reads go through one small buffer
+//! per connection ([`READ_AHEAD`]): a guest reading a byte at a time costs
+//! one `read(2)` per buffer, not per byte, and nothing is read ahead of the
+//! guest beyond that one buffer. The socket is shared (`Arc`) with the
+//! caller, who gets it back whole once the guest is gone, to flush what is
+//! left, shut down the write side and drain the input.
 //!
 //! [`GuestLog`] turns stderr into one log line per guest line, tagged with
 //! service and connection id, with bounded memory.
@@ -89,19 +91,62 @@ fn try_read_some<S: Socket>(sock: &S, buf: &mut [u8]) -> io::Result<Option<usize
     }
 }
 
-/// The connection's read side as the guest's stdin.
-pub struct SocketStdin<S>(Arc<S>);
+/// How much is read from the client at once for the guest: the most that
+/// is ever read ahead of what the guest asked for.
+pub const READ_AHEAD: usize = 16 * 1024;
+
+/// The connection's read side as the guest's stdin. Every view the guest
+/// opens shares one buffer, so bytes are read in order, once.
+pub struct SocketStdin<S> {
+    sock: Arc<S>,
+    ahead: Arc<Mutex<BytesMut>>,
+}
 
 impl<S> SocketStdin<S> {
     /// Stdin reading from `sock`.
     pub fn new(sock: Arc<S>) -> Self {
-        Self(sock)
+        Self {
+            sock,
+            ahead: Arc::default(),
+        }
     }
 }
 
 impl<S> Clone for SocketStdin<S> {
     fn clone(&self) -> Self {
-        Self(self.0.clone())
+        Self {
+            sock: self.sock.clone(),
+            ahead: self.ahead.clone(),
+        }
+    }
+}
+
+impl<S: Socket> SocketStdin<S> {
+    /// Up to `size` bytes: from what was read ahead, else from one
+    /// `read(2)` of at most [`READ_AHEAD`] bytes. `Ok(None)`: nothing yet;
+    /// `Ok(Some(empty))`: end of stream.
+    fn take(&self, size: usize) -> io::Result<Option<Bytes>> {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        if ahead.is_empty() {
+            ahead.resize(READ_AHEAD, 0);
+            match try_read_some(&*self.sock, &mut ahead) {
+                Ok(Some(n)) => ahead.truncate(n),
+                other => {
+                    ahead.clear();
+                    return other.map(|n| n.map(|_| Bytes::new()));
+                }
+            }
+        }
+        let n = size.min(ahead.len());
+        Ok(Some(ahead.split_to(n).freeze()))
+    }
+
+    fn has_ahead(&self) -> bool {
+        !self
+            .ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 }
 
@@ -110,14 +155,10 @@ impl<S: Socket> InputStream for SocketStdin<S> {
         if size == 0 {
             return Ok(Bytes::new());
         }
-        let mut buf = BytesMut::zeroed(size.min(MAX_CHUNK));
-        match try_read_some(&*self.0, &mut buf) {
+        match self.take(size.min(MAX_CHUNK)) {
             Ok(None) => Ok(Bytes::new()),
-            Ok(Some(0)) => Err(StreamError::Closed),
-            Ok(Some(n)) => {
-                buf.truncate(n);
-                Ok(buf.freeze())
-            }
+            Ok(Some(bytes)) if bytes.is_empty() => Err(StreamError::Closed),
+            Ok(Some(bytes)) => Ok(bytes),
             Err(e) => Err(StreamError::LastOperationFailed(e.into())),
         }
     }
@@ -126,8 +167,11 @@ impl<S: Socket> InputStream for SocketStdin<S> {
 #[wasmtime_wasi::async_trait]
 impl<S: Socket> Pollable for SocketStdin<S> {
     async fn ready(&mut self) {
+        if self.has_ahead() {
+            return;
+        }
         // An error is ready too: the next read reports it.
-        let _ = poll_fn(|cx| self.0.poll_read_ready(cx)).await;
+        let _ = poll_fn(|cx| self.sock.poll_read_ready(cx)).await;
     }
 }
 
@@ -138,13 +182,12 @@ impl<S: Socket> AsyncRead for SocketStdin<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            std::task::ready!(self.0.poll_read_ready(cx))?;
-            match try_read_some(&*self.0, buf.initialize_unfilled())? {
-                Some(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                None => continue,
+            if !self.has_ahead() {
+                std::task::ready!(self.sock.poll_read_ready(cx))?;
+            }
+            if let Some(bytes) = self.take(buf.remaining())? {
+                buf.put_slice(&bytes);
+                return Poll::Ready(Ok(()));
             }
         }
     }
@@ -483,6 +526,54 @@ impl StdoutStream for GuestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A socket with `input` to read, counting `read(2)` calls.
+    struct Scripted {
+        input: Mutex<Vec<u8>>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Socket for Scripted {
+        fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut input = self.input.lock().unwrap();
+            let n = buf.len().min(input.len());
+            buf[..n].copy_from_slice(&input[..n]);
+            input.drain(..n);
+            Ok(n)
+        }
+        fn poll_write_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[test]
+    fn byte_reads_take_one_read_per_buffer_and_no_more_than_one_ahead() {
+        let sock = Arc::new(Scripted {
+            input: Mutex::new(vec![7; READ_AHEAD + 10]),
+            reads: Default::default(),
+        });
+        let mut stdin = SocketStdin::new(sock.clone());
+        for _ in 0..READ_AHEAD {
+            assert_eq!(&stdin.read(1).unwrap()[..], [7]);
+        }
+        assert_eq!(sock.reads.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // What the guest has not asked for is still with the client.
+        assert_eq!(sock.input.lock().unwrap().len(), 10);
+        let rest = stdin.clone().read(100).unwrap();
+        assert_eq!(rest.len(), 10);
+        assert!(matches!(stdin.read(1), Err(StreamError::Closed)));
+    }
 
     #[test]
     fn long_lines_are_split_and_partial_lines_kept() {

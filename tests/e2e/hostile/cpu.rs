@@ -131,3 +131,35 @@ fn a_second_stop_signal_ends_guests_looping_on_host_calls() {
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
     drop(clients);
 }
+
+#[test]
+fn a_guest_reading_a_byte_at_a_time_pays_for_each_read() {
+    // A byte per call makes the daemon work for every byte the client
+    // sends; that work is the guest's CPU, and it ends at its limit.
+    for guest in [module("hostile"), component("hostile")] {
+        let config = neighbour()
+            + &service(
+                "bytes",
+                &guest,
+                "\tserver_args = read-bytes\n\trlimit_cpu = 300ms\n\truntime_max = 60s",
+            );
+        let server = TestServer::start(&config, &["hello", "bytes"]);
+        let before = footprint(&server);
+        let addr = server.addr("bytes");
+        let client = std::thread::spawn(move || {
+            let mut s = connect(addr);
+            // 16 MiB, far more than 300 ms of one-byte reads; the write
+            // fails once the daemon closes the connection.
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..16 {
+                if std::io::Write::write_all(&mut s, &chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        server.log.wait_for(&["cpu limit", "service=bytes "]);
+        assert_neighbour_answers(&server);
+        client.join().unwrap();
+        assert_back_to(&server, before, 32 << 10);
+    }
+}
