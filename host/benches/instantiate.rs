@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
                         argv: &argv,
                         env: &[],
                         preopens: &[],
+                        quotas: &[],
                         limits: Limits::default(),
                         stdin: tokio::io::empty(),
                         stdout: tokio::io::empty(),

@@ -81,6 +81,7 @@ where
         instantiate: None,
         cpu: Duration::ZERO,
         memory_peak: 0,
+        refused: Default::default(),
     };
     service.metrics().relayed(traffic);
     service.metrics().finished(&report, duration);

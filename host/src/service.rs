@@ -23,8 +23,8 @@ use crate::config::{self, Cap, ServiceSpec};
 use crate::logging::{self, Traffic};
 use crate::metrics::{CountedSocket, ServiceMetrics};
 use crate::sandbox::{
-    Connection, Endpoint, Guest, GuestLog, Invocation, Outcome, Socket, SocketStdin, SocketStdout,
-    Transport, drain,
+    Connection, DiskQuota, Endpoint, Guest, GuestLog, Invocation, Outcome, Socket, SocketStdin,
+    SocketStdout, Transport, drain,
 };
 
 /// How long the end of a connection may take after the guest: writing out
@@ -45,6 +45,8 @@ pub struct Service {
     active: Arc<AtomicU32>,
     gate: Gatekeeper,
     metrics: Arc<ServiceMetrics>,
+    /// The quota of each preopen, over its directory's usage.
+    quotas: Vec<Option<DiskQuota>>,
 }
 
 /// A slot in the service's `instances`, one in the global pool, one in
@@ -80,6 +82,7 @@ impl Service {
         Self {
             name: spec.name.as_str().into(),
             gate: Gatekeeper::new(&spec),
+            quotas: crate::sandbox::quotas(&spec.preopens, spec.preopen_quota),
             spec,
             guest,
             active: Arc::default(),
@@ -108,6 +111,11 @@ impl Service {
     /// The service's name, shared.
     pub fn name_arc(&self) -> Arc<str> {
         self.name.clone()
+    }
+
+    /// The quota of each of the service's preopens.
+    pub fn quotas(&self) -> &[Option<DiskQuota>] {
+        &self.quotas
     }
 
     /// The prepared guest; `None` for a `redirect` service.
@@ -201,6 +209,7 @@ impl Service {
                 argv: &self.spec.argv,
                 env: &env,
                 preopens: &self.spec.preopens,
+                quotas: &self.quotas,
                 limits: self.spec.limits,
                 stdin: SocketStdin::new(sock.clone()),
                 stdout: stdout.clone(),
@@ -219,6 +228,7 @@ impl Service {
         drain(&*sock, DRAIN_TIME, DRAIN_BYTES).await;
         let duration = started.elapsed();
         self.metrics.finished(&report, duration);
+        logging::guard_refused(&self.spec, conn, report.refused);
         let traffic = sock.traffic();
         logging::connection_done(
             &self.spec,

@@ -152,6 +152,7 @@ async fn answer(
             argv: &spec.argv,
             env: &env,
             preopens: &spec.preopens,
+            quotas: service.quotas(),
             limits: spec.limits,
             stdin: MemoryInputPipe::new(payload),
             stdout: stdout.clone(),
@@ -185,6 +186,7 @@ async fn answer(
     }
     let duration = started.elapsed();
     service.metrics().finished(&report, duration);
+    logging::guard_refused(spec, conn, report.refused);
     logging::connection_done(spec, conn, peer, duration, &report.outcome, traffic);
 }
 

@@ -23,7 +23,14 @@ modes:
   stderr-lines N LEN        write N lines of LEN characters to stderr, then exit
   touch MIB                 allocate and write MIB MiB of memory, then exit
   slow-answer MS            read stdin to its end, wait MS ms, then answer `answer`
-  read-bytes                read stdin one byte per call to its end, then print the count";
+  read-bytes                read stdin one byte per call to its end, then print the count
+  open-files PATH N         open PATH N times and keep them; say how many opened, then
+                            hold them until stdin ends
+  connect-hold ADDR N       the same with TCP connections to ADDR
+  fill PATH CHUNK           append CHUNK bytes at a time to PATH until a write fails
+  sparse PATH SIZE          create PATH and set its size to SIZE
+  many-files DIR N          create N empty files in DIR until one fails
+  symlink TARGET LINK       create the symlink LINK pointing at TARGET";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -95,6 +102,53 @@ fn main() -> ExitCode {
             println!("answer");
             ExitCode::SUCCESS
         }
+        ("open-files", ..) => hold(args.get(2), arg(3), |p| {
+            std::fs::File::open(p).map(drop_later)
+        }),
+        ("connect-hold", ..) => hold(args.get(2), arg(3), |a| {
+            std::net::TcpStream::connect(a).map(drop_later)
+        }),
+        ("fill", _, Some(chunk)) => {
+            let path = args.get(2).map_or("", String::as_str);
+            let data = vec![b'z'; chunk as usize];
+            let mut total = 0u64;
+            let result = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| {
+                    loop {
+                        f.write_all(&data)?;
+                        total += chunk;
+                    }
+                });
+            report(&format!("wrote {total}"), result.map(|_: ()| ()))
+        }
+        ("sparse", _, Some(size)) => {
+            let path = args.get(2).map_or("", String::as_str);
+            let result = std::fs::File::create(path).and_then(|f| f.set_len(size));
+            report("sparse", result)
+        }
+        ("many-files", _, Some(n)) => {
+            let dir = args.get(2).map_or("", String::as_str);
+            let mut made = 0;
+            let mut result = Ok(());
+            for i in 0..n {
+                if let Err(e) = std::fs::File::create(format!("{dir}/f{i}")) {
+                    result = Err(e);
+                    break;
+                }
+                made += 1;
+            }
+            report(&format!("made {made}"), result)
+        }
+        ("symlink", ..) => {
+            let (target, link) = (
+                args.get(2).map_or("", String::as_str),
+                args.get(3).map_or("", String::as_str),
+            );
+            report("symlink", symlink(target, link))
+        }
         ("stderr-lines", Some(n), Some(len)) => {
             let line = format!("{}\n", "y".repeat(len as usize));
             let mut err = std::io::stderr();
@@ -146,4 +200,57 @@ fn random(buf: &mut [u8]) {
     let bytes = bindings::wasi::random::random::get_random_bytes(buf.len() as u64);
     let n = bytes.len().min(buf.len());
     buf[..n].copy_from_slice(&bytes[..n]);
+}
+
+/// Keeps `value` alive until the process ends.
+fn drop_later<T: 'static>(value: T) {
+    std::mem::forget(value);
+}
+
+/// Prints `what`, then `ok` or the error, on one line.
+fn report(what: &str, result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => println!("{what}: ok"),
+        Err(e) => println!("{what}: error {:?} {e}", e.kind()),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Opens `target` up to `n` times with `open`, keeping each; says how many
+/// it got and how the last failed, then holds them until stdin ends.
+fn hold(
+    target: Option<&String>,
+    n: Option<u64>,
+    open: impl Fn(&str) -> std::io::Result<()>,
+) -> ExitCode {
+    let (target, n) = (target.map_or("", String::as_str), n.unwrap_or(0));
+    let mut opened = 0;
+    let mut last = Ok(());
+    for _ in 0..n {
+        if let Err(e) = open(target) {
+            last = Err(e);
+            break;
+        }
+        opened += 1;
+    }
+    report(&format!("opened {opened}"), last);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    ExitCode::SUCCESS
+}
+
+/// `symlink(2)` through wasi-libc (std's is not stable on WASI).
+fn symlink(target: &str, link: &str) -> std::io::Result<()> {
+    unsafe extern "C" {
+        fn symlink(target: *const std::ffi::c_char, link: *const std::ffi::c_char) -> i32;
+    }
+    let (target, link) = (
+        std::ffi::CString::new(target).map_err(std::io::Error::other)?,
+        std::ffi::CString::new(link).map_err(std::io::Error::other)?,
+    );
+    // SAFETY: two NUL-terminated strings that live across the call.
+    match unsafe { symlink(target.as_ptr(), link.as_ptr()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }

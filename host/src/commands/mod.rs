@@ -124,9 +124,11 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
         tracing::error!("{e}");
     }
     crate::logging::sink::install(crate::logging::sink::open(&config.services)?);
+    let listeners = config.services.len() + usize::from(opts.admin.is_some());
     let sandbox = Arc::new(Sandbox::new(&SandboxOptions {
         max_instances: opts.max_instances,
         cache,
+        fd_budget: server::descriptors::budget(opts.max_instances, listeners),
         ..SandboxOptions::default()
     })?);
     let prepared = server::prepare(&sandbox, config.services, &Default::default());

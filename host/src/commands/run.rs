@@ -107,6 +107,7 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
             argv: &argv,
             env: &env,
             preopens: &preopens,
+            quotas: &crate::sandbox::quotas(&preopens, Default::default()),
             limits,
             stdin: tokio::io::stdin(),
             stdout: tokio::io::stdout(),

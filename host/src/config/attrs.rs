@@ -80,6 +80,7 @@ pub(super) const TABLE: &[Attr] = &[
     attr("runtime_max", Both, Single),
     attr("idle_timeout", Both, Single),
     attr("preopen", Service, Set),
+    attr("preopen_quota", Both, Single),
     attr("log_on_success", Both, Set),
     attr("log_on_failure", Both, Set),
     attr("disabled", Defaults, Set),

@@ -25,6 +25,7 @@ pub(super) struct Inherited {
     pub env: Vec<(String, String)>,
     pub instances: super::Cap,
     pub limits: Limits,
+    pub preopen_quota: super::PreopenQuota,
     /// `bind` words; empty when not given (the family of `flags` decides).
     pub bind: Vec<IpAddr>,
     /// `v6only`; `None` when not given.
@@ -70,6 +71,7 @@ impl Default for Inherited {
             passenv: Vec::new(),
             env: Vec::new(),
             instances: super::Cap::Unset,
+            preopen_quota: super::PreopenQuota::default(),
             limits: Limits::default(),
             bind: Vec::new(),
             v6only: None,
@@ -134,6 +136,7 @@ impl Inherited {
             "rlimit_cpu" => self.limits.cpu = values::duration(name, words)?,
             "runtime_max" => self.limits.runtime = values::duration(name, words)?,
             "idle_timeout" => self.limits.idle = values::duration(name, words)?,
+            "preopen_quota" => self.preopen_quota = values::preopen_quota(name, words)?,
             "rlimit_data" => self.rlimit_data = Some(values::size(name, words)?),
             "rlimit_rss" => self.rlimit_rss = Some(values::size(name, words)?),
             "rlimit_files" => self.limits.files = values::files(name, words)?,

@@ -59,7 +59,7 @@ use anyhow::Context as _;
 pub use admission::{Banner, Banners, Cps, MAX_BANNER};
 pub use parts::{
     Cap, DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, LogFlags, LogType,
-    MaxLoad, Preopen, SocketOptions, Transport, UnixListen,
+    MaxLoad, Preopen, PreopenQuota, SocketOptions, Transport, UnixListen,
 };
 
 use crate::access::{AddressRules, TimeWindow};
@@ -75,6 +75,10 @@ pub const DEFAULT_RUNTIME: Duration = Duration::from_secs(60);
 /// waits on a client gone quiet) gives its slot back after this, not only
 /// at `runtime_max`.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(30);
+/// What a writable preopen may hold when `preopen_quota` is not set: room
+/// for a handler's data, not for a guest filling the disk.
+pub const DEFAULT_QUOTA_BYTES: u64 = 64 << 20;
+pub const DEFAULT_QUOTA_ENTRIES: u64 = 1000;
 /// wasm32's address-space ceiling, 4 GiB: what `rlimit_as = UNLIMITED` means.
 pub const MAX_MEMORY: u64 = 4 << 30;
 /// The smallest `rlimit_as`: one 64 KiB WebAssembly page.
@@ -194,6 +198,8 @@ pub struct ServiceSpec {
     pub limits: Limits,
     /// Host directories the guest sees, from `preopen`.
     pub preopens: Vec<Preopen>,
+    /// What each writable preopen may hold (`preopen_quota`).
+    pub preopen_quota: PreopenQuota,
     /// What is logged when a connection is served.
     pub log_on_success: LogFlags,
     /// What is logged when a connection is refused or its guest fails.

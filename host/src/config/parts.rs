@@ -236,6 +236,25 @@ pub struct Preopen {
     pub guest: String,
     /// `:rw`; the default `:ro` lets the guest read only.
     pub writable: bool,
+    /// `:rw+symlinks`: the guest may create symlinks in it.
+    pub symlinks: bool,
+}
+
+/// What each writable preopen of a service may hold (`preopen_quota`):
+/// bytes and entries (files, directories, links); `None` is UNLIMITED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreopenQuota {
+    pub bytes: Option<u64>,
+    pub entries: Option<u64>,
+}
+
+impl Default for PreopenQuota {
+    fn default() -> Self {
+        PreopenQuota {
+            bytes: Some(super::DEFAULT_QUOTA_BYTES),
+            entries: Some(super::DEFAULT_QUOTA_ENTRIES),
+        }
+    }
 }
 
 /// Fields of a connection's log line (`log_on_success`, `log_on_failure`).

@@ -1,5 +1,6 @@
-//! `preopen = HOSTDIR:GUESTDIR[:ro|:rw]...`: the host directories a guest
-//! sees. Every word of a `=` / `+=` line adds one (`-=` removes by guest
+//! `preopen = HOSTDIR:GUESTDIR[:ro|:rw|:rw+symlinks]...`: the host
+//! directories a guest sees (`rw+symlinks`: writable, and the guest may
+//! create symlinks in it, which are refused otherwise). Every word of a `=` / `+=` line adds one (`-=` removes by guest
 //! path); a relative HOSTDIR is joined to the config file's folder and must
 //! be a directory at load; GUESTDIR must be absolute and appear once.
 
@@ -29,7 +30,7 @@ impl Preopens {
             let mut guests = Vec::new();
             for word in &raw.values {
                 let guest = if word.contains(':') {
-                    parse(word)?.1
+                    split(word)?.1
                 } else {
                     word.clone()
                 };
@@ -42,22 +43,14 @@ impl Preopens {
             self.list.clear();
         }
         for word in &raw.values {
-            let (host, guest, writable) = parse(word)?;
-            let host = dir.join(host);
-            check_dir(&host)?;
-            if let Some((_, line)) = self.list.iter().find(|(p, _)| p.guest == guest) {
+            let preopen = parse(word, dir)?;
+            if let Some((_, line)) = self.list.iter().find(|(p, _)| p.guest == preopen.guest) {
                 return Err(format!(
-                    "`preopen` maps guest dir `{guest}` twice (also at line {line})"
+                    "`preopen` maps guest dir `{}` twice (also at line {line})",
+                    preopen.guest
                 ));
             }
-            self.list.push((
-                Preopen {
-                    host,
-                    guest,
-                    writable,
-                },
-                raw.line,
-            ));
+            self.list.push((preopen, raw.line));
         }
         Ok(())
     }
@@ -67,22 +60,29 @@ impl Preopens {
     }
 }
 
-/// One `HOSTDIR:GUESTDIR[:ro|:rw]` word on its own (a command-line flag),
-/// HOSTDIR relative to `dir` and checked.
+/// One `HOSTDIR:GUESTDIR[:ro|:rw|:rw+symlinks]` word on its own (a
+/// command-line flag), HOSTDIR relative to `dir` and checked.
 pub(super) fn single(word: &str, dir: &Path) -> Result<Preopen, String> {
-    let (host, guest, writable) = parse(word)?;
+    parse(word, dir)
+}
+
+/// One word -> its preopen, HOSTDIR joined to `dir` and checked.
+fn parse(word: &str, dir: &Path) -> Result<Preopen, String> {
+    let (host, guest, mode) = split(word)?;
+    let (writable, symlinks) = mode;
     let host = dir.join(host);
     check_dir(&host)?;
     Ok(Preopen {
         host,
         guest,
         writable,
+        symlinks,
     })
 }
 
-/// One `HOSTDIR:GUESTDIR[:ro|:rw]` word -> (host, guest, writable).
-fn parse(word: &str) -> Result<(String, String, bool), String> {
-    let bad = || format!("`preopen` takes HOSTDIR:GUESTDIR[:ro|:rw], not `{word}`");
+/// One word -> (host, guest, (writable, symlinks)).
+fn split(word: &str) -> Result<(String, String, (bool, bool)), String> {
+    let bad = || format!("`preopen` takes HOSTDIR:GUESTDIR[:ro|:rw|:rw+symlinks], not `{word}`");
     let parts: Vec<&str> = word.split(':').collect();
     let (host, guest, mode) = match parts[..] {
         [host, guest] => (host, guest, "ro"),
@@ -97,12 +97,17 @@ fn parse(word: &str) -> Result<(String, String, bool), String> {
             "`preopen` guest dir `{guest}` must be absolute, like `/{guest}`"
         ));
     }
-    let writable = match mode.to_ascii_lowercase().as_str() {
-        "ro" => false,
-        "rw" => true,
-        _ => return Err(format!("`preopen` mode is `ro` or `rw`, not `{mode}`")),
+    let mode = match mode.to_ascii_lowercase().as_str() {
+        "ro" => (false, false),
+        "rw" => (true, false),
+        "rw+symlinks" => (true, true),
+        _ => {
+            return Err(format!(
+                "`preopen` mode is `ro`, `rw` or `rw+symlinks`, not `{mode}`"
+            ));
+        }
     };
-    Ok((host.to_string(), guest.to_string(), writable))
+    Ok((host.to_string(), guest.to_string(), mode))
 }
 
 /// Whether `host` is a directory now.
@@ -150,26 +155,30 @@ mod tests {
     #[test]
     fn words() {
         assert_eq!(
-            parse("data:/data"),
-            Ok(("data".into(), "/data".into(), false))
+            split("data:/data"),
+            Ok(("data".into(), "/data".into(), (false, false)))
         );
         assert_eq!(
-            parse("/srv/x:/x:RW"),
-            Ok(("/srv/x".into(), "/x".into(), true))
+            split("/srv/x:/x:RW"),
+            Ok(("/srv/x".into(), "/x".into(), (true, false)))
         );
         assert_eq!(
-            parse("data:data").unwrap_err(),
+            split("/srv/x:/x:rw+symlinks"),
+            Ok(("/srv/x".into(), "/x".into(), (true, true)))
+        );
+        assert_eq!(
+            split("data:data").unwrap_err(),
             "`preopen` guest dir `data` must be absolute, like `/data`"
         );
         assert_eq!(
-            parse("a:/b:rx").unwrap_err(),
-            "`preopen` mode is `ro` or `rw`, not `rx`"
+            split("a:/b:rx").unwrap_err(),
+            "`preopen` mode is `ro`, `rw` or `rw+symlinks`, not `rx`"
         );
         assert_eq!(
-            parse("data").unwrap_err(),
-            "`preopen` takes HOSTDIR:GUESTDIR[:ro|:rw], not `data`"
+            split("data").unwrap_err(),
+            "`preopen` takes HOSTDIR:GUESTDIR[:ro|:rw|:rw+symlinks], not `data`"
         );
-        assert!(parse(":/x").is_err() && parse("a:/b:ro:x").is_err());
+        assert!(split(":/x").is_err() && split("a:/b:ro:x").is_err());
     }
 
     #[test]
@@ -188,6 +197,7 @@ mod tests {
             host: dir.join("data"),
             guest: "/b".into(),
             writable: true,
+            symlinks: false,
         };
         assert_eq!(p.into_vec(), [expected]);
     }

@@ -63,6 +63,37 @@ pub(super) fn ip(name: &str, values: &[String]) -> Result<IpAddr, String> {
         .map_err(|_| format!("`{name}` takes {what}, not `{word}`"))
 }
 
+/// `preopen_quota = SIZE [ENTRIES]`, or UNLIMITED: each word a size or a
+/// count, or UNLIMITED; a missing count keeps the default.
+pub(super) fn preopen_quota(name: &str, words: &[String]) -> Result<super::PreopenQuota, String> {
+    let what = "a size like 64M and optionally a number of entries, or UNLIMITED";
+    let (bytes, entries) = match words {
+        [one] if unlimited(one) => {
+            return Ok(super::PreopenQuota {
+                bytes: None,
+                entries: None,
+            });
+        }
+        [bytes] => (bytes, None),
+        [bytes, entries] => (bytes, Some(entries)),
+        _ => return Err(format!("`{name}` takes {what}, not `{}`", words.join(" "))),
+    };
+    let bytes = if unlimited(bytes) {
+        None
+    } else {
+        Some(size(name, std::slice::from_ref(bytes))?)
+    };
+    let entries = match entries {
+        None => Some(super::DEFAULT_QUOTA_ENTRIES),
+        Some(e) if unlimited(e) => None,
+        Some(e) => match e.parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => return Err(format!("`{name}` takes {what}, not `{}`", words.join(" "))),
+        },
+    };
+    Ok(super::PreopenQuota { bytes, entries })
+}
+
 /// A positive count, or UNLIMITED.
 pub(super) fn instances(name: &str, values: &[String]) -> Result<super::Cap, String> {
     let what = "a number from 1 up, or UNLIMITED";

@@ -35,7 +35,8 @@ mod time;
 mod writer;
 
 pub use notices::{
-    connect_denied, datagrams_dropped, reply_not_sent, reply_truncated, sensor_tripped,
+    connect_denied, datagrams_dropped, guard_refused, reply_not_sent, reply_truncated,
+    sensor_tripped,
 };
 
 use std::fmt::Write as _;

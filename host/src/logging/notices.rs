@@ -44,6 +44,39 @@ pub fn sensor_tripped(
     line.emit();
 }
 
+/// Logs what the sandbox refused a guest on the way: opens past its share
+/// of the guests' descriptors, writes past a preopen's quota, symlinks.
+pub fn guard_refused(spec: &ServiceSpec, conn: u64, counts: crate::sandbox::GuardCounts) {
+    let mut what = Vec::new();
+    if counts.descriptors > 0 {
+        what.push(format!(
+            "{} open(s) past its share of the guests' descriptors",
+            counts.descriptors
+        ));
+    }
+    if counts.quota > 0 {
+        what.push(format!(
+            "{} change(s) past its `preopen_quota`",
+            counts.quota
+        ));
+    }
+    if counts.symlinks > 0 {
+        what.push(format!("{} symlink(s) refused", counts.symlinks));
+    }
+    if what.is_empty() {
+        return;
+    }
+    Line {
+        warn: true,
+        target: CONN,
+        head: format!("refused the guest: {}", what.join(", ")),
+        service: &spec.name,
+        conn: Some(conn),
+        ..Line::default()
+    }
+    .emit();
+}
+
 /// Logs a UDP reply cut at `max` bytes, the largest UDP payload.
 pub fn reply_truncated(spec: &ServiceSpec, conn: u64, max: usize) {
     Line {

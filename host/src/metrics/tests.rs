@@ -37,6 +37,7 @@ fn outcomes_and_exit_statuses_are_counted_apart() {
         instantiate: None,
         cpu: Duration::ZERO,
         memory_peak: 0,
+        refused: Default::default(),
     };
     m.finished(&report(Outcome::Exited(0)), Duration::ZERO);
     m.finished(&report(Outcome::Exited(3)), Duration::ZERO);

@@ -20,6 +20,7 @@ mod connection;
 mod cpu;
 mod egress;
 mod engine;
+mod guard;
 mod lane;
 mod meter;
 mod outcome;
@@ -36,7 +37,6 @@ use anyhow::{Context as _, bail};
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -44,6 +44,10 @@ pub use crate::config::{Limits, Preopen};
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
 pub use connection::{Connection, Endpoint, Transport};
 use cpu::Charged;
+use guard::p1::GuardedP1;
+use guard::p2::{GuardedFs, GuardedSockets, GuardedView, P2Guard};
+pub use guard::{DiskQuota, FdBudget, GuardCounts, Usage as DiskUsage, quotas};
+use guard::{Guard, PreopenRules, Refusals};
 use lane::BusyLane;
 pub use meter::Meter;
 pub use outcome::{Outcome, RunReport};
@@ -60,6 +64,9 @@ pub struct SandboxOptions {
     pub tick: Duration,
     /// Where compiled guests are kept across restarts.
     pub cache: CacheSetting,
+    /// Descriptors (files, directories, sockets) all guests together may
+    /// hold: the daemon's own `RLIMIT_NOFILE` less its reserve.
+    pub fd_budget: Arc<FdBudget>,
 }
 
 impl Default for SandboxOptions {
@@ -68,6 +75,7 @@ impl Default for SandboxOptions {
             max_instances: 1000,
             tick: Duration::from_millis(10),
             cache: CacheSetting::Off,
+            fd_budget: Arc::new(FdBudget::unlimited()),
         }
     }
 }
@@ -77,6 +85,7 @@ pub struct Sandbox {
     engine: Engine,
     lane: BusyLane,
     stop_all: StopAll,
+    fd_budget: Arc<FdBudget>,
     ticker_stop: Arc<AtomicBool>,
     cache_setting: CacheSetting,
     /// Opened on the first load, so that a config with no loadable guest
@@ -89,6 +98,8 @@ pub struct Invocation<'a, I, O, E> {
     pub argv: &'a [String],
     pub env: &'a [(String, String)],
     pub preopens: &'a [Preopen],
+    /// The quota of each of `preopens` (`None`: read-only, or UNLIMITED).
+    pub quotas: &'a [Option<DiskQuota>],
     pub limits: Limits,
     pub stdin: I,
     pub stdout: O,
@@ -109,6 +120,7 @@ pub struct Guest {
     engine: Engine,
     lane: BusyLane,
     stop_all: StopAll,
+    fd_budget: Arc<FdBudget>,
     kind: GuestKind,
     origin: Origin,
     /// Whether it imports `wasinetd:handler/connection`.
@@ -117,7 +129,7 @@ pub struct Guest {
 
 #[derive(Clone)]
 enum GuestKind {
-    Module(InstancePre<State<WasiP1Ctx>>),
+    Module(InstancePre<State<GuardedP1>>),
     Component(CommandPre<State<P2Wasi>>),
 }
 
@@ -133,6 +145,7 @@ struct P2Wasi {
     ctx: WasiCtx,
     table: ResourceTable,
     connection: Connection,
+    guard: P2Guard,
 }
 
 impl WasiView for State<P2Wasi> {
@@ -140,6 +153,30 @@ impl WasiView for State<P2Wasi> {
         WasiCtxView {
             ctx: &mut self.wasi.ctx,
             table: &mut self.wasi.table,
+        }
+    }
+}
+
+impl GuardedView for State<P2Wasi> {
+    fn guarded_fs(&mut self) -> GuardedFs<'_> {
+        let wasi = &mut self.wasi;
+        GuardedFs {
+            fs: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: wasi.ctx.filesystem(),
+                table: &mut wasi.table,
+            },
+            guard: &mut wasi.guard,
+        }
+    }
+
+    fn guarded_sockets(&mut self) -> GuardedSockets<'_> {
+        let wasi = &mut self.wasi;
+        GuardedSockets {
+            sockets: wasmtime_wasi::sockets::WasiSocketsCtxView {
+                ctx: wasi.ctx.sockets(),
+                table: &mut wasi.table,
+            },
+            guard: &mut wasi.guard,
         }
     }
 }
@@ -200,6 +237,7 @@ impl Sandbox {
             engine,
             lane: BusyLane::for_this_machine(),
             stop_all: StopAll::default(),
+            fd_budget: opts.fd_budget.clone(),
             ticker_stop,
             cache_setting: opts.cache.clone(),
             cache: Mutex::new(None),
@@ -229,6 +267,7 @@ impl Sandbox {
             engine: self.engine.clone(),
             lane: self.lane.clone(),
             stop_all: self.stop_all.clone(),
+            fd_budget: self.fd_budget.clone(),
             kind,
             origin,
             asks_connection,
@@ -294,12 +333,12 @@ impl Drop for Sandbox {
     }
 }
 
-fn link_module(engine: &Engine, module: &Module) -> anyhow::Result<InstancePre<State<WasiP1Ctx>>> {
+fn link_module(engine: &Engine, module: &Module) -> anyhow::Result<InstancePre<State<GuardedP1>>> {
     if module.get_export("_start").is_none() {
         bail!("the module exports no `_start`: it is not a WASI command");
     }
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut State<WasiP1Ctx>| &mut s.wasi)
+    guard::p1::add_to_linker(&mut linker, |s: &mut State<GuardedP1>| &mut s.wasi)
         .map_err(anyhow::Error::from)?;
     linker
         .instantiate_pre(module)
@@ -312,7 +351,7 @@ fn link_component(
     component: &Component,
 ) -> anyhow::Result<CommandPre<State<P2Wasi>>> {
     let mut linker = wasmtime::component::Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+    guard::p2::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
     connection::add_to_linker(&mut linker, |s: &mut State<P2Wasi>| &mut s.wasi.connection)?;
     let pre = linker
         .instantiate_pre(component)
@@ -364,18 +403,39 @@ impl Guest {
         );
         let clock = watch.clock.clone();
         let mut usage = Usage::default();
+        let rules: Vec<PreopenRules> = inv
+            .preopens
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PreopenRules {
+                quota: inv.quotas.get(i).cloned().flatten(),
+                symlinks: p.symlinks,
+            })
+            .collect();
+        let preopens = rules.len();
+        let refusals = Arc::new(Refusals::default());
         let run = async {
+            // The preopened directories are descriptors too.
+            let Some(guard) = Guard::new(self.fd_budget.clone(), rules, refusals.clone()) else {
+                return Outcome::Failed(format!(
+                    "the guests' descriptor budget ({}) is spent",
+                    self.fd_budget.total()
+                ));
+            };
             let (wasi, connection) = match world::wasi_builder(inv) {
                 Ok(built) => built,
                 Err(e) => return Outcome::Failed(format!("{e:#}")),
             };
+            let parts = Parts {
+                wasi,
+                guard,
+                limits,
+                watch,
+            };
             match &self.kind {
-                GuestKind::Module(pre) => {
-                    self.run_module(pre, wasi, limits, watch, &mut usage).await
-                }
+                GuestKind::Module(pre) => self.run_module(pre, parts, preopens, &mut usage).await,
                 GuestKind::Component(pre) => {
-                    self.run_component(pre, wasi, connection, limits, watch, &mut usage)
-                        .await
+                    self.run_component(pre, parts, connection, &mut usage).await
                 }
             }
         };
@@ -403,23 +463,30 @@ impl Guest {
             instantiate: usage.instantiate,
             cpu: clock.used(),
             memory_peak: usage.memory_peak,
+            refused: refusals.read(),
         }
     }
 
     async fn run_module(
         &self,
-        pre: &InstancePre<State<WasiP1Ctx>>,
-        mut wasi: WasiCtxBuilder,
-        limits: Limits,
-        watch: Watch,
+        pre: &InstancePre<State<GuardedP1>>,
+        parts: Parts,
+        preopens: usize,
         usage: &mut Usage,
     ) -> Outcome {
+        let Parts {
+            mut wasi,
+            guard,
+            limits,
+            watch,
+        } = parts;
         let mut p1 = wasi.build_p1();
         // Its files, directories and streams live in this table, as a
         // component's do in its own.
         wasmtime_wasi::WasiView::ctx(&mut p1)
             .table
             .set_max_capacity(max_resources(limits));
+        let p1 = GuardedP1::new(p1, guard, preopens);
         let mut run = Metered {
             store: self.store(p1, limits, watch),
             usage,
@@ -441,18 +508,23 @@ impl Guest {
     async fn run_component(
         &self,
         pre: &CommandPre<State<P2Wasi>>,
-        mut wasi: WasiCtxBuilder,
+        parts: Parts,
         connection: Connection,
-        limits: Limits,
-        watch: Watch,
         usage: &mut Usage,
     ) -> Outcome {
+        let Parts {
+            mut wasi,
+            guard,
+            limits,
+            watch,
+        } = parts;
         let mut table = ResourceTable::new();
         table.set_max_capacity(max_resources(limits));
         let ctx = P2Wasi {
             ctx: wasi.build(),
             table,
             connection,
+            guard: P2Guard::new(guard),
         };
         let mut run = Metered {
             store: self.store(ctx, limits, watch),
@@ -483,6 +555,14 @@ impl Guest {
         store.epoch_deadline_callback(|mut cx| cx.data_mut().watch.on_tick());
         store
     }
+}
+
+/// A run's parts before its store is made.
+struct Parts {
+    wasi: WasiCtxBuilder,
+    guard: Guard,
+    limits: Limits,
+    watch: Watch,
 }
 
 /// What a run used so far, for its [`RunReport`].

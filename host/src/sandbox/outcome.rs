@@ -137,4 +137,6 @@ pub struct RunReport {
     pub cpu: std::time::Duration,
     /// The most linear memory the instance held at once, in bytes.
     pub memory_peak: u64,
+    /// What the guard refused it: descriptors, quota, symlinks.
+    pub refused: super::guard::GuardCounts,
 }

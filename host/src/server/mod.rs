@@ -14,6 +14,7 @@
 //! stops accepting, lets running connections finish for the grace period,
 //! and a second `Stop` ends them at once.
 
+pub mod descriptors;
 mod dump;
 mod listeners;
 mod prepare;

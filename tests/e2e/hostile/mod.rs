@@ -21,6 +21,7 @@ mod admin;
 mod cache;
 mod config;
 mod cpu;
+mod files;
 mod logs;
 mod memory;
 mod slots;

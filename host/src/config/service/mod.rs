@@ -270,6 +270,7 @@ impl Draft {
             limits,
             banners: inherited.banners,
             preopens: self.preopens.into_vec(),
+            preopen_quota: inherited.preopen_quota,
             log_on_success: inherited.log_on_success,
             log_on_failure: inherited.log_on_failure,
             log_type: inherited.log_type,

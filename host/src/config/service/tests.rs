@@ -57,6 +57,7 @@ fn a_minimal_service_gets_the_built_in_defaults() {
         banners: Banners::default(),
         limits: Limits::default(),
         preopens: vec![],
+        preopen_quota: Default::default(),
         log_on_success: LogFlags {
             host: true,
             pid: true,
@@ -265,12 +266,14 @@ fn relative_server_and_preopen_paths_join_the_config_folder() {
             Preopen {
                 host: dir.join("data"),
                 guest: "/data".into(),
-                writable: false
+                writable: false,
+                symlinks: false
             },
             Preopen {
                 host: dir.join("data"),
                 guest: "/w".into(),
-                writable: true
+                writable: true,
+                symlinks: false
             },
         ]
     );
