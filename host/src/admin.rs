@@ -74,6 +74,8 @@ impl View {
                 "not listening: {}",
                 roster.not_listening.join(", ")
             ))
+        } else if !roster.compiling.is_empty() {
+            Some(format!("compiling: {}", roster.compiling.join(", ")))
         } else {
             None
         }
@@ -95,6 +97,7 @@ impl View {
             "stopping": *self.stopping.borrow(),
             "services": services,
             "not_listening": roster.not_listening,
+            "compiling": roster.compiling,
         })
     }
 }

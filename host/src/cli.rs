@@ -8,6 +8,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Cap;
 
+/// A value parser for a size flag (`64M`), read as `rlimit_as` is.
+fn size(flag: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    move |word| crate::config::parse_size_flag(flag, word)
+}
+
+/// A value parser for a duration flag (`30s`, `500ms`); UNLIMITED is not one.
+fn duration(flag: &'static str) -> impl Fn(&str) -> Result<std::time::Duration, String> + Clone {
+    move |word| crate::config::parse_duration_flag(flag, word)
+}
+
 /// A value parser for a count flag: a number from 1 up, or UNLIMITED, read
 /// as the config reads `instances`; errors name the flag.
 fn count(flag: &'static str) -> impl Fn(&str) -> Result<Cap, String> + Clone {
@@ -41,6 +51,9 @@ pub struct Cli {
     pub log_format: LogFormat,
 
     #[command(flatten)]
+    pub compile: CompileArgs,
+
+    #[command(flatten)]
     pub serve: ServeArgs,
 
     #[command(subcommand)]
@@ -59,6 +72,7 @@ impl Cli {
             Some(Command::Check { verbose: false }) => tracing::Level::WARN,
             Some(Command::Run(_)) if stderr_is_a_socket() => tracing::Level::ERROR,
             Some(Command::Run(_)) => tracing::Level::WARN,
+            Some(Command::Compile { .. }) => tracing::Level::ERROR,
         }
     }
 }
@@ -93,6 +107,41 @@ pub enum Command {
     /// Run one guest on this process's stdin/stdout under the same sandbox,
     /// e.g. as the `server` of xinetd, tcpserver or a systemd Accept=yes unit.
     Run(RunArgs),
+    /// The compiler process the daemon starts for each guest it compiles
+    /// (reads the guest on stdin, writes native code on stdout).
+    #[command(name = "__compile", hide = true)]
+    Compile {
+        /// `module` or `component`.
+        kind: String,
+        /// `pooling` or `on-demand`: the engine the code is for.
+        engine: String,
+        /// The most functions the guest may have.
+        functions: u64,
+        /// The largest function body.
+        function_bytes: u64,
+    },
+}
+
+/// What compiling one guest may cost: a guest is untrusted input, and a
+/// small one can make a compiler work for minutes.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The largest guest file, e.g. 128M.
+    #[arg(long, value_name = "SIZE", global = true, value_parser = size("--max-guest-size"))]
+    pub max_guest_size: Option<u64>,
+
+    /// The most functions a guest may have (all its modules together);
+    /// one function's body may be at most 1 MiB.
+    #[arg(long, value_name = "N", global = true)]
+    pub max_guest_functions: Option<u64>,
+
+    /// How long compiling one guest may take, e.g. 60s.
+    #[arg(long, value_name = "DURATION", global = true, value_parser = duration("--compile-timeout"))]
+    pub compile_timeout: Option<std::time::Duration>,
+
+    /// How much memory compiling one guest may use, e.g. 2G.
+    #[arg(long, value_name = "SIZE", global = true, value_parser = size("--compile-memory"))]
+    pub compile_memory: Option<u64>,
 }
 
 /// Daemon settings that are not per service.

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::bundled;
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
-use crate::sandbox::{CacheSetting, Sandbox, SandboxOptions};
+use crate::sandbox::{CacheSetting, CompileLimits, Sandbox, SandboxOptions};
 use crate::server::{self, Request, ServeOptions};
 use crate::systemd::ListenFds;
 
@@ -32,10 +32,42 @@ const SYSTEM_CONFIG: &str = "/etc/wasinetd.conf";
 /// Runs the command line; errors come back for `main` to print once.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let cache = cache_setting(&cli);
+    let compile = compile_limits(&cli);
     match cli.command {
-        None => serve(&cli, cache),
-        Some(Command::Check { .. }) => check(cli.file.as_deref(), cache),
-        Some(Command::Run(args)) => run::run(args, cache),
+        None => serve(&cli, cache, compile),
+        Some(Command::Check { .. }) => check(cli.file.as_deref(), cache, compile),
+        Some(Command::Run(args)) => run::run(args, cache, compile),
+        Some(Command::Compile {
+            kind,
+            engine,
+            functions,
+            function_bytes,
+        }) => {
+            let engine = Sandbox::compiler_engine(engine == "pooling")?;
+            Ok(crate::sandbox::compile_child(
+                &kind,
+                engine,
+                functions,
+                function_bytes,
+            ))
+        }
+    }
+}
+
+/// What compiling one guest may cost, from the flags; compiled in a child
+/// process of this binary.
+fn compile_limits(cli: &Cli) -> CompileLimits {
+    let defaults = CompileLimits::default();
+    let args = &cli.compile;
+    CompileLimits {
+        max_bytes: args.max_guest_size.unwrap_or(defaults.max_bytes),
+        max_functions: args.max_guest_functions.unwrap_or(defaults.max_functions),
+        max_function_bytes: defaults.max_function_bytes,
+        timeout: args.compile_timeout.unwrap_or(defaults.timeout),
+        memory: args.compile_memory.unwrap_or(defaults.memory),
+        // Without its own path, this process compiles in itself (the
+        // shape checks still hold).
+        isolate: std::env::current_exe().ok(),
     }
 }
 
@@ -93,7 +125,7 @@ fn load_config(file: Option<&Path>) -> anyhow::Result<(ConfigSource, Config)> {
     Ok((source, config))
 }
 
-fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
+fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Result<ExitCode> {
     // SAFETY: no thread has started yet (the sandbox's epoch ticker and the
     // runtime's workers come later), so changing the environment is sound.
     let listen_fds = unsafe { ListenFds::take() };
@@ -128,12 +160,27 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     let sandbox = Arc::new(Sandbox::new(&SandboxOptions {
         max_instances: opts.max_instances,
         cache,
+        compile,
         fd_budget: server::descriptors::budget(opts.max_instances, listeners),
         ..SandboxOptions::default()
     })?);
-    let prepared = server::prepare(&sandbox, config.services, &Default::default());
+    // What the cache holds starts at once; the rest is compiled while it
+    // serves.
+    let prepared = server::prepare_cached(&sandbox, config.services);
     for f in &prepared.failed {
         tracing::error!("{f}");
+    }
+    if !prepared.pending.is_empty() {
+        tracing::info!(
+            "compiling {} service(s) not in the cache while the others start: {}",
+            prepared.pending.len(),
+            prepared
+                .pending
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     sandbox.prune_cache();
     // Two runtimes: guests run on worker threads of their own, one per
@@ -164,6 +211,10 @@ fn serve(cli: &Cli, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     // Whatever still runs is ended: a guest in wasm code at its next tick
     // (`stop_all` above), any other task at its next poll.
     guests.shutdown_timeout(GUESTS_SHUTDOWN);
+    // A reload abandoned by the stop may still be compiling on one of this
+    // runtime's blocking threads: it is not waited for (its compiler
+    // process dies with this one).
+    control.shutdown_background();
     served?;
     Ok(ExitCode::SUCCESS)
 }
@@ -195,7 +246,11 @@ fn signal_requests() -> anyhow::Result<mpsc::Receiver<Request>> {
     Ok(rx)
 }
 
-fn check(file: Option<&Path>, cache: CacheSetting) -> anyhow::Result<ExitCode> {
+fn check(
+    file: Option<&Path>,
+    cache: CacheSetting,
+    compile: CompileLimits,
+) -> anyhow::Result<ExitCode> {
     let (_, config) = load_config(file)?;
     let mut ok = config.errors.is_empty();
     for line in config.diagnostics() {
@@ -204,6 +259,7 @@ fn check(file: Option<&Path>, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     let sandbox = Sandbox::new(&SandboxOptions {
         max_instances: 1,
         cache,
+        compile,
         ..SandboxOptions::default()
     })?;
     let prepared = server::prepare(&sandbox, config.services, &Default::default());

@@ -21,11 +21,12 @@ use anyhow::Context as _;
 use crate::cli::RunArgs;
 use crate::config::{self, Limits};
 use crate::sandbox::{
-    CacheSetting, Connection, Endpoint, Invocation, Sandbox, SandboxOptions, Transport,
+    CacheSetting, CompileLimits, Connection, Endpoint, Invocation, Sandbox, SandboxOptions,
+    Transport,
 };
 use crate::service::connection_env;
 
-pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs, cache: CacheSetting, compile: CompileLimits) -> anyhow::Result<ExitCode> {
     let defaults = Limits::default();
     let limits = Limits {
         memory: match &args.rlimit_as {
@@ -82,12 +83,14 @@ pub fn run(args: RunArgs, cache: CacheSetting) -> anyhow::Result<ExitCode> {
     }
     let connection = stdin_connection(&argv[0]);
 
+    let max_bytes = compile.max_bytes;
     let sandbox = Sandbox::new(&SandboxOptions {
         max_instances: 1,
         cache,
+        compile,
         ..SandboxOptions::default()
     })?;
-    let guest = config::files::read(&args.guest, crate::sandbox::MAX_GUEST_BYTES)
+    let guest = config::files::read(&args.guest, max_bytes)
         .context("cannot read the guest file")
         .and_then(|bytes| sandbox.load(&bytes))
         .with_context(|| format!("cannot load guest `{}`", args.guest.display()))?;

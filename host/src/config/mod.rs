@@ -223,6 +223,19 @@ pub fn parse_size_arg(word: &str) -> anyhow::Result<u64> {
     values::size("rlimit_as", &[word.to_owned()]).map_err(anyhow::Error::msg)
 }
 
+/// A size given on the command line (`--compile-memory 1G`); errors name
+/// `flag`.
+pub fn parse_size_flag(flag: &str, word: &str) -> Result<u64, String> {
+    values::size(flag, &[word.to_owned()])
+}
+
+/// A duration given on the command line where UNLIMITED makes no sense;
+/// errors name `flag`.
+pub fn parse_duration_flag(flag: &str, word: &str) -> Result<Duration, String> {
+    values::duration(flag, &[word.to_owned()])?
+        .ok_or_else(|| format!("`{flag}` takes a duration like 30s, not `{word}`"))
+}
+
 /// A count given on the command line (`--per-source-limit`): a number from
 /// 1 up, or UNLIMITED; errors name `flag`.
 pub fn parse_count_arg(flag: &str, word: &str) -> Result<Cap, String> {

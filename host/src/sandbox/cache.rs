@@ -114,8 +114,9 @@ pub struct Cache {
     fd: OwnedFd,
     /// Its device and inode.
     id: (u64, u64),
-    /// KEY -> DIGEST of the artefacts found when the cache was opened.
-    found: HashMap<String, String>,
+    /// KEY -> DIGEST of the artefacts in it: found when the cache was
+    /// opened, and kept up to date as artefacts are written and deleted.
+    found: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// Whether a guest's code came from the cache or was just compiled.
@@ -137,6 +138,8 @@ impl Origin {
 
 /// What the cache stores: a core module or a component.
 pub(super) trait Artefact: Sized {
+    /// Which, for the compiler process.
+    const KIND: super::compile::Kind;
     /// Compiles in memory, when there is no cache.
     fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self>;
     fn precompile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>>;
@@ -145,11 +148,13 @@ pub(super) trait Artefact: Sized {
     /// unchanged for as long as the result lives.
     unsafe fn map(engine: &Engine, path: &Path) -> wasmtime::Result<Self>;
     /// # Safety
-    /// `code` must be what [`Artefact::precompile`] returned on this engine.
+    /// `code` must be what [`Artefact::precompile`] returns for an engine
+    /// of this one's settings.
     unsafe fn from_code(engine: &Engine, code: &[u8]) -> wasmtime::Result<Self>;
 }
 
 impl Artefact for Module {
+    const KIND: super::compile::Kind = super::compile::Kind::Module;
     fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
         Module::new(engine, wasm)
     }
@@ -167,6 +172,7 @@ impl Artefact for Module {
 }
 
 impl Artefact for Component {
+    const KIND: super::compile::Kind = super::compile::Kind::Component;
     fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Self> {
         Component::new(engine, wasm)
     }
@@ -238,9 +244,9 @@ impl Cache {
             id: (meta.dev(), meta.ino()),
             dir,
             fd,
-            found: HashMap::new(),
+            found: Default::default(),
         };
-        cache.found = index(&cache.at(""));
+        cache.found = index(&cache.at("")).into();
         Ok(cache)
     }
 
@@ -286,21 +292,61 @@ impl Cache {
         Ok(())
     }
 
-    /// The guest `wasm` as native code: mapped from the cache on a hit, else
-    /// compiled and stored. Fails only when `wasm` does not compile; a cache
-    /// that cannot be read or written is logged and worked around.
+    /// The guest `wasm` as native code: mapped from the cache on a hit,
+    /// else `precompile`d and stored. Fails only when `wasm` does not
+    /// compile; a cache that cannot be read or written is logged and
+    /// worked around.
     pub(super) fn get_or_compile<A: Artefact>(
         &self,
         engine: &Engine,
         wasm: &[u8],
-    ) -> wasmtime::Result<(A, Origin)> {
+        precompile: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<(A, Origin)> {
+        if let Some(hit) = self.get(engine, wasm) {
+            return Ok((hit, Origin::Cached));
+        }
         let key = key(engine, wasm);
-        if let Some(digest) = self.found.get(&key) {
+        let code = precompile()?;
+        let digest = digest(&code);
+        let name = name(&key, &digest);
+        match self.store(&name, &code) {
+            Ok(()) => match self.map(engine, &name, &digest) {
+                Ok(artefact) => {
+                    self.found
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, digest);
+                    return Ok((artefact, Origin::Compiled));
+                }
+                Err(e) => tracing::warn!(
+                    "cannot map the artefact just written to `{}`: {e:#}",
+                    self.dir.join(&name).display()
+                ),
+            },
+            Err(e) => tracing::warn!("cannot write to the cache: {e:#}"),
+        }
+        // SAFETY: `code` is the compiler's output for this engine's
+        // settings (this very binary made it, with the same settings), and
+        // wasmtime checks its header against the engine again.
+        let artefact = unsafe { A::from_code(engine, &code) }?;
+        Ok((artefact, Origin::Compiled))
+    }
+
+    /// The guest `wasm` as native code if the cache holds it.
+    pub(super) fn get<A: Artefact>(&self, engine: &Engine, wasm: &[u8]) -> Option<A> {
+        let key = key(engine, wasm);
+        let found = self
+            .found
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(digest) = &found {
             let name = name(&key, digest);
             match self.map(engine, &name, digest) {
                 Ok(artefact) => {
                     touch(&self.at(&name));
-                    return Ok((artefact, Origin::Cached));
+                    return Some(artefact);
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -310,25 +356,14 @@ impl Cache {
                     if let Err(e) = fs::remove_file(self.at(&name)) {
                         tracing::warn!("cannot delete `{}`: {e}", self.dir.join(&name).display());
                     }
+                    self.found
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
                 }
             }
         }
-        let code = A::precompile(engine, wasm)?;
-        let digest = digest(&code);
-        let name = name(&key, &digest);
-        match self.store(&name, &code) {
-            Ok(()) => match self.map(engine, &name, &digest) {
-                Ok(artefact) => return Ok((artefact, Origin::Compiled)),
-                Err(e) => tracing::warn!(
-                    "cannot map the artefact just written to `{}`: {e:#}",
-                    self.dir.join(&name).display()
-                ),
-            },
-            Err(e) => tracing::warn!("cannot write to the cache: {e:#}"),
-        }
-        // SAFETY: `code` came from `precompile` on this engine just above.
-        let artefact = unsafe { A::from_code(engine, &code) }?;
-        Ok((artefact, Origin::Compiled))
+        None
     }
 
     /// Maps the artefact `name` once it is vetted and its content matches

@@ -16,6 +16,7 @@
 //! configured. Accepting connections and logging are left to the caller.
 
 mod cache;
+mod compile;
 mod connection;
 mod cpu;
 mod egress;
@@ -42,6 +43,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use crate::config::{Limits, Preopen};
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
+pub use compile::{CompileLimits, child_main as compile_child};
 pub use connection::{Connection, Endpoint, Transport};
 use cpu::Charged;
 use guard::p1::GuardedP1;
@@ -67,6 +69,9 @@ pub struct SandboxOptions {
     /// Descriptors (files, directories, sockets) all guests together may
     /// hold: the daemon's own `RLIMIT_NOFILE` less its reserve.
     pub fd_budget: Arc<FdBudget>,
+    /// What compiling one guest may cost, and whether it is done in a
+    /// child process.
+    pub compile: CompileLimits,
 }
 
 impl Default for SandboxOptions {
@@ -76,6 +81,7 @@ impl Default for SandboxOptions {
             tick: Duration::from_millis(10),
             cache: CacheSetting::Off,
             fd_budget: Arc::new(FdBudget::unlimited()),
+            compile: CompileLimits::default(),
         }
     }
 }
@@ -88,6 +94,10 @@ pub struct Sandbox {
     fd_budget: Arc<FdBudget>,
     ticker_stop: Arc<AtomicBool>,
     cache_setting: CacheSetting,
+    compile: CompileLimits,
+    /// Whether the engine pools instances (the compiler process makes its
+    /// engine alike, so that the code fits).
+    pooling: bool,
     /// Opened on the first load, so that a config with no loadable guest
     /// never creates a cache directory; `Some(None)`: no cache.
     cache: Mutex<Option<Option<Arc<Cache>>>>,
@@ -181,10 +191,6 @@ impl GuardedView for State<P2Wasi> {
     }
 }
 
-/// The largest guest file read: a guest is untrusted input, and compiling
-/// costs time and memory in proportion to its size.
-pub const MAX_GUEST_BYTES: u64 = 128 << 20;
-
 /// Resources (open files, streams) a guest may hold at once when
 /// `rlimit_files` does not say fewer: each holds host memory, and a file
 /// a host descriptor.
@@ -204,17 +210,18 @@ fn max_resources(limits: Limits) -> usize {
 impl Sandbox {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(opts: &SandboxOptions) -> anyhow::Result<Self> {
-        let engine = match Engine::new(&engine::engine_config(opts, true)) {
-            Ok(engine) => engine,
+        let (engine, pooling) = match Engine::new(&engine::engine_config(opts, true)) {
+            Ok(engine) => (engine, true),
             Err(e) => {
                 // The pool reserves address space up front; where that is
                 // refused (a low `ulimit -v`), allocate per instance instead.
                 tracing::warn!(
                     "pooling allocator unavailable ({e:#}); allocating each instance on demand"
                 );
-                Engine::new(&engine::engine_config(opts, false))
+                let engine = Engine::new(&engine::engine_config(opts, false))
                     .map_err(anyhow::Error::from)
-                    .context("failed to create the wasm engine")?
+                    .context("failed to create the wasm engine")?;
+                (engine, false)
             }
         };
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -240,6 +247,8 @@ impl Sandbox {
             fd_budget: opts.fd_budget.clone(),
             ticker_stop,
             cache_setting: opts.cache.clone(),
+            compile: opts.compile.clone(),
+            pooling,
             cache: Mutex::new(None),
         })
     }
@@ -247,23 +256,46 @@ impl Sandbox {
     /// Compiles a guest (a core module or a component, binary or text) and
     /// prepares it for fast instantiation.
     pub fn load(&self, bytes: &[u8]) -> anyhow::Result<Guest> {
+        self.load_or_not(bytes, true)?
+            .context("the guest was neither compiled nor cached")
+    }
+
+    /// Like [`Sandbox::load`], but only from the compiled-code cache:
+    /// `None` when the guest would have to be compiled.
+    pub fn load_cached(&self, bytes: &[u8]) -> anyhow::Result<Option<Guest>> {
+        self.load_or_not(bytes, false)
+    }
+
+    fn load_or_not(&self, bytes: &[u8], may_compile: bool) -> anyhow::Result<Option<Guest>> {
         use wasmtime::wasmparser::Parser;
+        if may_compile {
+            compile::check_shape(bytes, &self.compile)?;
+        }
         let mut asks_connection = false;
         let (kind, origin) = if Parser::is_component(bytes) {
-            let (component, origin): (Component, _) =
-                self.compile(bytes).context("invalid component")?;
+            let Some((component, origin)) = self
+                .compile::<Component>(bytes, may_compile)
+                .context("invalid component")?
+            else {
+                return Ok(None);
+            };
             asks_connection = connection::is_imported(&self.engine, &component);
             let pre = link_component(&self.engine, &component)?;
             (GuestKind::Component(pre), origin)
         } else if Parser::is_core_wasm(bytes) || std::str::from_utf8(bytes).is_ok() {
             // Text is accepted too: `.wat` guests are handy for tests.
-            let (module, origin) = self.compile(bytes).context("invalid module")?;
+            let Some((module, origin)) = self
+                .compile::<Module>(bytes, may_compile)
+                .context("invalid module")?
+            else {
+                return Ok(None);
+            };
             let pre = link_module(&self.engine, &module)?;
             (GuestKind::Module(pre), origin)
         } else {
             bail!("not a WebAssembly module or component (no `\\0asm` header)");
         };
-        Ok(Guest {
+        Ok(Some(Guest {
             engine: self.engine.clone(),
             lane: self.lane.clone(),
             stop_all: self.stop_all.clone(),
@@ -271,16 +303,49 @@ impl Sandbox {
             kind,
             origin,
             asks_connection,
-        })
+        }))
     }
 
-    /// Native code for `bytes`, from the cache when there is one.
-    fn compile<A: cache::Artefact>(&self, bytes: &[u8]) -> anyhow::Result<(A, Origin)> {
-        match self.cache() {
-            Some(cache) => cache.get_or_compile(&self.engine, bytes),
-            None => A::compile(&self.engine, bytes).map(|a| (a, Origin::Compiled)),
+    /// Native code for `bytes`, from the cache when there is one, else
+    /// compiled within the compile limits (`None` if it may not be).
+    fn compile<A: cache::Artefact>(
+        &self,
+        bytes: &[u8],
+        may_compile: bool,
+    ) -> anyhow::Result<Option<(A, Origin)>> {
+        if !may_compile {
+            let hit = self.cache().and_then(|c| c.get(&self.engine, bytes));
+            return Ok(hit.map(|a| (a, Origin::Cached)));
         }
-        .map_err(anyhow::Error::from)
+        let precompile = || match &self.compile.isolate {
+            Some(exe) => {
+                compile::precompile_isolated(exe, bytes, A::KIND, self.pooling, &self.compile)
+            }
+            None => A::precompile(&self.engine, bytes).map_err(anyhow::Error::from),
+        };
+        let compiled = match (self.cache(), &self.compile.isolate) {
+            (Some(cache), _) => cache.get_or_compile(&self.engine, bytes, precompile)?,
+            (None, Some(_)) => {
+                let code = precompile()?;
+                // SAFETY: `code` is the compiler process's output: this very
+                // binary, for an engine of this one's settings; wasmtime
+                // checks its header against the engine again.
+                let artefact = unsafe { A::from_code(&self.engine, &code) }?;
+                (artefact, Origin::Compiled)
+            }
+            (None, None) => (A::compile(&self.engine, bytes)?, Origin::Compiled),
+        };
+        Ok(Some(compiled))
+    }
+
+    /// The engine a compiler process makes (`wasinetd __compile`): the
+    /// settings of a daemon's engine, `pooling` or not.
+    pub fn compiler_engine(pooling: bool) -> anyhow::Result<Engine> {
+        let opts = SandboxOptions {
+            max_instances: 1,
+            ..SandboxOptions::default()
+        };
+        Engine::new(&engine::engine_config(&opts, pooling)).map_err(anyhow::Error::from)
     }
 
     /// The compiled-code cache, if one is configured and safe to use. Its
@@ -299,6 +364,11 @@ impl Sandbox {
         }
         slot.get_or_insert_with(|| Cache::open(&self.cache_setting).map(Arc::new))
             .clone()
+    }
+
+    /// What compiling one guest may cost.
+    pub fn compile_limits(&self) -> &CompileLimits {
+        &self.compile
     }
 
     /// Removes cached code unused for [`MAX_AGE`]; call once every guest of

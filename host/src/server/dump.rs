@@ -49,6 +49,9 @@ pub(super) fn dump(daemon: &Daemon, stopping: bool) {
     for name in &roster.not_listening {
         tracing::info!("dump: service={name} not listening");
     }
+    for name in &roster.compiling {
+        tracing::info!("dump: service={name} compiling");
+    }
     for (conn, entry) in &conns {
         tracing::info!(
             "dump: conn={conn} service={} peer={} age={:.3}s",

@@ -16,6 +16,7 @@
 
 pub mod descriptors;
 mod dump;
+mod late;
 mod listeners;
 mod prepare;
 mod reload;
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-pub use self::prepare::{Guests, LoadError, Prepared, prepare};
+pub use self::prepare::{Guests, LoadError, Prepared, prepare, prepare_cached};
 use crate::admin;
 use crate::config::Config;
 use crate::in_flight::InFlight;
@@ -78,6 +79,8 @@ pub struct Roster {
     /// Services of the config that are not listening (failed to load or to
     /// bind), by name.
     pub not_listening: Vec<String>,
+    /// Services whose guests are still compiling (start-up), by name.
+    pub compiling: Vec<String>,
 }
 
 impl Roster {
@@ -115,14 +118,19 @@ struct Daemon {
     notifier: Notifier,
     started: Instant,
     reloads: u64,
+    /// Sockets systemd passed, kept for services still compiling.
+    passed: Option<ListenFds>,
+    /// Services whose guests are still compiling, by name.
+    compiling: Vec<String>,
 }
 
 impl Daemon {
-    /// Publishes the state after a start or a reload.
+    /// Publishes the state after a start, a reload or a late service.
     fn publish(&self, not_listening: Vec<String>) {
         self.roster.send_replace(Arc::new(Roster {
             listeners: self.listeners.roster(),
             not_listening,
+            compiling: self.compiling.clone(),
         }));
     }
 }
@@ -154,8 +162,17 @@ pub async fn run(
     let services: Vec<Arc<Service>> = prepared.services.into_iter().map(Arc::new).collect();
     let table = listeners::Table::default();
     let plan = table.plan(&services, Some(&opts.listen_fds), |_| true)?;
-    opts.listen_fds.close_unclaimed();
     not_listening.extend(plan.not_listening.iter().cloned());
+    let compiling_names: Vec<String> = prepared.pending.iter().map(|s| s.name.clone()).collect();
+    let mut compiling = late::Compiling::start(sandbox.clone(), prepared.pending);
+    // Sockets systemd passed wait for their services still compiling.
+    let passed = match compiling {
+        Some(_) => Some(opts.listen_fds.clone()),
+        None => {
+            opts.listen_fds.close_unclaimed();
+            None
+        }
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
@@ -180,9 +197,11 @@ pub async fn run(
         notifier: Notifier::from_env(),
         started: Instant::now(),
         reloads: 0,
+        passed,
+        compiling: compiling_names,
     };
     let started = daemon.listeners.commit(plan, &daemon.shared);
-    if daemon.listeners.is_empty() {
+    if daemon.listeners.is_empty() && compiling.is_none() {
         bail!("no service could start");
     }
     daemon.services = services
@@ -215,7 +234,24 @@ pub async fn run(
         let request = if reload_asked {
             Some(Request::Reload)
         } else {
-            requests.recv().await
+            tokio::select! {
+                request = requests.recv() => request,
+                compiled = next_compiled(&mut compiling) => {
+                    match compiled {
+                        Some(prepared) => late::admit(&mut daemon, prepared),
+                        None => {
+                            compiling = None;
+                            if let Some(passed) = daemon.passed.take() {
+                                passed.close_unclaimed();
+                            }
+                            if daemon.listeners.is_empty() {
+                                bail!("no service could start");
+                            }
+                        }
+                    }
+                    continue;
+                }
+            }
         };
         match request {
             Some(Request::Reload) => {
@@ -238,7 +274,10 @@ pub async fn run(
                         },
                     }
                 };
-                reload::finish(&mut daemon, &staging, staged);
+                if reload::finish(&mut daemon, &staging, staged) {
+                    // The reload compiled every guest itself.
+                    compiling = None;
+                }
             }
             Some(Request::Dump) => dump::dump(&daemon, false),
             Some(Request::Stop) | None => break,
@@ -288,4 +327,12 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The next guest compiled after start-up; never, when none is compiling.
+async fn next_compiled(compiling: &mut Option<late::Compiling>) -> Option<Prepared> {
+    match compiling {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
 }

@@ -93,10 +93,15 @@ pub(super) fn begin(daemon: &Daemon) -> Staging {
 }
 
 /// Ends a reload: switches to the staged config, or leaves the old one
-/// serving and logs why.
-pub(super) fn finish(daemon: &mut Daemon, staging: &Staging, staged: anyhow::Result<Staged>) {
+/// serving and logs why. True if it switched.
+pub(super) fn finish(
+    daemon: &mut Daemon,
+    staging: &Staging,
+    staged: anyhow::Result<Staged>,
+) -> bool {
     let (started, broken) = (staging.started, &staging.broken);
     let result = staged.and_then(|staged| switch(daemon, staged, broken));
+    let switched = result.is_ok();
     match result {
         Ok(counts) => {
             daemon.reloads += 1;
@@ -114,6 +119,7 @@ pub(super) fn finish(daemon: &mut Daemon, staging: &Staging, staged: anyhow::Res
     }
     crate::logging::flush();
     daemon.notifier.reloaded(&daemon.roster.borrow());
+    switched
 }
 
 /// Reads, validates and compiles the new config; nothing changes yet. A
@@ -244,6 +250,8 @@ fn switch(daemon: &mut Daemon, staged: Staged, broken: &[String]) -> anyhow::Res
         .filter(|s| !not_listening.iter().any(|n| n == s.name()))
         .collect();
     daemon.guests = staged.prepared.guests;
+    // Every guest of the new config was compiled for it.
+    daemon.compiling.clear();
     daemon.publish(not_listening);
     Ok(counts)
 }

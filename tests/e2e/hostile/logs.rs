@@ -29,6 +29,9 @@ fn guest_output_and_peer_paths_cannot_forge_log_lines() {
             module("probe").display()
         );
     let server = TestServer::start(&config, &["hello", "forge", "filed"]);
+    server
+        .log
+        .wait_for(&["listening service=sleeper addr=unix:"]);
     exchange(server.addr("forge"), b"");
     exchange(server.addr("filed"), b"");
     let line = server.log.wait_for(&["stderr service=forge conn="]);

@@ -19,6 +19,7 @@ use crate::support::*;
 
 mod admin;
 mod cache;
+mod compile;
 mod config;
 mod cpu;
 mod files;
