@@ -8,7 +8,7 @@
 //! connections (`per_source`, `cps`) is `admission`'s; the order of the
 //! checks is `service`'s.
 
-use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
@@ -133,13 +133,10 @@ fn factorized(head: &str, list: &str) -> Option<Vec<IpNet>> {
 
 /// Every address `name` resolves to, as single-host networks.
 fn resolve(name: &str) -> Option<Vec<IpNet>> {
-    let mut nets: Vec<IpNet> = Vec::new();
-    for addr in (name, 0).to_socket_addrs().ok()? {
-        let net = host(addr.ip());
-        if !nets.contains(&net) {
-            nets.push(net);
-        }
-    }
+    let nets: Vec<IpNet> = crate::config::resolve::addresses(name)
+        .into_iter()
+        .map(host)
+        .collect();
     (!nets.is_empty()).then_some(nets)
 }
 

@@ -5,7 +5,7 @@
 //! has, as `only_from` does: the guest never looks names up, and the
 //! daemon never does per connection. Enforcing the list is the sandbox's.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::net::{IpAddr, SocketAddr};
 
 use super::GuestSource;
 use super::parse::RawBlock;
@@ -73,10 +73,10 @@ fn endpoint(name: &str, word: &str) -> Result<Vec<SocketAddr>, String> {
             ));
         }
     };
-    let resolved: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map(Iterator::collect)
-        .unwrap_or_default();
+    let resolved: Vec<SocketAddr> = super::resolve::addresses(host)
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect();
     if resolved.is_empty() {
         return Err(format!(
             "`{name}`: the host name `{host}` does not resolve to an address"

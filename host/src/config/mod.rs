@@ -37,12 +37,15 @@ mod defaults;
 mod egress;
 mod etc_services;
 pub mod files;
+#[cfg(test)]
+mod fuzz;
 mod guest;
 mod include;
 mod log_type;
 mod parse;
 mod parts;
 mod preopen;
+pub mod resolve;
 mod service;
 mod socket;
 mod spec;

@@ -301,7 +301,6 @@ pub(super) fn types(values: &[String]) -> Result<Types, String> {
 /// first address it has), so a name that does not resolve is an error at
 /// load, never a failure per connection.
 pub(super) fn redirect(name: &str, words: &[String]) -> Result<std::net::SocketAddr, String> {
-    use std::net::ToSocketAddrs as _;
     let [host, port] = words else {
         return Err(format!("`{name}` takes HOST PORT, e.g. `10.0.0.2 8080`"));
     };
@@ -312,10 +311,9 @@ pub(super) fn redirect(name: &str, words: &[String]) -> Result<std::net::SocketA
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok((ip, port).into());
     }
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
+    super::resolve::addresses(host)
+        .first()
+        .map(|ip| (*ip, port).into())
         .ok_or_else(|| format!("`{name}`: the host name `{host}` does not resolve to an address"))
 }
 

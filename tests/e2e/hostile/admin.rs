@@ -14,6 +14,8 @@ fn health_answers_at_once_with_a_thousand_idle_admin_clients_and_busy_guests() {
             "\tserver_args = spin\n\trlimit_cpu = 20s\n\truntime_max = 20s",
         );
     let (server, admin) = start_with_admin(&config, &["hello", "spin"], &[]);
+    assert_neighbour_answers(&server);
+    let before = footprint(&server);
     // Guests busy on every worker thread.
     let spinners: Vec<_> = (0..4)
         .map(|_| {
@@ -41,4 +43,6 @@ fn health_answers_at_once_with_a_thousand_idle_admin_clients_and_busy_guests() {
     assert!(took[9] < Duration::from_secs(1), "{took:?}");
     drop(idle);
     drop(spinners);
+    // The idle admin clients and the spinners' slots are all given back.
+    assert_back_to(&server, before, 32 << 10);
 }

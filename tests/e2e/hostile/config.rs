@@ -48,6 +48,8 @@ fn a_fifo_include_fails_a_reload_at_once_and_the_daemon_stays_up() {
     mkfifo(&fifo);
     let conf = neighbour();
     let mut server = TestServer::start(&conf, &["hello"]);
+    assert_neighbour_answers(&server);
+    let before = footprint(&server);
     let file = server.dir.path().join("wasinetd.conf");
     std::fs::write(&file, format!("{conf}includefile {}\n", fifo.display())).unwrap();
     let mark = server.log.len();
@@ -63,6 +65,7 @@ fn a_fifo_include_fails_a_reload_at_once_and_the_daemon_stays_up() {
     let mark = server.log.len();
     signal(server.child(), "HUP");
     server.log.wait_for_after(mark, &["reload failed"]);
+    assert_back_to(&server, before, 32 << 10);
     signal(server.child(), "TERM");
     let status = server.wait(PATIENCE).expect("no exit after SIGTERM");
     assert!(status.success());

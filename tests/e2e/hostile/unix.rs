@@ -25,6 +25,8 @@ fn a_link_swapped_in_at_the_socket_path_never_gets_its_mode() {
     };
     let server = TestServer::start(&config("0666"), &["hello"]);
     server.log.wait_for(&["listening service=u addr=unix:"]);
+    assert_neighbour_answers(&server);
+    let before = footprint(&server);
     // The attacker, once the socket is there (a link there before start
     // only makes the bind fail: "it exists and is not a socket"): puts a
     // link to the victim at the socket's path, then the socket back (a
@@ -78,4 +80,5 @@ fn a_link_swapped_in_at_the_socket_path_never_gets_its_mode() {
         & 0o777;
     assert_eq!(mode, 0o600, "the victim's mode changed");
     assert_neighbour_answers(&server);
+    assert_back_to(&server, before, 32 << 10);
 }
