@@ -53,11 +53,11 @@ svc() { # name port guest args [extra lines]
         "$1" "$2" "$3" "$4" "${5:-}"
 }
 {
-    printf 'service hello\n{\n\ttype = INTERNAL UNLISTED\n\tbind = 127.0.0.1\n\tport = %s\n\tlog_on_success =\n}\n' "$PORT"
+    printf 'service hello-http\n{\n\ttype = INTERNAL UNLISTED\n\tbind = 127.0.0.1\n\tport = %s\n\tlog_on_success =\n}\n' "$PORT"
     svc echo $((PORT + 1)) "$GUESTS/echo.wasm" "" "	log_on_success ="
     svc clock $((PORT + 2)) "$GUESTS/hostile.wasm" clock "	rlimit_cpu = 1s"
     svc touch $((PORT + 3)) "$GUESTS/hostile.wasm" "touch 200" "	rlimit_as = 256M"
-    svc files $((PORT + 4)) "$GUESTS/hostile.wasm" "open-files /ro/f 100000" "	preopen = $WORK/ro:/ro"
+    svc files $((PORT + 4)) "$GUESTS/hostile.wasm" "open-files /ro/f 1000" "	preopen = $WORK/ro:/ro"
     svc fill $((PORT + 5)) "$GUESTS/hostile.wasm" "fill /rw/big 65536" \
         "	preopen = $WORK/rw:/rw
 	preopen_quota = 4M 100"
@@ -132,16 +132,19 @@ if len(rows) < 6:
     sys.exit("soak: too few samples for a verdict")
 third = len(rows) // 3
 # The first third warms up (pool slots, caches); the last third is
-# compared with the middle one.
+# compared with the middle one. Attacks come and go (a guest holding a
+# thousand files, one touching 200 MiB), so a sample may catch one: the
+# floor of each third is what stays.
 mid, last = rows[third:2 * third], rows[2 * third:]
+def low(rs, i): return min(r[i] for r in rs)
 def med(rs, i): return statistics.median(r[i] for r in rs)
-print("| figure | middle third (median) | last third (median) | max |")
+print("| figure | middle third: min / median | last third: min / median | max |")
 print("|---|--:|--:|--:|")
 for name, i in [("RSS KiB", 1), ("open fds", 2), ("threads", 3), ("hello p99 ms", 6)]:
-    print(f"| {name} | {med(mid, i):.0f} | {med(last, i):.0f} | {max(r[i] for r in rows):.0f} |")
+    print(f"| {name} | {low(mid, i):.0f} / {med(mid, i):.0f} | {low(last, i):.0f} / {med(last, i):.0f} | {max(r[i] for r in rows):.0f} |")
 ok = sum(r[4] for r in rows); errors = sum(r[5] for r in rows)
 print(f"\nhello: {ok:.0f} answered, {errors:.0f} errors, over {rows[-1][0]:.0f} s")
-grew = med(last, 1) > med(mid, 1) * 1.10 + 4096 or med(last, 2) > med(mid, 2) + 8 or med(last, 3) > med(mid, 3)
+grew = low(last, 1) > low(mid, 1) * 1.10 + 4096 or low(last, 2) > low(mid, 2) + 8 or max(r[3] for r in last) > max(r[3] for r in mid)
 print("verdict:", "GROWTH" if grew or errors else "no growth, no error")
 sys.exit(1 if grew or errors else 0)
 EOF

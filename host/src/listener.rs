@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{GuestSource, SocketOptions};
 use crate::in_flight::{InFlight, Ticket};
-use crate::logging;
+use crate::logging::{self, RefusalLog};
 use crate::redirect;
 use crate::sandbox::Socket as GuestStdio;
 use crate::sensor;
@@ -128,6 +128,14 @@ impl Shared {
 /// on theirs), `None` when a reload removes the listener.
 pub type Current = watch::Receiver<Option<Arc<Service>>>;
 
+/// Resolves at `at`; never without one.
+pub async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when the listener is retired: its service set to `None`, or
 /// the daemon gone.
 pub async fn retired(current: &mut Current) {
@@ -156,6 +164,7 @@ enum Listener {
 }
 
 async fn serve_listener(mut current: Current, listener: Listener, mut shared: Shared) {
+    let mut refusals = RefusalLog::new("connections", "refused");
     loop {
         let permit = tokio::select! {
             permit = shared.slots.clone().acquire_owned() => match permit {
@@ -175,6 +184,12 @@ async fn serve_listener(mut current: Current, listener: Listener, mut shared: Sh
                     }),
                 }
             } => accepted,
+            _ = sleep_until(refusals.flush_at()) => {
+                if let Some(service) = now(&current) {
+                    refusals.flush(&service.spec);
+                }
+                continue;
+            }
             _ = shared.stopping.wait_for(|&s| s) => return,
             _ = retired(&mut current) => return,
         };
@@ -198,9 +213,9 @@ async fn serve_listener(mut current: Current, listener: Listener, mut shared: Sh
                         service.name()
                     );
                 }
-                handle(&service, &shared, permit, tcp, peer);
+                handle(&service, &shared, permit, tcp, peer, &mut refusals);
             }
-            Err(unix) => handle(&service, &shared, permit, unix, peer),
+            Err(unix) => handle(&service, &shared, permit, unix, peer, &mut refusals),
         }
     }
 }
@@ -242,6 +257,7 @@ fn handle<S>(
     permit: OwnedSemaphorePermit,
     stream: S,
     peer: Peer,
+    refusals: &mut RefusalLog,
 ) where
     S: GuestStdio + AsFd + AsyncRead + AsyncWrite + Unpin + Movable,
 {
@@ -287,9 +303,9 @@ fn handle<S>(
         }
         Err(reason) => {
             service.metrics().refused(reason);
-            // Logged before the close, so a client that sees the close
-            // can rely on the line being there.
-            logging::connection_refused(&service.spec, conn, peer.tcp(), reason);
+            // Logged (or counted, in a flood) before the close, so a client
+            // that sees the close can rely on the line being there.
+            refusals.refused(&service.spec, conn, peer.tcp(), reason, Instant::now());
             service.gate().turn_away(stream);
         }
     }

@@ -15,11 +15,10 @@
 //! Which sockets are bound and kept is `server::listeners`' business; the
 //! accept loop of TCP services is `listener`'s.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -28,9 +27,9 @@ use tokio::net::UdpSocket;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
 use crate::admission::Refusal;
-use crate::config::{ServiceSpec, SocketOptions};
+use crate::config::SocketOptions;
 use crate::listener::{self, Current, Shared};
-use crate::logging::{self, Traffic};
+use crate::logging::{self, RefusalLog, Traffic};
 use crate::sandbox::{Connection, Endpoint, GuestLog, Invocation, Transport};
 use crate::service::{Admission, Peer, connection_env};
 
@@ -40,8 +39,6 @@ const MAX_DATAGRAM: usize = 64 * 1024;
 /// The largest reply: the largest UDP payload over IPv4 (64 KiB less the
 /// IP and UDP headers). Beyond it, a reply is truncated and logged.
 pub const MAX_REPLY: usize = 65_507;
-/// How often refusals are logged in full; the rest are counted.
-const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Binds a UDP socket on `addr` (port 0 picks a free port), for IPv6 with
 /// the service's `v6only`.
@@ -56,12 +53,12 @@ pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<UdpSocket>
 pub async fn serve(mut current: Current, socket: UdpSocket, mut shared: Shared) {
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut drops = Drops::default();
+    let mut drops = RefusalLog::new("datagrams", "dropped");
     loop {
         let flush_at = drops.flush_at();
         let received = tokio::select! {
             received = socket.recv_from(&mut buf) => received,
-            _ = sleep_until(flush_at) => {
+            _ = listener::sleep_until(flush_at) => {
                 if let Some(service) = listener::now(&current) {
                     drops.flush(&service.spec);
                 }
@@ -111,16 +108,9 @@ pub async fn serve(mut current: Current, socket: UdpSocket, mut shared: Shared) 
             }
             Err(reason) => {
                 service.metrics().refused(reason);
-                drops.refused(&service.spec, conn, peer, reason, Instant::now());
+                drops.refused(&service.spec, conn, Some(peer), reason, Instant::now());
             }
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -188,85 +178,4 @@ async fn answer(
     service.metrics().finished(&report, duration);
     logging::guard_refused(spec, conn, report.refused);
     logging::connection_done(spec, conn, peer, duration, &report.outcome, traffic);
-}
-
-/// Refused datagrams on one socket: the first of each second logged in full (as a
-/// refused connection), the others counted by reason and summed up in one
-/// line when the second is over.
-#[derive(Debug, Default)]
-struct Drops {
-    /// When the current second started: its first refusal.
-    since: Option<Instant>,
-    /// Refusals since then not logged in full, by reason.
-    counted: BTreeMap<&'static str, u64>,
-}
-
-impl Drops {
-    fn refused(
-        &mut self,
-        spec: &ServiceSpec,
-        conn: u64,
-        peer: SocketAddr,
-        reason: Refusal,
-        now: Instant,
-    ) {
-        match self.since {
-            Some(since) if now.duration_since(since) < LOG_EVERY => {
-                *self.counted.entry(reason.as_str()).or_default() += 1;
-            }
-            _ => {
-                self.flush(spec);
-                self.since = Some(now);
-                logging::connection_refused(spec, conn, peer, reason);
-            }
-        }
-    }
-
-    /// When the summary line is due, if anything was counted.
-    fn flush_at(&self) -> Option<Instant> {
-        match self.since {
-            Some(since) if !self.counted.is_empty() => Some(since + LOG_EVERY),
-            _ => None,
-        }
-    }
-
-    /// Logs the summary of what was counted, then starts afresh.
-    fn flush(&mut self, spec: &ServiceSpec) {
-        self.since = None;
-        let counted = std::mem::take(&mut self.counted);
-        if counted.is_empty() || spec.log_on_failure == Default::default() {
-            return;
-        }
-        let total: u64 = counted.values().sum();
-        let reasons: Vec<String> = counted.iter().map(|(r, n)| format!("{r}={n}")).collect();
-        logging::datagrams_dropped(spec, total, &reasons.join(" "));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_are_logged_once_a_second_then_summed_up() {
-        let text = "service u\n{\n type = UNLISTED INTERNAL\n socket_type = dgram\n port = 0\n}\n";
-        let config = crate::config::parse_str(text, std::path::Path::new("t.conf"));
-        let spec = config.services.into_iter().next().unwrap();
-        let mut drops = Drops::default();
-        let t0 = Instant::now();
-        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        drops.refused(&spec, 1, peer, Refusal::Instances, t0);
-        assert_eq!(drops.flush_at(), None, "the first is logged, not counted");
-        for conn in 2..100 {
-            drops.refused(&spec, conn, peer, Refusal::Instances, t0);
-        }
-        drops.refused(&spec, 100, peer, Refusal::Address, t0);
-        assert_eq!(drops.counted["instances"], 98);
-        assert_eq!(drops.counted["address"], 1);
-        assert_eq!(drops.flush_at(), Some(t0 + LOG_EVERY));
-        // The next second's first refusal flushes and is logged in full.
-        drops.refused(&spec, 101, peer, Refusal::Instances, t0 + LOG_EVERY);
-        assert!(drops.counted.is_empty());
-        assert_eq!(drops.since, Some(t0 + LOG_EVERY));
-    }
 }

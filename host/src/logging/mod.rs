@@ -30,14 +30,13 @@ mod escape;
 mod json;
 mod notices;
 mod rate;
+mod refusals;
 pub mod sink;
 mod time;
 mod writer;
 
-pub use notices::{
-    connect_denied, datagrams_dropped, guard_refused, reply_not_sent, reply_truncated,
-    sensor_tripped,
-};
+pub use notices::{connect_denied, guard_refused, reply_not_sent, reply_truncated, sensor_tripped};
+pub use refusals::{LOG_EVERY, RefusalLog};
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;

@@ -103,23 +103,6 @@ pub fn reply_not_sent(spec: &ServiceSpec, conn: u64, error: &std::io::Error) {
     .emit();
 }
 
-/// Logs the refused datagrams of the last second not logged one by one,
-/// `total` of them, counted by reason as `reason=N` words.
-pub fn datagrams_dropped(spec: &ServiceSpec, total: u64, reasons: &str) {
-    Line {
-        warn: true,
-        target: CONN,
-        head: format!(
-            "service={} dropped {total} datagrams in the last second: refused {reasons}",
-            spec.name
-        ),
-        service: &spec.name,
-        reason: Some("dropped"),
-        ..Line::default()
-    }
-    .emit();
-}
-
 /// Logs that a guest's connection `conn` of `service` tried `what` (`a TCP
 /// connect to`, ...) `addr`, which `allow_connect` does not allow: once
 /// per connection, so a guest cannot flood the log.

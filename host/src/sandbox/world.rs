@@ -36,6 +36,9 @@ where
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .max_random_size(MAX_RANDOM);
+    // Not `allow_blocking_current_thread`: it would charge file work to the
+    // guest's CPU, but it also makes a preview 1 sleep block the worker
+    // thread (`std::thread::sleep`), where no deadline reaches it.
     egress::allow(&mut b, inv.allow_connect, &inv.connection);
     for p in inv.preopens {
         let perms = if p.writable {

@@ -228,3 +228,34 @@ fn symlinks_are_refused_unless_the_preopen_allows_them() {
         );
     }
 }
+
+#[test]
+fn a_fifo_or_device_in_a_preopen_is_not_opened() {
+    // An open that waits for a FIFO's writer would hold a blocking thread
+    // for good; enough of them would stall every guest's file work.
+    let dir = tempdir();
+    let fifo = dir.path().join("fifo");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    for guest in [module("hostile"), component("hostile")] {
+        let config = neighbour()
+            + &service(
+                "fifo",
+                &guest,
+                &format!(
+                    "\tserver_args = open-files /data/fifo 1\n\tpreopen = {}:/data\n\truntime_max = 60s",
+                    dir.path().display()
+                ),
+            );
+        let server = TestServer::start(&config, &["hello", "fifo"]);
+        let started = std::time::Instant::now();
+        let (mut s, opened, line) = holder(server.addr("fifo"));
+        assert_eq!(opened, 0, "{line}");
+        assert!(line.contains("PermissionDenied"), "{line}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        read_all(&mut s);
+        assert_neighbour_answers(&server);
+    }
+}

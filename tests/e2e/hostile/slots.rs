@@ -46,6 +46,19 @@ fn one_address_trickling_bytes_holds_at_most_its_share_of_the_defaults() {
         .filter(|l| l.contains("dump: conn=") && l.contains("peer=127.0.0.2:"))
         .count();
     assert_eq!(held, 125, "one address holds its eighth of --limit");
+    // The refusals did not flood the log: the first of each second in
+    // full, the rest summed up.
+    server.log.wait_for(&[
+        "service=echo refused",
+        "connections in the last second: refused per_source=",
+    ]);
+    let full = server
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains("refused: per_source"))
+        .count();
+    assert!(full <= 10, "{full} refusal lines for 475 refusals");
     drop(attackers);
     assert_back_to(&server, before, 32 << 10);
 }

@@ -15,6 +15,12 @@
 //!   `set-size`, a create or a link past it fails in the guest (`EDQUOT`),
 //!   and the file does not grow. What is there when the service is loaded
 //!   counts; what outside processes change later is seen at the next load.
+//! - **Only files and directories are opened.** File operations run on
+//!   tokio's blocking threads: opening a FIFO or a device someone left in a
+//!   preopen would hold one for as long as no one writes to it (the guest
+//!   ends at its deadline, the thread does not), and enough of them would
+//!   stall every guest's file work. Opening anything but a regular file or
+//!   a directory is refused (`EACCES`).
 //! - **Symlinks.** Creating one inside a preopen is refused (`EPERM`)
 //!   unless that preopen allows it (`:rw+symlinks`): a link a guest plants
 //!   may point outside its preopen, and host tools (backups, log scrapers)

@@ -158,6 +158,19 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         fdflags: types::Fdflags,
     ) -> Result<types::Fd, types::Error> {
         let preopen = self.preopen_of(dirfd);
+        let target = self
+            .wasi
+            .path_filestat_get(memory, dirfd, dirflags, path)
+            .await
+            .ok();
+        if target.is_some_and(|t| {
+            !matches!(
+                t.filetype,
+                types::Filetype::RegularFile | types::Filetype::Directory
+            )
+        }) {
+            return Err(types::Errno::Acces.into());
+        }
         self.guard.open().map_err(errno)?;
         let changes = oflags.intersects(types::Oflags::CREAT | types::Oflags::TRUNC);
         let existing = if changes && self.guard.quota(preopen).is_some() {

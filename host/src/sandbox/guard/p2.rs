@@ -188,6 +188,19 @@ impl types::HostDescriptor for GuardedFs<'_> {
         flags: types::DescriptorFlags,
     ) -> FsResult<Resource<types::Descriptor>> {
         let preopen = self.guard.preopen_of(&fd);
+        let target = self
+            .fs
+            .stat_at(again(&fd), path_flags, path.clone())
+            .await
+            .ok();
+        if target.is_some_and(|t| {
+            !matches!(
+                t.type_,
+                types::DescriptorType::RegularFile | types::DescriptorType::Directory
+            )
+        }) {
+            return Err(types::ErrorCode::Access.into());
+        }
         self.guard.guard.open().map_err(fs_error)?;
         let changes = oflags.intersects(types::OpenFlags::CREATE | types::OpenFlags::TRUNCATE);
         let existing = if changes && self.guard.guard.quota(preopen).is_some() {
