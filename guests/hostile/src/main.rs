@@ -30,7 +30,9 @@ modes:
   fill PATH CHUNK           append CHUNK bytes at a time to PATH until a write fails
   sparse PATH SIZE          create PATH and set its size to SIZE
   many-files DIR N          create N empty files in DIR until one fails
-  symlink TARGET LINK       create the symlink LINK pointing at TARGET";
+  symlink TARGET LINK       create the symlink LINK pointing at TARGET
+  read-file PATH            read PATH whole, and list its folder, in a loop
+  open-close PATH           open PATH, stat it and close it, in a loop";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -141,6 +143,23 @@ fn main() -> ExitCode {
                 made += 1;
             }
             report(&format!("made {made}"), result)
+        }
+        ("read-file", ..) => {
+            let path = args.get(2).cloned().unwrap_or_default();
+            let folder = std::path::Path::new(&path)
+                .parent()
+                .map(|p| p.to_owned())
+                .unwrap_or_default();
+            attack(move || {
+                let _ = std::hint::black_box(std::fs::read(&path));
+                let _ = std::fs::read_dir(&folder).map(|d| d.count());
+            })
+        }
+        ("open-close", ..) => {
+            let path = args.get(2).cloned().unwrap_or_default();
+            attack(move || {
+                let _ = std::hint::black_box(std::fs::File::open(&path).and_then(|f| f.metadata()));
+            })
         }
         ("symlink", ..) => {
             let (target, link) = (

@@ -42,6 +42,13 @@ impl CpuClock {
         Duration::from_nanos(ns)
     }
 
+    /// Charges `spent` done for the run on another thread (file work on
+    /// the runtime's blocking threads, timed by the guard).
+    pub fn charge(&self, spent: Duration) {
+        let ns = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+        self.charged.fetch_add(ns, Relaxed);
+    }
+
     fn begin(&self) {
         self.since.store(thread_cpu_ns() + 1, Relaxed);
     }

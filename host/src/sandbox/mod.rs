@@ -486,7 +486,12 @@ impl Guest {
         let refusals = Arc::new(Refusals::default());
         let run = async {
             // The preopened directories are descriptors too.
-            let Some(guard) = Guard::new(self.fd_budget.clone(), rules, refusals.clone()) else {
+            let Some(guard) = Guard::new(
+                self.fd_budget.clone(),
+                rules,
+                refusals.clone(),
+                clock.clone(),
+            ) else {
                 return Outcome::Failed(format!(
                     "the guests' descriptor budget ({}) is spent",
                     self.fd_budget.total()

@@ -163,3 +163,44 @@ fn a_guest_reading_a_byte_at_a_time_pays_for_each_read() {
         assert_back_to(&server, before, 32 << 10);
     }
 }
+
+#[test]
+fn a_guest_looping_on_file_work_ends_at_its_cpu_limit() {
+    // File operations run on the runtime's blocking threads, not the
+    // guest's: they are charged to it by their time.
+    let data = tempdir();
+    std::fs::write(data.path().join("big"), vec![b'x'; 4 << 20]).unwrap();
+    for i in 0..2000 {
+        std::fs::write(data.path().join(format!("f{i}")), "").unwrap();
+    }
+    for (guest, mode) in [
+        (module("hostile"), "open-close /data/f1"),
+        (component("hostile"), "open-close /data/f1"),
+        (module("hostile"), "read-file /data/big"),
+    ] {
+        let config = neighbour()
+            + &service(
+                "reader",
+                &guest,
+                &format!(
+                    "\tserver_args = {mode}\n\tpreopen = {}:/data\n\trlimit_cpu = 500ms\n\truntime_max = 60s",
+                    data.path().display()
+                ),
+            );
+        let server = TestServer::start(&config, &["hello", "reader"]);
+        let cpu_before = cpu_time(&server);
+        let addr = server.addr("reader");
+        let attacker = std::thread::spawn(move || attack(addr));
+        assert_neighbour_answers(&server);
+        let lasted = attacker.join().unwrap();
+        server.log.wait_for(&["cpu limit", "service=reader "]);
+        assert!(lasted < Duration::from_secs(30), "{lasted:?}");
+        let spent = cpu_time(&server).saturating_sub(cpu_before);
+        // What the daemon spent stays near what was charged (500 ms), its
+        // blocking threads' work included: uncharged, it spent 1-2 s.
+        assert!(
+            spent < Duration::from_millis(900),
+            "the daemon spent {spent:?}"
+        );
+    }
+}

@@ -36,9 +36,25 @@ pub mod p2;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use super::cpu::CpuClock;
 
 /// The part of the guests' budget one guest may hold: a quarter.
 pub const SHARE: u64 = 4;
+
+/// File work being timed for the guest's CPU: from its start until
+/// [`FileWork::charge`].
+pub struct FileWork(Option<(Arc<CpuClock>, Instant)>);
+
+impl FileWork {
+    /// Adds the time since the work began to the guest's CPU.
+    pub fn charge(self) {
+        if let Some((clock, started)) = self.0 {
+            clock.charge(started.elapsed());
+        }
+    }
+}
 
 /// Descriptors all guests together may hold at once.
 #[derive(Debug)]
@@ -256,6 +272,9 @@ pub struct Guard {
     /// By preopen, in the order the guest's world lists them.
     preopens: Vec<PreopenRules>,
     refusals: Arc<Refusals>,
+    /// The run's CPU clock: file operations run on the runtime's blocking
+    /// threads, not the guest's own, and are charged here by their time.
+    clock: Arc<CpuClock>,
 }
 
 impl Guard {
@@ -266,6 +285,7 @@ impl Guard {
         budget: Arc<FdBudget>,
         preopens: Vec<PreopenRules>,
         refusals: Arc<Refusals>,
+        clock: Arc<CpuClock>,
     ) -> Option<Guard> {
         let n = u32::try_from(preopens.len()).unwrap_or(u32::MAX);
         if !budget.take(n) {
@@ -277,7 +297,14 @@ impl Guard {
             held: n,
             preopens,
             refusals,
+            clock,
         })
+    }
+
+    /// Starts timing file work for the guest's CPU; nothing when `counted`
+    /// is false (stdio: waiting on the client is free).
+    pub fn file_work(&self, counted: bool) -> FileWork {
+        FileWork(counted.then(|| (self.clock.clone(), Instant::now())))
     }
 
     /// Charges one more descriptor.
@@ -378,15 +405,16 @@ mod tests {
     fn the_budget_is_shared_and_given_back() {
         let budget = Arc::new(FdBudget::new(12));
         let refusals = Arc::new(Refusals::default());
-        let mut a = Guard::new(budget.clone(), vec![], refusals.clone()).unwrap();
-        let mut b = Guard::new(budget.clone(), vec![], refusals.clone()).unwrap();
+        let clock = Arc::new(CpuClock::default());
+        let mut a = Guard::new(budget.clone(), vec![], refusals.clone(), clock.clone()).unwrap();
+        let mut b = Guard::new(budget.clone(), vec![], refusals.clone(), clock.clone()).unwrap();
         // One guest holds at most a quarter of the budget.
         for _ in 0..3 {
             a.open().unwrap();
         }
         assert_eq!(a.open(), Err(Refused::Descriptors));
         let mut others: Vec<Guard> = (0..3)
-            .map(|_| Guard::new(budget.clone(), vec![], refusals.clone()).unwrap())
+            .map(|_| Guard::new(budget.clone(), vec![], refusals.clone(), clock.clone()).unwrap())
             .collect();
         for g in &mut others {
             for _ in 0..3 {
@@ -419,7 +447,13 @@ mod tests {
             }),
             symlinks: false,
         };
-        let g = Guard::new(Arc::new(FdBudget::unlimited()), vec![rules], Arc::default()).unwrap();
+        let g = Guard::new(
+            Arc::new(FdBudget::unlimited()),
+            vec![rules],
+            Arc::default(),
+            Arc::default(),
+        )
+        .unwrap();
         g.grow(Some(0), 10).unwrap();
         assert_eq!(g.grow(Some(0), 1), Err(Refused::Quota));
         g.shrink(Some(0), 50);

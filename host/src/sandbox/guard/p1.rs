@@ -52,6 +52,10 @@ impl GuardedP1 {
         GuardedP1 { wasi, guard, fds }
     }
 
+    fn guard_ref(&self) -> &Guard {
+        &self.guard
+    }
+
     fn preopen_of(&self, fd: types::Fd) -> Option<usize> {
         self.fds.get(&u32::from(fd)).and_then(|h| h.preopen)
     }
@@ -157,70 +161,76 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         fs_rights_inheriting: types::Rights,
         fdflags: types::Fdflags,
     ) -> Result<types::Fd, types::Error> {
-        let preopen = self.preopen_of(dirfd);
-        let target = self
-            .wasi
-            .path_filestat_get(memory, dirfd, dirflags, path)
-            .await
-            .ok();
-        if target.is_some_and(|t| {
-            !matches!(
-                t.filetype,
-                types::Filetype::RegularFile | types::Filetype::Directory
-            )
-        }) {
-            return Err(types::Errno::Acces.into());
-        }
-        self.guard.open().map_err(errno)?;
-        let changes = oflags.intersects(types::Oflags::CREAT | types::Oflags::TRUNC);
-        let existing = if changes && self.guard.quota(preopen).is_some() {
-            Some(self.stat_at(memory, dirfd, path).await)
-        } else {
-            None
-        };
-        let creates = oflags.contains(types::Oflags::CREAT) && matches!(existing, Some(None));
-        if creates && let Err(e) = self.guard.add_entry(preopen) {
-            self.guard.close();
-            return Err(errno(e));
-        }
-        let opened = self
-            .wasi
-            .path_open(
-                memory,
-                dirfd,
-                dirflags,
-                path,
-                oflags,
-                fs_rights_base,
-                fs_rights_inheriting,
-                fdflags,
-            )
-            .await;
-        match opened {
-            Ok(fd) => {
-                if oflags.contains(types::Oflags::TRUNC)
-                    && let Some(Some(stat)) = existing
-                    && stat.filetype == types::Filetype::RegularFile
-                {
-                    self.guard.shrink(preopen, stat.size);
-                }
-                self.fds.insert(
-                    u32::from(fd),
-                    Held {
-                        preopen,
-                        counted: true,
-                    },
-                );
-                Ok(fd)
+        let work = self.guard_ref().file_work(true);
+        let result: Result<types::Fd, types::Error> = async {
+            let preopen = self.preopen_of(dirfd);
+            let target = self
+                .wasi
+                .path_filestat_get(memory, dirfd, dirflags, path)
+                .await
+                .ok();
+            if target.is_some_and(|t| {
+                !matches!(
+                    t.filetype,
+                    types::Filetype::RegularFile | types::Filetype::Directory
+                )
+            }) {
+                return Err(types::Errno::Acces.into());
             }
-            Err(e) => {
+            self.guard.open().map_err(errno)?;
+            let changes = oflags.intersects(types::Oflags::CREAT | types::Oflags::TRUNC);
+            let existing = if changes && self.guard.quota(preopen).is_some() {
+                Some(self.stat_at(memory, dirfd, path).await)
+            } else {
+                None
+            };
+            let creates = oflags.contains(types::Oflags::CREAT) && matches!(existing, Some(None));
+            if creates && let Err(e) = self.guard.add_entry(preopen) {
                 self.guard.close();
-                if creates {
-                    self.guard.remove_entry(preopen);
+                return Err(errno(e));
+            }
+            let opened = self
+                .wasi
+                .path_open(
+                    memory,
+                    dirfd,
+                    dirflags,
+                    path,
+                    oflags,
+                    fs_rights_base,
+                    fs_rights_inheriting,
+                    fdflags,
+                )
+                .await;
+            match opened {
+                Ok(fd) => {
+                    if oflags.contains(types::Oflags::TRUNC)
+                        && let Some(Some(stat)) = existing
+                        && stat.filetype == types::Filetype::RegularFile
+                    {
+                        self.guard.shrink(preopen, stat.size);
+                    }
+                    self.fds.insert(
+                        u32::from(fd),
+                        Held {
+                            preopen,
+                            counted: true,
+                        },
+                    );
+                    Ok(fd)
                 }
-                Err(e)
+                Err(e) => {
+                    self.guard.close();
+                    if creates {
+                        self.guard.remove_entry(preopen);
+                    }
+                    Err(e)
+                }
             }
         }
+        .await;
+        work.charge();
+        result
     }
 
     async fn fd_close(
@@ -228,13 +238,21 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         memory: &mut GuestMemory<'_>,
         fd: types::Fd,
     ) -> Result<(), types::Error> {
-        self.wasi.fd_close(memory, fd).await?;
-        if let Some(held) = self.fds.remove(&u32::from(fd))
-            && held.counted
-        {
-            self.guard.close();
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<(), types::Error> = async {
+            self.wasi.fd_close(memory, fd).await?;
+            if let Some(held) = self.fds.remove(&u32::from(fd))
+                && held.counted
+            {
+                self.guard.close();
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        work.charge();
+        result
     }
 
     async fn fd_renumber(
@@ -243,16 +261,24 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         from_fd: types::Fd,
         to_fd: types::Fd,
     ) -> Result<(), types::Error> {
-        self.wasi.fd_renumber(memory, from_fd, to_fd).await?;
-        if let Some(replaced) = self.fds.remove(&u32::from(to_fd))
-            && replaced.counted
-        {
-            self.guard.close();
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(from_fd)));
+        let result: Result<(), types::Error> = async {
+            self.wasi.fd_renumber(memory, from_fd, to_fd).await?;
+            if let Some(replaced) = self.fds.remove(&u32::from(to_fd))
+                && replaced.counted
+            {
+                self.guard.close();
+            }
+            if let Some(moved) = self.fds.remove(&u32::from(from_fd)) {
+                self.fds.insert(u32::from(to_fd), moved);
+            }
+            Ok(())
         }
-        if let Some(moved) = self.fds.remove(&u32::from(from_fd)) {
-            self.fds.insert(u32::from(to_fd), moved);
-        }
-        Ok(())
+        .await;
+        work.charge();
+        result
     }
 
     async fn fd_write(
@@ -261,15 +287,23 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         fd: types::Fd,
         ciovs: types::CiovecArray,
     ) -> Result<types::Size, types::Error> {
-        if !self.fds.contains_key(&u32::from(fd)) {
-            // Stdio, the hot path: no file, no quota.
-            return self.wasi.fd_write(memory, fd, ciovs).await;
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<types::Size, types::Error> = async {
+            if !self.fds.contains_key(&u32::from(fd)) {
+                // Stdio, the hot path: no file, no quota.
+                return self.wasi.fd_write(memory, fd, ciovs).await;
+            }
+            let len = total(memory, ciovs)?;
+            self.write_within_quota(memory, fd, len, None, async |wasi, memory| {
+                wasi.fd_write(memory, fd, ciovs).await
+            })
+            .await
         }
-        let len = total(memory, ciovs)?;
-        self.write_within_quota(memory, fd, len, None, async |wasi, memory| {
-            wasi.fd_write(memory, fd, ciovs).await
-        })
-        .await
+        .await;
+        work.charge();
+        result
     }
 
     async fn fd_pwrite(
@@ -279,11 +313,19 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         ciovs: types::CiovecArray,
         offset: types::Filesize,
     ) -> Result<types::Size, types::Error> {
-        let len = total(memory, ciovs)?;
-        self.write_within_quota(memory, fd, len, Some(offset), async |wasi, memory| {
-            wasi.fd_pwrite(memory, fd, ciovs, offset).await
-        })
-        .await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<types::Size, types::Error> = async {
+            let len = total(memory, ciovs)?;
+            self.write_within_quota(memory, fd, len, Some(offset), async |wasi, memory| {
+                wasi.fd_pwrite(memory, fd, ciovs, offset).await
+            })
+            .await
+        }
+        .await;
+        work.charge();
+        result
     }
 
     async fn fd_filestat_set_size(
@@ -292,10 +334,18 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         fd: types::Fd,
         size: types::Filesize,
     ) -> Result<(), types::Error> {
-        self.write_within_quota(memory, fd, 0, Some(size), async |wasi, memory| {
-            wasi.fd_filestat_set_size(memory, fd, size).await
-        })
-        .await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<(), types::Error> = async {
+            self.write_within_quota(memory, fd, 0, Some(size), async |wasi, memory| {
+                wasi.fd_filestat_set_size(memory, fd, size).await
+            })
+            .await
+        }
+        .await;
+        work.charge();
+        result
     }
 
     fn fd_allocate(
@@ -315,13 +365,19 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         dirfd: types::Fd,
         path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let preopen = self.preopen_of(dirfd);
-        self.guard.add_entry(preopen).map_err(errno)?;
-        let made = self.wasi.path_create_directory(memory, dirfd, path).await;
-        if made.is_err() {
-            self.guard.remove_entry(preopen);
+        let work = self.guard_ref().file_work(true);
+        let result: Result<(), types::Error> = async {
+            let preopen = self.preopen_of(dirfd);
+            self.guard.add_entry(preopen).map_err(errno)?;
+            let made = self.wasi.path_create_directory(memory, dirfd, path).await;
+            if made.is_err() {
+                self.guard.remove_entry(preopen);
+            }
+            made
         }
-        made
+        .await;
+        work.charge();
+        result
     }
 
     async fn path_symlink(
@@ -331,19 +387,25 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         dirfd: types::Fd,
         dest_path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let preopen = self.preopen_of(dirfd);
-        if !self.guard.allows_symlinks(preopen) {
-            return Err(errno(Refused::Symlink));
+        let work = self.guard_ref().file_work(true);
+        let result: Result<(), types::Error> = async {
+            let preopen = self.preopen_of(dirfd);
+            if !self.guard.allows_symlinks(preopen) {
+                return Err(errno(Refused::Symlink));
+            }
+            self.guard.add_entry(preopen).map_err(errno)?;
+            let made = self
+                .wasi
+                .path_symlink(memory, src_path, dirfd, dest_path)
+                .await;
+            if made.is_err() {
+                self.guard.remove_entry(preopen);
+            }
+            made
         }
-        self.guard.add_entry(preopen).map_err(errno)?;
-        let made = self
-            .wasi
-            .path_symlink(memory, src_path, dirfd, dest_path)
-            .await;
-        if made.is_err() {
-            self.guard.remove_entry(preopen);
-        }
-        made
+        .await;
+        work.charge();
+        result
     }
 
     async fn path_link(
@@ -355,16 +417,22 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         target_fd: types::Fd,
         target_path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let preopen = self.preopen_of(target_fd);
-        self.guard.add_entry(preopen).map_err(errno)?;
-        let made = self
-            .wasi
-            .path_link(memory, src_fd, src_flags, src_path, target_fd, target_path)
-            .await;
-        if made.is_err() {
-            self.guard.remove_entry(preopen);
+        let work = self.guard_ref().file_work(true);
+        let result: Result<(), types::Error> = async {
+            let preopen = self.preopen_of(target_fd);
+            self.guard.add_entry(preopen).map_err(errno)?;
+            let made = self
+                .wasi
+                .path_link(memory, src_fd, src_flags, src_path, target_fd, target_path)
+                .await;
+            if made.is_err() {
+                self.guard.remove_entry(preopen);
+            }
+            made
         }
-        made
+        .await;
+        work.charge();
+        result
     }
 
     async fn path_unlink_file(
@@ -373,19 +441,25 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         dirfd: types::Fd,
         path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let preopen = self.preopen_of(dirfd);
-        let gone = match self.guard.quota(preopen) {
-            Some(_) => self.stat_at(memory, dirfd, path).await,
-            None => None,
-        };
-        self.wasi.path_unlink_file(memory, dirfd, path).await?;
-        if let Some(stat) = gone {
-            self.guard.remove_entry(preopen);
-            if stat.nlink <= 1 && stat.filetype == types::Filetype::RegularFile {
-                self.guard.shrink(preopen, stat.size);
+        let work = self.guard_ref().file_work(true);
+        let result: Result<(), types::Error> = async {
+            let preopen = self.preopen_of(dirfd);
+            let gone = match self.guard.quota(preopen) {
+                Some(_) => self.stat_at(memory, dirfd, path).await,
+                None => None,
+            };
+            self.wasi.path_unlink_file(memory, dirfd, path).await?;
+            if let Some(stat) = gone {
+                self.guard.remove_entry(preopen);
+                if stat.nlink <= 1 && stat.filetype == types::Filetype::RegularFile {
+                    self.guard.shrink(preopen, stat.size);
+                }
             }
+            Ok(())
         }
-        Ok(())
+        .await;
+        work.charge();
+        result
     }
 
     async fn path_remove_directory(
@@ -394,9 +468,15 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         dirfd: types::Fd,
         path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        self.wasi.path_remove_directory(memory, dirfd, path).await?;
-        self.guard.remove_entry(self.preopen_of(dirfd));
-        Ok(())
+        let work = self.guard_ref().file_work(true);
+        let result: Result<(), types::Error> = async {
+            self.wasi.path_remove_directory(memory, dirfd, path).await?;
+            self.guard.remove_entry(self.preopen_of(dirfd));
+            Ok(())
+        }
+        .await;
+        work.charge();
+        result
     }
 
     async fn path_rename(
@@ -407,57 +487,63 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         dest_fd: types::Fd,
         dest_path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let (from, to) = (self.preopen_of(src_fd), self.preopen_of(dest_fd));
-        let counted = self.guard.quota(from).is_some() || self.guard.quota(to).is_some();
-        let (moved, replaced) = if counted {
-            (
-                self.stat_at(memory, src_fd, src_path).await,
-                self.stat_at(memory, dest_fd, dest_path).await,
-            )
-        } else {
-            (None, None)
-        };
-        let size = |s: &types::Filestat| {
-            if s.filetype == types::Filetype::RegularFile {
-                s.size
+        let work = self.guard_ref().file_work(true);
+        let result: Result<(), types::Error> = async {
+            let (from, to) = (self.preopen_of(src_fd), self.preopen_of(dest_fd));
+            let counted = self.guard.quota(from).is_some() || self.guard.quota(to).is_some();
+            let (moved, replaced) = if counted {
+                (
+                    self.stat_at(memory, src_fd, src_path).await,
+                    self.stat_at(memory, dest_fd, dest_path).await,
+                )
             } else {
-                0
-            }
-        };
-        // Across preopens, what moves is taken from the destination's quota
-        // first, then given back to the source's.
-        let across = from != to;
-        if across && let Some(m) = &moved {
-            self.guard.add_entry(to).map_err(errno)?;
-            if let Err(e) = self.guard.grow(to, size(m)) {
-                self.guard.remove_entry(to);
-                return Err(errno(e));
-            }
-        }
-        let renamed = self
-            .wasi
-            .path_rename(memory, src_fd, src_path, dest_fd, dest_path)
-            .await;
-        match (&renamed, &moved) {
-            (Ok(()), Some(m)) => {
-                if across {
-                    self.guard.remove_entry(from);
-                    self.guard.shrink(from, size(m));
+                (None, None)
+            };
+            let size = |s: &types::Filestat| {
+                if s.filetype == types::Filetype::RegularFile {
+                    s.size
+                } else {
+                    0
                 }
-                if let Some(r) = &replaced {
+            };
+            // Across preopens, what moves is taken from the destination's quota
+            // first, then given back to the source's.
+            let across = from != to;
+            if across && let Some(m) = &moved {
+                self.guard.add_entry(to).map_err(errno)?;
+                if let Err(e) = self.guard.grow(to, size(m)) {
                     self.guard.remove_entry(to);
-                    if r.nlink <= 1 {
-                        self.guard.shrink(to, size(r));
+                    return Err(errno(e));
+                }
+            }
+            let renamed = self
+                .wasi
+                .path_rename(memory, src_fd, src_path, dest_fd, dest_path)
+                .await;
+            match (&renamed, &moved) {
+                (Ok(()), Some(m)) => {
+                    if across {
+                        self.guard.remove_entry(from);
+                        self.guard.shrink(from, size(m));
+                    }
+                    if let Some(r) = &replaced {
+                        self.guard.remove_entry(to);
+                        if r.nlink <= 1 {
+                            self.guard.shrink(to, size(r));
+                        }
                     }
                 }
+                (Err(_), Some(m)) if across => {
+                    self.guard.remove_entry(to);
+                    self.guard.shrink(to, size(m));
+                }
+                _ => {}
             }
-            (Err(_), Some(m)) if across => {
-                self.guard.remove_entry(to);
-                self.guard.shrink(to, size(m));
-            }
-            _ => {}
+            renamed
         }
-        renamed
+        .await;
+        work.charge();
+        result
     }
 
     fn args_get(
@@ -511,21 +597,39 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         len: types::Filesize,
         advice: types::Advice,
     ) -> Result<(), types::Error> {
-        self.wasi.fd_advise(memory, fd, offset, len, advice).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<(), types::Error> =
+            async { self.wasi.fd_advise(memory, fd, offset, len, advice).await }.await;
+        work.charge();
+        result
     }
     async fn fd_datasync(
         &mut self,
         memory: &mut GuestMemory<'_>,
         fd: types::Fd,
     ) -> Result<(), types::Error> {
-        self.wasi.fd_datasync(memory, fd).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<(), types::Error> =
+            async { self.wasi.fd_datasync(memory, fd).await }.await;
+        work.charge();
+        result
     }
     async fn fd_fdstat_get(
         &mut self,
         memory: &mut GuestMemory<'_>,
         fd: types::Fd,
     ) -> Result<types::Fdstat, types::Error> {
-        self.wasi.fd_fdstat_get(memory, fd).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<types::Fdstat, types::Error> =
+            async { self.wasi.fd_fdstat_get(memory, fd).await }.await;
+        work.charge();
+        result
     }
     fn fd_fdstat_set_flags(
         &mut self,
@@ -550,7 +654,13 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         memory: &mut GuestMemory<'_>,
         fd: types::Fd,
     ) -> Result<types::Filestat, types::Error> {
-        self.wasi.fd_filestat_get(memory, fd).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<types::Filestat, types::Error> =
+            async { self.wasi.fd_filestat_get(memory, fd).await }.await;
+        work.charge();
+        result
     }
     async fn fd_filestat_set_times(
         &mut self,
@@ -560,9 +670,17 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         mtim: types::Timestamp,
         fst_flags: types::Fstflags,
     ) -> Result<(), types::Error> {
-        self.wasi
-            .fd_filestat_set_times(memory, fd, atim, mtim, fst_flags)
-            .await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<(), types::Error> = async {
+            self.wasi
+                .fd_filestat_set_times(memory, fd, atim, mtim, fst_flags)
+                .await
+        }
+        .await;
+        work.charge();
+        result
     }
     async fn fd_read(
         &mut self,
@@ -570,7 +688,13 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         fd: types::Fd,
         iovs: types::IovecArray,
     ) -> Result<types::Size, types::Error> {
-        self.wasi.fd_read(memory, fd, iovs).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<types::Size, types::Error> =
+            async { self.wasi.fd_read(memory, fd, iovs).await }.await;
+        work.charge();
+        result
     }
     async fn fd_pread(
         &mut self,
@@ -579,7 +703,13 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         iovs: types::IovecArray,
         offset: types::Filesize,
     ) -> Result<types::Size, types::Error> {
-        self.wasi.fd_pread(memory, fd, iovs, offset).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<types::Size, types::Error> =
+            async { self.wasi.fd_pread(memory, fd, iovs, offset).await }.await;
+        work.charge();
+        result
     }
     fn fd_prestat_get(
         &mut self,
@@ -605,14 +735,25 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         offset: types::Filedelta,
         whence: types::Whence,
     ) -> Result<types::Filesize, types::Error> {
-        self.wasi.fd_seek(memory, fd, offset, whence).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<types::Filesize, types::Error> =
+            async { self.wasi.fd_seek(memory, fd, offset, whence).await }.await;
+        work.charge();
+        result
     }
     async fn fd_sync(
         &mut self,
         memory: &mut GuestMemory<'_>,
         fd: types::Fd,
     ) -> Result<(), types::Error> {
-        self.wasi.fd_sync(memory, fd).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<(), types::Error> = async { self.wasi.fd_sync(memory, fd).await }.await;
+        work.charge();
+        result
     }
     fn fd_tell(
         &mut self,
@@ -629,7 +770,13 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         buf_len: types::Size,
         cookie: types::Dircookie,
     ) -> Result<types::Size, types::Error> {
-        self.wasi.fd_readdir(memory, fd, buf, buf_len, cookie).await
+        let work = self
+            .guard_ref()
+            .file_work(self.fds.contains_key(&u32::from(fd)));
+        let result: Result<types::Size, types::Error> =
+            async { self.wasi.fd_readdir(memory, fd, buf, buf_len, cookie).await }.await;
+        work.charge();
+        result
     }
     async fn path_filestat_get(
         &mut self,
@@ -638,9 +785,15 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         flags: types::Lookupflags,
         path: GuestPtr<str>,
     ) -> Result<types::Filestat, types::Error> {
-        self.wasi
-            .path_filestat_get(memory, dirfd, flags, path)
-            .await
+        let work = self.guard_ref().file_work(true);
+        let result: Result<types::Filestat, types::Error> = async {
+            self.wasi
+                .path_filestat_get(memory, dirfd, flags, path)
+                .await
+        }
+        .await;
+        work.charge();
+        result
     }
     async fn path_filestat_set_times(
         &mut self,
@@ -652,9 +805,15 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         mtim: types::Timestamp,
         fst_flags: types::Fstflags,
     ) -> Result<(), types::Error> {
-        self.wasi
-            .path_filestat_set_times(memory, dirfd, flags, path, atim, mtim, fst_flags)
-            .await
+        let work = self.guard_ref().file_work(true);
+        let result: Result<(), types::Error> = async {
+            self.wasi
+                .path_filestat_set_times(memory, dirfd, flags, path, atim, mtim, fst_flags)
+                .await
+        }
+        .await;
+        work.charge();
+        result
     }
     async fn path_readlink(
         &mut self,
@@ -664,9 +823,15 @@ impl WasiSnapshotPreview1 for GuardedP1 {
         buf: GuestPtr<u8>,
         buf_len: types::Size,
     ) -> Result<types::Size, types::Error> {
-        self.wasi
-            .path_readlink(memory, dirfd, path, buf, buf_len)
-            .await
+        let work = self.guard_ref().file_work(true);
+        let result: Result<types::Size, types::Error> = async {
+            self.wasi
+                .path_readlink(memory, dirfd, path, buf, buf_len)
+                .await
+        }
+        .await;
+        work.charge();
+        result
     }
     async fn poll_oneoff(
         &mut self,

@@ -96,6 +96,10 @@ pub struct GuardedFs<'a> {
 }
 
 impl GuardedFs<'_> {
+    fn guard_ref(&self) -> &Guard {
+        &self.guard.guard
+    }
+
     /// What is at `path` in `fd`, links not followed, if anything.
     async fn stat_at(
         &mut self,
@@ -187,57 +191,64 @@ impl types::HostDescriptor for GuardedFs<'_> {
         oflags: types::OpenFlags,
         flags: types::DescriptorFlags,
     ) -> FsResult<Resource<types::Descriptor>> {
-        let preopen = self.guard.preopen_of(&fd);
-        let target = self
-            .fs
-            .stat_at(again(&fd), path_flags, path.clone())
-            .await
-            .ok();
-        if target.is_some_and(|t| {
-            !matches!(
-                t.type_,
-                types::DescriptorType::RegularFile | types::DescriptorType::Directory
-            )
-        }) {
-            return Err(types::ErrorCode::Access.into());
-        }
-        self.guard.guard.open().map_err(fs_error)?;
-        let changes = oflags.intersects(types::OpenFlags::CREATE | types::OpenFlags::TRUNCATE);
-        let existing = if changes && self.guard.guard.quota(preopen).is_some() {
-            Some(self.stat_at(&fd, &path).await)
-        } else {
-            None
-        };
-        let creates = oflags.contains(types::OpenFlags::CREATE) && matches!(existing, Some(None));
-        if creates && let Err(e) = self.guard.guard.add_entry(preopen) {
-            self.guard.guard.close();
-            return Err(fs_error(e));
-        }
-        match self.fs.open_at(fd, path_flags, path, oflags, flags).await {
-            Ok(opened) => {
-                if oflags.contains(types::OpenFlags::TRUNCATE)
-                    && let Some(Some(stat)) = existing
-                    && stat.type_ == types::DescriptorType::RegularFile
-                {
-                    self.guard.guard.shrink(preopen, stat.size);
-                }
-                self.guard.held.insert(
-                    opened.rep(),
-                    Held {
-                        preopen,
-                        counted: true,
-                    },
-                );
-                Ok(opened)
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<Resource<types::Descriptor>> = async {
+            let preopen = self.guard.preopen_of(&fd);
+            let target = self
+                .fs
+                .stat_at(again(&fd), path_flags, path.clone())
+                .await
+                .ok();
+            if target.is_some_and(|t| {
+                !matches!(
+                    t.type_,
+                    types::DescriptorType::RegularFile | types::DescriptorType::Directory
+                )
+            }) {
+                return Err(types::ErrorCode::Access.into());
             }
-            Err(e) => {
+            self.guard.guard.open().map_err(fs_error)?;
+            let changes = oflags.intersects(types::OpenFlags::CREATE | types::OpenFlags::TRUNCATE);
+            let existing = if changes && self.guard.guard.quota(preopen).is_some() {
+                Some(self.stat_at(&fd, &path).await)
+            } else {
+                None
+            };
+            let creates =
+                oflags.contains(types::OpenFlags::CREATE) && matches!(existing, Some(None));
+            if creates && let Err(e) = self.guard.guard.add_entry(preopen) {
                 self.guard.guard.close();
-                if creates {
-                    self.guard.guard.remove_entry(preopen);
+                return Err(fs_error(e));
+            }
+            match self.fs.open_at(fd, path_flags, path, oflags, flags).await {
+                Ok(opened) => {
+                    if oflags.contains(types::OpenFlags::TRUNCATE)
+                        && let Some(Some(stat)) = existing
+                        && stat.type_ == types::DescriptorType::RegularFile
+                    {
+                        self.guard.guard.shrink(preopen, stat.size);
+                    }
+                    self.guard.held.insert(
+                        opened.rep(),
+                        Held {
+                            preopen,
+                            counted: true,
+                        },
+                    );
+                    Ok(opened)
                 }
-                Err(e)
+                Err(e) => {
+                    self.guard.guard.close();
+                    if creates {
+                        self.guard.guard.remove_entry(preopen);
+                    }
+                    Err(e)
+                }
             }
         }
+        .await;
+        work.charge();
+        result
     }
 
     fn drop(&mut self, fd: Resource<types::Descriptor>) -> wasmtime::Result<()> {
@@ -251,24 +262,30 @@ impl types::HostDescriptor for GuardedFs<'_> {
         &mut self,
         fd: Resource<types::Descriptor>,
     ) -> FsResult<Resource<types::DirectoryEntryStream>> {
-        // The stream holds the directory open until it is dropped.
-        self.guard.guard.open().map_err(fs_error)?;
-        match self.fs.read_directory(fd).await {
-            Ok(stream) => {
-                self.guard.held.insert(
-                    stream.rep(),
-                    Held {
-                        preopen: None,
-                        counted: true,
-                    },
-                );
-                Ok(stream)
-            }
-            Err(e) => {
-                self.guard.guard.close();
-                Err(e)
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<Resource<types::DirectoryEntryStream>> = async {
+            // The stream holds the directory open until it is dropped.
+            self.guard.guard.open().map_err(fs_error)?;
+            match self.fs.read_directory(fd).await {
+                Ok(stream) => {
+                    self.guard.held.insert(
+                        stream.rep(),
+                        Held {
+                            preopen: None,
+                            counted: true,
+                        },
+                    );
+                    Ok(stream)
+                }
+                Err(e) => {
+                    self.guard.guard.close();
+                    Err(e)
+                }
             }
         }
+        .await;
+        work.charge();
+        result
     }
 
     async fn write(
@@ -277,21 +294,27 @@ impl types::HostDescriptor for GuardedFs<'_> {
         buf: Vec<u8>,
         offset: types::Filesize,
     ) -> FsResult<types::Filesize> {
-        let preopen = self.guard.preopen_of(&fd);
-        if self.guard.guard.quota(preopen).is_none() {
-            return self.fs.write(fd, buf, offset).await;
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<types::Filesize> = async {
+            let preopen = self.guard.preopen_of(&fd);
+            if self.guard.guard.quota(preopen).is_none() {
+                return self.fs.write(fd, buf, offset).await;
+            }
+            let before = self.size(&fd).unwrap_or(0);
+            let bound = offset
+                .saturating_add(buf.len() as u64)
+                .saturating_sub(before);
+            self.guard.guard.grow(preopen, bound).map_err(fs_error)?;
+            let written = self.fs.write(again(&fd), buf, offset).await;
+            let after = self.size(&fd).unwrap_or(before);
+            self.guard
+                .guard
+                .shrink(preopen, bound.saturating_sub(after.saturating_sub(before)));
+            written
         }
-        let before = self.size(&fd).unwrap_or(0);
-        let bound = offset
-            .saturating_add(buf.len() as u64)
-            .saturating_sub(before);
-        self.guard.guard.grow(preopen, bound).map_err(fs_error)?;
-        let written = self.fs.write(again(&fd), buf, offset).await;
-        let after = self.size(&fd).unwrap_or(before);
-        self.guard
-            .guard
-            .shrink(preopen, bound.saturating_sub(after.saturating_sub(before)));
-        written
+        .await;
+        work.charge();
+        result
     }
 
     async fn set_size(
@@ -299,22 +322,28 @@ impl types::HostDescriptor for GuardedFs<'_> {
         fd: Resource<types::Descriptor>,
         size: types::Filesize,
     ) -> FsResult<()> {
-        let preopen = self.guard.preopen_of(&fd);
-        if self.guard.guard.quota(preopen).is_none() {
-            return self.fs.set_size(fd, size).await;
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async {
+            let preopen = self.guard.preopen_of(&fd);
+            if self.guard.guard.quota(preopen).is_none() {
+                return self.fs.set_size(fd, size).await;
+            }
+            let before = self.size(&fd).unwrap_or(0);
+            let bound = size.saturating_sub(before);
+            self.guard.guard.grow(preopen, bound).map_err(fs_error)?;
+            let set = self.fs.set_size(again(&fd), size).await;
+            let after = self.size(&fd).unwrap_or(before);
+            self.guard
+                .guard
+                .shrink(preopen, bound.saturating_sub(after.saturating_sub(before)));
+            if after < before {
+                self.guard.guard.shrink(preopen, before - after);
+            }
+            set
         }
-        let before = self.size(&fd).unwrap_or(0);
-        let bound = size.saturating_sub(before);
-        self.guard.guard.grow(preopen, bound).map_err(fs_error)?;
-        let set = self.fs.set_size(again(&fd), size).await;
-        let after = self.size(&fd).unwrap_or(before);
-        self.guard
-            .guard
-            .shrink(preopen, bound.saturating_sub(after.saturating_sub(before)));
-        if after < before {
-            self.guard.guard.shrink(preopen, before - after);
-        }
-        set
+        .await;
+        work.charge();
+        result
     }
 
     fn write_via_stream(
@@ -339,13 +368,19 @@ impl types::HostDescriptor for GuardedFs<'_> {
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<()> {
-        let preopen = self.guard.preopen_of(&fd);
-        self.guard.guard.add_entry(preopen).map_err(fs_error)?;
-        let made = self.fs.create_directory_at(fd, path).await;
-        if made.is_err() {
-            self.guard.guard.remove_entry(preopen);
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async {
+            let preopen = self.guard.preopen_of(&fd);
+            self.guard.guard.add_entry(preopen).map_err(fs_error)?;
+            let made = self.fs.create_directory_at(fd, path).await;
+            if made.is_err() {
+                self.guard.guard.remove_entry(preopen);
+            }
+            made
         }
-        made
+        .await;
+        work.charge();
+        result
     }
 
     async fn symlink_at(
@@ -354,16 +389,22 @@ impl types::HostDescriptor for GuardedFs<'_> {
         src_path: String,
         dest_path: String,
     ) -> FsResult<()> {
-        let preopen = self.guard.preopen_of(&fd);
-        if !self.guard.guard.allows_symlinks(preopen) {
-            return Err(fs_error(Refused::Symlink));
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async {
+            let preopen = self.guard.preopen_of(&fd);
+            if !self.guard.guard.allows_symlinks(preopen) {
+                return Err(fs_error(Refused::Symlink));
+            }
+            self.guard.guard.add_entry(preopen).map_err(fs_error)?;
+            let made = self.fs.symlink_at(fd, src_path, dest_path).await;
+            if made.is_err() {
+                self.guard.guard.remove_entry(preopen);
+            }
+            made
         }
-        self.guard.guard.add_entry(preopen).map_err(fs_error)?;
-        let made = self.fs.symlink_at(fd, src_path, dest_path).await;
-        if made.is_err() {
-            self.guard.guard.remove_entry(preopen);
-        }
-        made
+        .await;
+        work.charge();
+        result
     }
 
     async fn link_at(
@@ -374,16 +415,22 @@ impl types::HostDescriptor for GuardedFs<'_> {
         new_descriptor: Resource<types::Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
-        let preopen = self.guard.preopen_of(&new_descriptor);
-        self.guard.guard.add_entry(preopen).map_err(fs_error)?;
-        let made = self
-            .fs
-            .link_at(fd, old_path_flags, old_path, new_descriptor, new_path)
-            .await;
-        if made.is_err() {
-            self.guard.guard.remove_entry(preopen);
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async {
+            let preopen = self.guard.preopen_of(&new_descriptor);
+            self.guard.guard.add_entry(preopen).map_err(fs_error)?;
+            let made = self
+                .fs
+                .link_at(fd, old_path_flags, old_path, new_descriptor, new_path)
+                .await;
+            if made.is_err() {
+                self.guard.guard.remove_entry(preopen);
+            }
+            made
         }
-        made
+        .await;
+        work.charge();
+        result
     }
 
     async fn unlink_file_at(
@@ -391,19 +438,25 @@ impl types::HostDescriptor for GuardedFs<'_> {
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<()> {
-        let preopen = self.guard.preopen_of(&fd);
-        let gone = match self.guard.guard.quota(preopen) {
-            Some(_) => self.stat_at(&fd, &path).await,
-            None => None,
-        };
-        self.fs.unlink_file_at(fd, path).await?;
-        if let Some(stat) = gone {
-            self.guard.guard.remove_entry(preopen);
-            if stat.link_count <= 1 && stat.type_ == types::DescriptorType::RegularFile {
-                self.guard.guard.shrink(preopen, stat.size);
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async {
+            let preopen = self.guard.preopen_of(&fd);
+            let gone = match self.guard.guard.quota(preopen) {
+                Some(_) => self.stat_at(&fd, &path).await,
+                None => None,
+            };
+            self.fs.unlink_file_at(fd, path).await?;
+            if let Some(stat) = gone {
+                self.guard.guard.remove_entry(preopen);
+                if stat.link_count <= 1 && stat.type_ == types::DescriptorType::RegularFile {
+                    self.guard.guard.shrink(preopen, stat.size);
+                }
             }
+            Ok(())
         }
-        Ok(())
+        .await;
+        work.charge();
+        result
     }
 
     async fn remove_directory_at(
@@ -411,10 +464,16 @@ impl types::HostDescriptor for GuardedFs<'_> {
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<()> {
-        let preopen = self.guard.preopen_of(&fd);
-        self.fs.remove_directory_at(fd, path).await?;
-        self.guard.guard.remove_entry(preopen);
-        Ok(())
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async {
+            let preopen = self.guard.preopen_of(&fd);
+            self.fs.remove_directory_at(fd, path).await?;
+            self.guard.guard.remove_entry(preopen);
+            Ok(())
+        }
+        .await;
+        work.charge();
+        result
     }
 
     async fn rename_at(
@@ -424,57 +483,63 @@ impl types::HostDescriptor for GuardedFs<'_> {
         new_fd: Resource<types::Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
-        let (from, to) = (self.guard.preopen_of(&fd), self.guard.preopen_of(&new_fd));
-        let g = &self.guard.guard;
-        let counted = g.quota(from).is_some() || g.quota(to).is_some();
-        let (moved, replaced) = if counted {
-            (
-                self.stat_at(&fd, &old_path).await,
-                self.stat_at(&new_fd, &new_path).await,
-            )
-        } else {
-            (None, None)
-        };
-        let size = |s: &types::DescriptorStat| {
-            if s.type_ == types::DescriptorType::RegularFile {
-                s.size
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async {
+            let (from, to) = (self.guard.preopen_of(&fd), self.guard.preopen_of(&new_fd));
+            let g = &self.guard.guard;
+            let counted = g.quota(from).is_some() || g.quota(to).is_some();
+            let (moved, replaced) = if counted {
+                (
+                    self.stat_at(&fd, &old_path).await,
+                    self.stat_at(&new_fd, &new_path).await,
+                )
             } else {
-                0
-            }
-        };
-        let g = &self.guard.guard;
-        // Across preopens, what moves is taken from the destination's quota
-        // first, then given back to the source's.
-        let across = from != to;
-        if across && let Some(m) = &moved {
-            g.add_entry(to).map_err(fs_error)?;
-            if let Err(e) = g.grow(to, size(m)) {
-                g.remove_entry(to);
-                return Err(fs_error(e));
-            }
-        }
-        let renamed = self.fs.rename_at(fd, old_path, new_fd, new_path).await;
-        let g = &self.guard.guard;
-        match (&renamed, &moved) {
-            (Ok(()), Some(m)) => {
-                if across {
-                    g.remove_entry(from);
-                    g.shrink(from, size(m));
+                (None, None)
+            };
+            let size = |s: &types::DescriptorStat| {
+                if s.type_ == types::DescriptorType::RegularFile {
+                    s.size
+                } else {
+                    0
                 }
-                if let Some(r) = &replaced {
+            };
+            let g = &self.guard.guard;
+            // Across preopens, what moves is taken from the destination's quota
+            // first, then given back to the source's.
+            let across = from != to;
+            if across && let Some(m) = &moved {
+                g.add_entry(to).map_err(fs_error)?;
+                if let Err(e) = g.grow(to, size(m)) {
                     g.remove_entry(to);
-                    if r.link_count <= 1 {
-                        g.shrink(to, size(r));
+                    return Err(fs_error(e));
+                }
+            }
+            let renamed = self.fs.rename_at(fd, old_path, new_fd, new_path).await;
+            let g = &self.guard.guard;
+            match (&renamed, &moved) {
+                (Ok(()), Some(m)) => {
+                    if across {
+                        g.remove_entry(from);
+                        g.shrink(from, size(m));
+                    }
+                    if let Some(r) = &replaced {
+                        g.remove_entry(to);
+                        if r.link_count <= 1 {
+                            g.shrink(to, size(r));
+                        }
                     }
                 }
+                (Err(_), Some(m)) if across => {
+                    g.remove_entry(to);
+                    g.shrink(to, size(m));
+                }
+                _ => {}
             }
-            (Err(_), Some(m)) if across => {
-                g.remove_entry(to);
-                g.shrink(to, size(m));
-            }
-            _ => {}
+            renamed
         }
-        renamed
+        .await;
+        work.charge();
+        result
     }
 
     async fn advise(
@@ -484,22 +549,34 @@ impl types::HostDescriptor for GuardedFs<'_> {
         len: types::Filesize,
         advice: types::Advice,
     ) -> FsResult<()> {
-        self.fs.advise(fd, offset, len, advice).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async { self.fs.advise(fd, offset, len, advice).await }.await;
+        work.charge();
+        result
     }
     async fn sync_data(&mut self, fd: Resource<types::Descriptor>) -> FsResult<()> {
-        self.fs.sync_data(fd).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async { self.fs.sync_data(fd).await }.await;
+        work.charge();
+        result
     }
     async fn get_flags(
         &mut self,
         fd: Resource<types::Descriptor>,
     ) -> FsResult<types::DescriptorFlags> {
-        self.fs.get_flags(fd).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<types::DescriptorFlags> = async { self.fs.get_flags(fd).await }.await;
+        work.charge();
+        result
     }
     async fn get_type(
         &mut self,
         fd: Resource<types::Descriptor>,
     ) -> FsResult<types::DescriptorType> {
-        self.fs.get_type(fd).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<types::DescriptorType> = async { self.fs.get_type(fd).await }.await;
+        work.charge();
+        result
     }
     async fn set_times(
         &mut self,
@@ -507,7 +584,10 @@ impl types::HostDescriptor for GuardedFs<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        self.fs.set_times(fd, atim, mtim).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async { self.fs.set_times(fd, atim, mtim).await }.await;
+        work.charge();
+        result
     }
     async fn read(
         &mut self,
@@ -515,13 +595,22 @@ impl types::HostDescriptor for GuardedFs<'_> {
         len: types::Filesize,
         offset: types::Filesize,
     ) -> FsResult<(Vec<u8>, bool)> {
-        self.fs.read(fd, len, offset).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<(Vec<u8>, bool)> = async { self.fs.read(fd, len, offset).await }.await;
+        work.charge();
+        result
     }
     async fn sync(&mut self, fd: Resource<types::Descriptor>) -> FsResult<()> {
-        self.fs.sync(fd).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> = async { self.fs.sync(fd).await }.await;
+        work.charge();
+        result
     }
     async fn stat(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::DescriptorStat> {
-        self.fs.stat(fd).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<types::DescriptorStat> = async { self.fs.stat(fd).await }.await;
+        work.charge();
+        result
     }
     async fn stat_at(
         &mut self,
@@ -529,7 +618,11 @@ impl types::HostDescriptor for GuardedFs<'_> {
         path_flags: types::PathFlags,
         path: String,
     ) -> FsResult<types::DescriptorStat> {
-        self.fs.stat_at(fd, path_flags, path).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<types::DescriptorStat> =
+            async { self.fs.stat_at(fd, path_flags, path).await }.await;
+        work.charge();
+        result
     }
     async fn set_times_at(
         &mut self,
@@ -539,14 +632,21 @@ impl types::HostDescriptor for GuardedFs<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        self.fs.set_times_at(fd, path_flags, path, atim, mtim).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<()> =
+            async { self.fs.set_times_at(fd, path_flags, path, atim, mtim).await }.await;
+        work.charge();
+        result
     }
     async fn readlink_at(
         &mut self,
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<String> {
-        self.fs.readlink_at(fd, path).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<String> = async { self.fs.readlink_at(fd, path).await }.await;
+        work.charge();
+        result
     }
     fn read_via_stream(
         &mut self,
@@ -560,13 +660,20 @@ impl types::HostDescriptor for GuardedFs<'_> {
         a: Resource<types::Descriptor>,
         b: Resource<types::Descriptor>,
     ) -> wasmtime::Result<bool> {
-        self.fs.is_same_object(a, b).await
+        let work = self.guard_ref().file_work(true);
+        let result: wasmtime::Result<bool> = async { self.fs.is_same_object(a, b).await }.await;
+        work.charge();
+        result
     }
     async fn metadata_hash(
         &mut self,
         fd: Resource<types::Descriptor>,
     ) -> FsResult<types::MetadataHashValue> {
-        self.fs.metadata_hash(fd).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<types::MetadataHashValue> =
+            async { self.fs.metadata_hash(fd).await }.await;
+        work.charge();
+        result
     }
     async fn metadata_hash_at(
         &mut self,
@@ -574,7 +681,11 @@ impl types::HostDescriptor for GuardedFs<'_> {
         path_flags: types::PathFlags,
         path: String,
     ) -> FsResult<types::MetadataHashValue> {
-        self.fs.metadata_hash_at(fd, path_flags, path).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<types::MetadataHashValue> =
+            async { self.fs.metadata_hash_at(fd, path_flags, path).await }.await;
+        work.charge();
+        result
     }
 }
 
@@ -583,7 +694,11 @@ impl types::HostDirectoryEntryStream for GuardedFs<'_> {
         &mut self,
         stream: Resource<types::DirectoryEntryStream>,
     ) -> FsResult<Option<types::DirectoryEntry>> {
-        self.fs.read_directory_entry(stream).await
+        let work = self.guard_ref().file_work(true);
+        let result: FsResult<Option<types::DirectoryEntry>> =
+            async { self.fs.read_directory_entry(stream).await }.await;
+        work.charge();
+        result
     }
 
     fn drop(&mut self, stream: Resource<types::DirectoryEntryStream>) -> wasmtime::Result<()> {
