@@ -19,6 +19,8 @@ modes:
   random BYTES              ask for BYTES random bytes in a loop
   compute-then-random MS BYTES
                             compute for MS ms, then ask for random bytes in a loop
+  compute-then-wait MS      compute for MS ms, print `waiting`, then read stdin to its end
+  compute MS                compute for MS ms, then print `done` and exit
   forge                     write log-forging bytes to stderr (CR, NUL, VT, U+2028), then exit
   stderr-lines N LEN        write N lines of LEN characters to stderr, then exit
   touch MIB                 allocate and write MIB MiB of memory, then exit
@@ -54,17 +56,21 @@ fn main() -> ExitCode {
             attack(move || random(&mut buf))
         }
         ("compute-then-random", Some(ms), Some(bytes)) => {
-            let until = Instant::now() + Duration::from_millis(ms);
-            let mut x = 1u64;
-            while Instant::now() < until {
-                for _ in 0..10_000 {
-                    x = std::hint::black_box(
-                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
-                    );
-                }
-            }
+            compute(ms);
             let mut buf = vec![0u8; bytes as usize];
             attack(move || random(&mut buf))
+        }
+        ("compute-then-wait", Some(ms), _) => {
+            compute(ms);
+            let mut out = std::io::stdout();
+            let _ = out.write_all(b"waiting\n").and_then(|()| out.flush());
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+            ExitCode::SUCCESS
+        }
+        ("compute", Some(ms), _) => {
+            compute(ms);
+            println!("done");
+            ExitCode::SUCCESS
         }
         ("forge", ..) => {
             let mut err = std::io::stderr();
@@ -184,6 +190,17 @@ fn main() -> ExitCode {
 }
 
 /// Says `attacking`, then runs `step` forever.
+/// Burns CPU for `ms` milliseconds of wall-clock time.
+fn compute(ms: u64) {
+    let until = Instant::now() + Duration::from_millis(ms);
+    let mut x = 1u64;
+    while Instant::now() < until {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        }
+    }
+}
+
 fn attack(mut step: impl FnMut()) -> ExitCode {
     let mut out = std::io::stdout();
     let _ = out.write_all(b"attacking\n").and_then(|()| out.flush());

@@ -10,10 +10,18 @@
 //! waiting ones are parked, not spinning, and at least one worker is always
 //! left to everything else. A guest that finishes within its first tick,
 //! which is nearly every connection, never touches the lane.
+//!
+//! A lane is held only while the guest runs: when it waits (on its client,
+//! a file, a timer) its run returns `Pending`, and [`Seated`] gives the
+//! lane back. Otherwise a guest that computed for a moment and then waited
+//! for its client would keep the lane, and every other busy guest would
+//! wait for it to end (found by the descriptor test: a holder that opened
+//! its files, charged as CPU, then read its stdin for ever).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,10 +33,44 @@ pub const BUSY_AFTER: Duration = Duration::from_millis(10);
 #[derive(Clone)]
 pub struct BusyLane(Arc<Semaphore>);
 
-/// The lane one guest holds while it runs busy; released when the guest's
-/// store is dropped.
-#[derive(Default)]
+/// The lane one guest holds while it runs busy; released when it waits
+/// ([`Seated`]) or its store is dropped.
+#[derive(Default, Clone)]
 pub struct Seat(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl Seat {
+    /// Gives the lane back, if held.
+    fn leave(&self) {
+        drop(lock(&self.0).take());
+    }
+}
+
+/// A guest's run that gives its lane back whenever it waits.
+pub struct Seated<F> {
+    inner: Pin<Box<F>>,
+    seat: Seat,
+}
+
+impl<F> Seated<F> {
+    pub fn new(inner: F, seat: Seat) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            seat,
+        }
+    }
+}
+
+impl<F: Future> Future for Seated<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let poll = self.inner.as_mut().poll(cx);
+        if poll.is_pending() {
+            self.seat.leave();
+        }
+        poll
+    }
+}
 
 impl BusyLane {
     /// `lanes` lanes (at least one).
@@ -80,6 +122,30 @@ mod tests {
         assert!(futures_poll_once(&mut a_turn).is_pending());
         drop(b);
         drop(b_turn);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_guest_gives_its_lane_back() {
+        let lane = BusyLane::new(1);
+        let (a, b) = (Seat::default(), Seat::default());
+        // a takes the only lane at a tick, then waits on its client.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (a_lane, a_seat) = (lane.clone(), a.clone());
+        let mut a_run = Box::pin(Seated::new(
+            async move {
+                a_lane.next_turn(&a_seat).await;
+                let _ = rx.await;
+            },
+            a,
+        ));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        // a gets the lane, then waits.
+        assert!(a_run.as_mut().poll(&mut cx).is_pending());
+        // b gets the lane while a waits.
+        let mut b_turn = lane.next_turn(&b);
+        assert!(futures_poll_once(&mut b_turn).is_ready());
+        drop(tx);
     }
 
     fn futures_poll_once(f: &mut Pin<Box<dyn Future<Output = ()> + Send>>) -> std::task::Poll<()> {

@@ -282,6 +282,13 @@ impl Sandbox {
             asks_connection = connection::is_imported(&self.engine, &component);
             let pre = link_component(&self.engine, &component)?;
             (GuestKind::Component(pre), origin)
+        } else if let Some(what) = not_wasm(bytes) {
+            bail!(
+                "not a WebAssembly module or component (no `\\0asm` header: {what}); a guest \
+                 is built for wasm32-wasip1 (a module) or wasm32-wasip2 (a component), e.g. \
+                 `cargo build --release --target wasm32-wasip2`; a script runs under an \
+                 interpreter guest, as the README's \"Scripts\" section shows"
+            );
         } else if Parser::is_core_wasm(bytes) || std::str::from_utf8(bytes).is_ok() {
             // Text is accepted too: `.wat` guests are handy for tests.
             let Some((module, origin)) = self
@@ -293,7 +300,10 @@ impl Sandbox {
             let pre = link_module(&self.engine, &module)?;
             (GuestKind::Module(pre), origin)
         } else {
-            bail!("not a WebAssembly module or component (no `\\0asm` header)");
+            bail!(
+                "not a WebAssembly module or component (no `\\0asm` header); a guest is built \
+                 for wasm32-wasip1 (a module) or wasm32-wasip2 (a component)"
+            );
         };
         Ok(Some(Guest {
             engine: self.engine.clone(),
@@ -472,6 +482,7 @@ impl Guest {
             self.lane.clone(),
         );
         let clock = watch.clock.clone();
+        let seat = watch.seat.clone();
         let mut usage = Usage::default();
         let rules: Vec<PreopenRules> = inv
             .preopens
@@ -514,6 +525,8 @@ impl Guest {
                 }
             }
         };
+        // A busy guest holds a lane only while it runs, not while it waits.
+        let run = lane::Seated::new(run, seat);
         // Every poll of the run is the guest's CPU, host calls included.
         let run = Charged::new(run, clock.clone());
         // While it waits (on its client, a timer), only a timer can end it;
@@ -657,5 +670,19 @@ struct Metered<'u, W: 'static> {
 impl<W: 'static> Drop for Metered<'_, W> {
     fn drop(&mut self) {
         self.usage.memory_peak = self.store.data().meter.memory_peak();
+    }
+}
+
+/// What a file that is plainly not a guest is, for the error: a native
+/// program or a script (text that is not WebAssembly text).
+fn not_wasm(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x7fELF") {
+        Some("it is a native executable")
+    } else if bytes.starts_with(b"#!") {
+        Some("it is a script")
+    } else if bytes.starts_with(b"MZ") || bytes.starts_with(&[0xcf, 0xfa, 0xed, 0xfe]) {
+        Some("it is a native executable for another system")
+    } else {
+        None
     }
 }

@@ -52,7 +52,9 @@ pub struct Watch {
     deadline: Option<Instant>,
     stop_all: StopAll,
     lane: BusyLane,
-    seat: Seat,
+    /// The lane this run holds while busy; [`lane::Seated`] gives it back
+    /// whenever the run waits.
+    pub seat: Seat,
     /// Why the run was ended, once it was.
     pub stopped: Option<Stop>,
 }

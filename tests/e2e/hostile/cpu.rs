@@ -204,3 +204,41 @@ fn a_guest_looping_on_file_work_ends_at_its_cpu_limit() {
         );
     }
 }
+
+#[test]
+fn a_busy_guest_waiting_on_its_client_holds_no_lane() {
+    // Busy guests (past 10 ms of CPU) take turns on one lane fewer than
+    // the workers. Campers compute past that, then wait on their clients
+    // for good: as many as there are cores, enough to hold every lane if
+    // waiting kept it. A busy guest after them must still run to its end.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for guest in [module("hostile"), component("hostile")] {
+        let config = service(
+            "camper",
+            &guest,
+            "\tserver_args = compute-then-wait 50\n\trlimit_cpu = UNLIMITED\n\
+             \truntime_max = 60s\n\tidle_timeout = 60s",
+        ) + &service(
+            "worker",
+            &guest,
+            "\tserver_args = compute 200\n\trlimit_cpu = UNLIMITED",
+        );
+        let server = TestServer::start(&config, &["camper", "worker"]);
+        let campers: Vec<_> = (0..cores.max(2))
+            .map(|_| {
+                let mut s = connect(server.addr("camper"));
+                let mut line = [0u8; 8];
+                s.read_exact(&mut line).unwrap();
+                assert_eq!(&line, b"waiting\n");
+                s
+            })
+            .collect();
+        let started = Instant::now();
+        let answer = exchange_text(server.addr("worker"), "");
+        let took = started.elapsed();
+        assert_eq!(answer, "done\n");
+        // 200 ms of work; before, it waited for a camper to end (60 s).
+        assert!(took < Duration::from_secs(10), "the worker took {took:?}");
+        drop(campers);
+    }
+}
