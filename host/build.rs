@@ -4,6 +4,11 @@
 //! in this build's OUT_DIR; `WASINETD_GUESTS` tells the crate (and its tests)
 //! where: `$WASINETD_GUESTS/<target>/release/<name>.wasm`.
 //!
+//! It also records what `--version`, `/status` and `wasinetd_build_info`
+//! name: the wasmtime version in the lock file, and the commit
+//! (`WASINETD_COMMIT` if set, for builds outside a git checkout; else
+//! `git rev-parse`; else `unknown`).
+//!
 //! The wasm targets are not installed by rustup on its own: the README's
 //! commands run `rustup target add` first; here a missing target is a clear
 //! error, not a wall of `can't find crate for std`.
@@ -78,6 +83,55 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=WASINETD_GUESTS={}", out.display());
+    build_info(&manifest_dir);
+}
+
+/// `WASINETD_WASMTIME` and `WASINETD_COMMIT` for the crate.
+fn build_info(manifest_dir: &Path) {
+    let lock = manifest_dir.join("../Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    let wasmtime = text
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"wasmtime\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map_or("unknown".to_owned(), |v| v.trim_matches('"').to_owned());
+    println!("cargo:rustc-env=WASINETD_WASMTIME={wasmtime}");
+
+    println!("cargo:rerun-if-env-changed=WASINETD_COMMIT");
+    let commit = std::env::var("WASINETD_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git_commit(manifest_dir))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=WASINETD_COMMIT={commit}");
+}
+
+/// The checkout's commit (12 hex digits), watching what moves it: HEAD,
+/// the branch it names, and the packed refs.
+fn git_commit(dir: &Path) -> Option<String> {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let git_dir = PathBuf::from(git(&["rev-parse", "--absolute-git-dir"])?);
+    let common = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"])
+        .map_or(git_dir.clone(), PathBuf::from);
+    let mut moved_by = vec![git_dir.join("HEAD"), common.join("packed-refs")];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        moved_by.push(common.join(branch));
+    }
+    // A path that does not exist would rerun this script at every build.
+    for path in moved_by.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    git(&["rev-parse", "--short=12", "HEAD"])
 }
 
 fn env(name: &str) -> String {

@@ -88,12 +88,36 @@ impl View {
             .iter()
             .map(|(s, addr)| service_status(s, addr))
             .collect();
-        let unhealthy = self.unhealthy();
+        // `/health` says whether clients are served; `/status` also says
+        // whether the config on disk is the one served.
+        let config = &roster.config;
+        let problem = self.unhealthy().or_else(|| {
+            let error = config.reload_error()?;
+            Some(format!(
+                "last reload failed, serving the previous config: {error}"
+            ))
+        });
+        let time = crate::logging::time::rfc3339;
+        let last_reload = config.last_reload.as_ref().map(|last| {
+            json!({
+                "at": time(last.at),
+                "result": if last.error.is_some() { "failed" } else { "ok" },
+                "error": last.error,
+            })
+        });
         json!({
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": crate::build_info::VERSION,
+            "wasmtime": crate::build_info::WASMTIME,
+            "commit": crate::build_info::COMMIT,
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
-            "healthy": unhealthy.is_none(),
-            "problem": unhealthy,
+            "healthy": problem.is_none(),
+            "problem": problem,
+            "config": {
+                "digest": config.digest,
+                "loaded_at": time(config.loaded_at),
+                "reloads": { "ok": config.reloads_ok, "failed": config.reloads_failed },
+                "last_reload": last_reload,
+            },
             "stopping": *self.stopping.borrow(),
             "services": services,
             "not_listening": roster.not_listening,
@@ -232,10 +256,18 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
             let roster = view.roster.borrow().clone();
             let listed = roster.services();
             let services: Vec<&Service> = listed.iter().map(|(s, _)| &**s).collect();
+            let config = &roster.config;
+            let daemon = metrics::Daemon {
+                config_digest: &config.digest,
+                config_loaded: config.loaded_at,
+                reloads_ok: config.reloads_ok,
+                reloads_failed: config.reloads_failed,
+                last_reload: (config.last_reload.as_ref()).map(|l| (l.at, l.error.is_none())),
+            };
             reply(
                 OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(&services),
+                metrics::render(&services, &daemon),
             )
         }
         "/health" => match view.unhealthy() {

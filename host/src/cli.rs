@@ -1,5 +1,8 @@
 //! The command line: `wasinetd [-f FILE]` serves (the default), `check`
 //! validates, `run` runs one guest on this process's own stdin/stdout.
+//! Each takes only the options it uses: the daemon's settings only when
+//! serving, `-f` not for `run`; what every command shares (the cache, the
+//! compile limits, the log format) may come before or after its name.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,43 +27,124 @@ fn count(flag: &'static str) -> impl Fn(&str) -> Result<Cap, String> + Clone {
     move |word| crate::config::parse_count_arg(flag, word)
 }
 
+/// What `wasinetd --help` says after the options.
+const SERVE_HELP: &str = "\
+Signals:
+  SIGHUP        reload: read the same config again, compile what changed while
+                the old config serves, then switch; on any error keep serving
+                the old one (logged, and shown in /status and /metrics)
+  SIGUSR1       log the state: every service, listener and running connection
+  SIGTERM/INT   stop accepting, let running connections finish for
+                --shutdown-grace; a second one ends them at once
+
+Environment:
+  WASINETD_LOG  the log filter, e.g. `warn` or `info,wasinetd::guest=off`
+                (default: info; `check` and `run`: warn)
+  LISTEN_FDS    sockets passed by systemd (socket activation), matched to
+                services by address
+
+Examples:
+  wasinetd                                 serve /etc/wasinetd.conf, or the
+                                           built-in config if it is absent
+  wasinetd -f my.conf --admin 127.0.0.1:9100
+  wasinetd check -f my.conf --bind         validate, compile, try every port
+  echo hi | wasinetd run upper.wasm        one guest on this terminal";
+
+/// What `wasinetd run --help` says after the options.
+const RUN_HELP: &str = "\
+Exit status: the guest's own, or
+  134  it trapped (or passed the 10,000 open handles limit)
+  137  it passed its memory limit (--rlimit-as)
+  152  it passed its CPU budget (--rlimit-cpu)
+  124  it passed its wall-clock limit (--runtime-max) or sat idle too long
+  141  the client went away
+  143  it was stopped (SIGTERM)
+  125  it could not be run (not a guest, does not compile, bad option)
+
+When stdin is a socket, REMOTE_HOST, REMOTE_ADDR and REMOTE_PORT name the
+peer. Nothing but the guest's own stderr and real errors is written to
+stderr (inetd-style launchers put the connection there too).
+
+Examples:
+  echo hi | wasinetd run upper.wasm
+  wasinetd run --rlimit-as 64M --runtime-max 30s --env GREETING=hi upper.wasm
+  systemd-socket-activate --inetd -a -l 127.0.0.1:8080 wasinetd run hello.wasm";
+
+/// What `wasinetd check --help` says after the options.
+const CHECK_HELP: &str = "\
+Exit status: 0 when every service is valid and its guest compiles, else 1.
+Without --bind, the ports are not tried: one in use fails only at start.
+
+Examples:
+  wasinetd check -f /etc/wasinetd.conf
+  wasinetd check -v --bind -f my.conf";
+
 /// xinetd's job, done with WebAssembly: one sandboxed WASI guest per connection.
 #[derive(Debug, Parser)]
-#[command(name = "wasinetd", version, about, long_about = None)]
+#[command(
+    name = "wasinetd",
+    version = crate::build_info::LONG,
+    about,
+    long_about = None,
+    after_help = SERVE_HELP
+)]
 pub struct Cli {
     /// Config file (xinetd syntax). Default: /etc/wasinetd.conf if it
     /// exists, else the built-in config serving the bundled guests.
-    #[arg(short = 'f', long = "config", value_name = "FILE", global = true)]
+    #[arg(
+        short = 'f',
+        long = "config",
+        value_name = "FILE",
+        help_heading = "Config"
+    )]
     pub file: Option<PathBuf>,
 
-    /// Keep compiled guests in DIR across restarts. Default:
-    /// $CACHE_DIRECTORY or $STATE_DIRECTORY (systemd), else
-    /// /var/cache/wasinetd for root, else $XDG_CACHE_HOME/wasinetd or
-    /// ~/.cache/wasinetd.
-    #[arg(long, value_name = "DIR", global = true)]
-    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 
-    /// Compile every guest in memory; read and write no cache.
-    #[arg(long, global = true, conflicts_with = "cache_dir")]
-    pub no_cache: bool,
-
-    /// Log lines as text, or as one JSON object each (for log shippers).
-    /// The readiness lines (`listening service=NAME addr=IP:PORT`) stay
-    /// plain text.
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 
     #[command(flatten)]
     pub compile: CompileArgs,
 
-    #[command(flatten)]
-    pub serve: ServeArgs,
+    /// Log lines as text, or as one JSON object each (for log shippers).
+    /// The readiness lines (`listening service=NAME addr=IP:PORT`) stay
+    /// plain text.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = LogFormat::Text,
+        global = true,
+        help_heading = "Logging"
+    )]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 impl Cli {
+    /// The options given that only serving uses, when a command is given
+    /// too (`wasinetd -f FILE run ...`): the first one's name.
+    pub fn misplaced(&self) -> Option<&'static str> {
+        self.command.as_ref()?;
+        let s = &self.serve;
+        [
+            (self.file.is_some(), "-f/--config"),
+            (s.limit.is_some(), "--limit"),
+            (s.per_service_limit.is_some(), "--per-service-limit"),
+            (s.per_source_limit.is_some(), "--per-source-limit"),
+            (s.dgram_limit.is_some(), "--dgram-limit"),
+            (s.shutdown_grace.is_some(), "--shutdown-grace"),
+            (s.admin.is_some(), "--admin"),
+            (s.admin_any, "--admin-any"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+
     /// The least severe log lines written when `WASINETD_LOG` does not say:
     /// the daemon logs from `info` up; `check` only warnings and errors
     /// unless `-v`; `run` warnings and errors, and only errors when its
@@ -68,8 +152,9 @@ impl Cli {
     /// the connection as fds 0, 1 and 2: a log line would reach the client).
     pub fn default_log_level(&self) -> tracing::Level {
         match &self.command {
-            None | Some(Command::Check { verbose: true }) => tracing::Level::INFO,
-            Some(Command::Check { verbose: false }) => tracing::Level::WARN,
+            None => tracing::Level::INFO,
+            Some(Command::Check(c)) if c.verbose => tracing::Level::INFO,
+            Some(Command::Check(_)) => tracing::Level::WARN,
             Some(Command::Run(_)) if stderr_is_a_socket() => tracing::Level::ERROR,
             Some(Command::Run(_)) => tracing::Level::WARN,
             Some(Command::Compile { .. }) => tracing::Level::ERROR,
@@ -98,14 +183,11 @@ pub enum LogFormat {
 pub enum Command {
     /// Parse and validate the config and compile every guest, then exit:
     /// 0 with one summary line per service, else every error as FILE:LINE.
-    Check {
-        /// Also log what loading did (which guests were compiled or taken
-        /// from the cache, and how long it took).
-        #[arg(short, long)]
-        verbose: bool,
-    },
+    #[command(after_help = CHECK_HELP)]
+    Check(CheckArgs),
     /// Run one guest on this process's stdin/stdout under the same sandbox,
     /// e.g. as the `server` of xinetd, tcpserver or a systemd Accept=yes unit.
+    #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// The compiler process the daemon starts for each guest it compiles
     /// (reads the guest on stdin, writes native code on stdout).
@@ -122,9 +204,45 @@ pub enum Command {
     },
 }
 
+/// `wasinetd check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file (xinetd syntax). Default: /etc/wasinetd.conf if it
+    /// exists, else the built-in config.
+    #[arg(short = 'f', long = "config", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Also log what loading did (which guests were compiled or taken
+    /// from the cache, and how long it took).
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Also bind every listener and release it at once: a port in use, or
+    /// one this user may not bind, is reported at its `port` line.
+    #[arg(long)]
+    pub bind: bool,
+}
+
+/// Where compiled guests are kept.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Compiled guests")]
+pub struct CacheArgs {
+    /// Keep compiled guests in DIR across restarts. Default:
+    /// $CACHE_DIRECTORY or $STATE_DIRECTORY (systemd), else
+    /// /var/cache/wasinetd for root, else $XDG_CACHE_HOME/wasinetd or
+    /// ~/.cache/wasinetd.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile every guest in memory; read and write no cache.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
 /// What compiling one guest may cost: a guest is untrusted input, and a
 /// small one can make a compiler work for minutes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Compiled guests")]
 pub struct CompileArgs {
     /// The largest guest file, e.g. 128M.
     #[arg(long, value_name = "SIZE", global = true, value_parser = size("--max-guest-size"))]
@@ -146,11 +264,12 @@ pub struct CompileArgs {
 
 /// Daemon settings that are not per service.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Daemon")]
 pub struct ServeArgs {
     /// Guests that may run at once across all services (xinetd's -limit);
-    /// connections beyond it wait in the listen backlog.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub limit: u32,
+    /// connections beyond it wait in the listen backlog [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
 
     /// Guests one service may run when it leaves `instances` unset
     /// (default: half of --limit), or UNLIMITED.
@@ -168,9 +287,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = count("--dgram-limit"))]
     pub dgram_limit: Option<Cap>,
 
-    /// How long running connections may finish after SIGTERM or SIGINT.
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    pub shutdown_grace: String,
+    /// How long running connections may finish after SIGTERM or SIGINT
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
 
     /// Serve /metrics, /health and /status over HTTP on ADDR, e.g.
     /// 127.0.0.1:9100 (off by default; loopback only unless --admin-any).
@@ -186,32 +306,36 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Memory cap (rlimit_as): a size like 64M, or UNLIMITED.
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", help_heading = "Sandbox")]
     pub rlimit_as: Option<String>,
 
     /// CPU budget (rlimit_cpu): seconds or a duration like 500ms, or UNLIMITED.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", help_heading = "Sandbox")]
     pub rlimit_cpu: Option<String>,
 
     /// Wall-clock limit (runtime_max): a duration like 30s, or UNLIMITED.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", help_heading = "Sandbox")]
     pub runtime_max: Option<String>,
 
     /// Set a variable in the guest's environment (repeatable).
-    #[arg(long, value_name = "NAME=VALUE")]
+    #[arg(long, value_name = "NAME=VALUE", help_heading = "Sandbox")]
     pub env: Vec<String>,
 
     /// Pass a variable of this process's environment through (repeatable).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "Sandbox")]
     pub passenv: Vec<String>,
 
     /// Let the guest see HOSTDIR as GUESTDIR (repeatable; ro by default).
-    #[arg(long, value_name = "HOSTDIR:GUESTDIR[:ro|:rw]")]
+    #[arg(
+        long,
+        value_name = "HOSTDIR:GUESTDIR[:ro|:rw]",
+        help_heading = "Sandbox"
+    )]
     pub preopen: Vec<String>,
 
     /// Let a component guest open TCP connections to these addresses
     /// (allow_connect; repeatable, IP:PORT, [IPv6]:PORT or HOST:PORT).
-    #[arg(long, value_name = "IP:PORT")]
+    #[arg(long, value_name = "IP:PORT", help_heading = "Sandbox")]
     pub allow_connect: Vec<String>,
 
     /// The guest: a WASI preview 1 module or preview 2 component.

@@ -28,10 +28,12 @@
 //! - [`systemd`]: sockets passed by systemd (`LISTEN_FDS`), `sd_notify`
 //! - [`logging`]: log set-up, the per-connection line, `log_type` sinks, JSON
 //! - [`metrics`]: per-service counters and their Prometheus text form
+//! - [`build_info`]: version, wasmtime version and commit of this binary
 
 pub mod access;
 pub mod admin;
 pub mod admission;
+pub mod build_info;
 pub mod bundled;
 pub mod cli;
 pub mod commands;

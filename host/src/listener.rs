@@ -70,11 +70,16 @@ pub fn bind(addr: SocketAddr, opts: &SocketOptions) -> anyhow::Result<TcpListene
 
 /// Logs that `service` cannot start, and records it among those not
 /// listening; the daemon serves the rest, as xinetd does.
-pub fn cannot_start(service: &Service, e: &anyhow::Error, not_listening: &mut Vec<String>) {
+/// `line` is the one to blame (its `port`, say).
+pub fn cannot_start(
+    service: &Service,
+    line: u32,
+    e: &anyhow::Error,
+    not_listening: &mut Vec<String>,
+) {
     tracing::error!(
-        "{}:{}: service `{}` cannot start: {e:#}",
+        "{}:{line}: service `{}` cannot start: {e:#}",
         service.spec.file.display(),
-        service.spec.line,
         service.name()
     );
     not_listening.push(service.name().to_owned());

@@ -3,10 +3,26 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser as _};
 
 fn main() -> ExitCode {
     let cli = wasinetd::cli::Cli::parse();
+    if let Some(option) = cli.misplaced() {
+        // As clap reports a misused option: usage, exit status 2.
+        let hint = match &cli.command {
+            Some(wasinetd::cli::Command::Check(_)) if option.starts_with("-f") => {
+                " (give it after `check`: `wasinetd check -f FILE`)"
+            }
+            Some(wasinetd::cli::Command::Check(_)) => " (only serving uses it)",
+            _ => " (`run` reads no config; only serving uses it)",
+        };
+        wasinetd::cli::Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("`{option}` does not apply to this command{hint}"),
+            )
+            .exit();
+    }
     wasinetd::logging::init(cli.log_format, cli.default_log_level());
     let code = match wasinetd::commands::dispatch(cli) {
         Ok(code) => code,

@@ -355,14 +355,21 @@ impl Notifier {
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
-/// The one-line `STATUS=`: services, listeners, running connections.
+/// The one-line `STATUS=`: services, listeners, running connections, and
+/// a failed last reload.
 fn status(roster: &Roster) -> String {
-    format!(
-        "{} services on {} listeners; {} connections running",
-        roster.services().len(),
-        roster.listeners.len(),
-        roster.running()
-    )
+    let count =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut line = format!(
+        "{} on {}; {} running",
+        count(roster.services().len(), "service", "services"),
+        count(roster.listeners.len(), "listener", "listeners"),
+        count(roster.running() as usize, "connection", "connections"),
+    );
+    if roster.config.reload_error().is_some() {
+        line.push_str("; last reload failed, serving the previous config");
+    }
+    line
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ fn check_summarises_a_good_config_and_exits_zero() {
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(
         lines[0].starts_with("hello 127.0.0.1:0 module ")
-            && lines[0].contains("rlimit_as=32768K")
+            && lines[0].contains("rlimit_as=32M")
             && lines[0].contains("instances=7"),
         "{stdout}"
     );
@@ -106,7 +106,7 @@ fn check_summarises_a_good_config_and_exits_zero() {
     // The smallest memory cap applies; max_load and rlimit_files when set.
     assert!(
         lines[2].starts_with("guarded 127.0.0.1:0 module ")
-            && lines[2].contains("rlimit_as=16384K")
+            && lines[2].contains("rlimit_as=16M")
             && lines[2].ends_with(" max_load=2.50 rlimit_files=20"),
         "{stdout}"
     );

@@ -288,6 +288,13 @@ fn json_lines_parse_with_structured_fields_and_readiness_stays_text() {
         .wait_for(&["\"service\":\"held\"", "\"outcome\":\"refused\""]);
     let stderr = server.log.wait_for(&["\"target\":\"wasinetd::guest\""]);
 
+    // Whole microseconds, not float noise (`0.6839529999999999`).
+    let ms = done.split("\"duration_ms\":").nth(1).unwrap();
+    let ms = &ms[..ms.find([',', '}']).unwrap()];
+    assert!(
+        ms.split_once('.').is_none_or(|(_, frac)| frac.len() <= 3),
+        "duration_ms {ms} in {done}"
+    );
     let done: Value = serde_json::from_str(&done).unwrap();
     assert_eq!(done["level"], "INFO");
     assert_eq!(done["conn"], 1);
@@ -306,6 +313,23 @@ fn json_lines_parse_with_structured_fields_and_readiness_stays_text() {
     assert_eq!(refused["reason"], "instances");
     assert_eq!(refused["level"], "WARN");
     assert!(refused["peer"].is_string(), "{refused}");
+
+    // The state dump's fields are keys of their own, counts are numbers.
+    let mark = server.log.len();
+    signal(server.child(), "USR1");
+    let dump = server
+        .log
+        .wait_for_after(mark, &["\"message\":\"dump\"", "\"service\":\"j\""]);
+    let dump: Value = serde_json::from_str(&dump).unwrap();
+    assert_eq!(dump["target"], "wasinetd::dump", "{dump}");
+    assert_eq!(dump["accepted"], 1, "{dump}");
+    assert_eq!(dump["finished_exit"], 1, "{dump}");
+    let head = server
+        .log
+        .wait_for_after(mark, &["\"message\":\"dump\"", "\"in_flight\":"]);
+    let head: Value = serde_json::from_str(&head).unwrap();
+    assert_eq!(head["pid"], server.child().id(), "{head}");
+    assert_eq!(head["reloads_failed"], 0, "{head}");
 
     let stderr: Value = serde_json::from_str(&stderr).unwrap();
     assert_eq!(stderr["service"], "chatty");

@@ -19,6 +19,7 @@ mod limits;
 mod logging;
 mod metrics;
 mod operations;
+mod operator;
 mod redirect;
 mod registry;
 mod reload;

@@ -224,7 +224,7 @@ fn check_shows_the_safe_defaults_and_the_port_from_etc_services() {
     );
     // Nothing said about limits: 128M of memory, 10 s of CPU, 60 s of time.
     assert!(
-        stdout.contains("rlimit_as=131072K rlimit_cpu=10s runtime_max=60s instances=UNLIMITED"),
+        stdout.contains("rlimit_as=128M rlimit_cpu=10s runtime_max=60s instances=UNLIMITED"),
         "{stdout}"
     );
 }

@@ -121,7 +121,7 @@ fn sd_notify_says_ready_after_listening_and_stopping_on_sigterm() {
     let ready = next_message(&socket);
     assert!(ready.starts_with("READY=1\n"), "{ready}");
     assert!(
-        ready.contains("STATUS=1 services on 1 listeners; 0 connections running"),
+        ready.contains("STATUS=1 service on 1 listener; 0 connections running"),
         "{ready}"
     );
     // Everything written to stderr before READY=1 is in the pipe now: read

@@ -5,6 +5,7 @@
 //! reports and stops. `run` (in [`run`]) runs one guest on this process's
 //! own stdio.
 
+mod check;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,12 @@ use crate::systemd::ListenFds;
 /// bounded host call, so this is a safety net, not a wait.
 const GUESTS_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Guests running at once across all services, without `--limit`.
+const DEFAULT_LIMIT: u32 = 1000;
+/// How long running connections may finish after a stop, without
+/// `--shutdown-grace`.
+const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a config file is looked for when `-f` is not given.
 const SYSTEM_CONFIG: &str = "/etc/wasinetd.conf";
 
@@ -35,8 +42,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let compile = compile_limits(&cli);
     match cli.command {
         None => serve(&cli, cache, compile),
-        Some(Command::Check { .. }) => check(cli.file.as_deref(), cache, compile),
-        Some(Command::Run(args)) => run::run(args, cache, compile),
+        Some(Command::Check(args)) => check::check(&args, cache, compile),
+        // 125, as `env` and `timeout` say that the command could not be
+        // run: every other status is the guest's.
+        Some(Command::Run(args)) => Ok(run::run(args, cache, compile).unwrap_or_else(|e| {
+            crate::logging::fatal(&e);
+            ExitCode::from(125)
+        })),
         Some(Command::Compile {
             kind,
             engine,
@@ -73,7 +85,7 @@ fn compile_limits(cli: &Cli) -> CompileLimits {
 
 /// Where compiled guests are kept, from `--cache-dir` / `--no-cache`.
 fn cache_setting(cli: &Cli) -> CacheSetting {
-    match (&cli.cache_dir, cli.no_cache) {
+    match (&cli.cache.cache_dir, cli.cache.no_cache) {
         (_, true) => CacheSetting::Off,
         (Some(dir), false) => CacheSetting::Dir(dir.clone()),
         (None, false) => CacheSetting::Auto,
@@ -129,14 +141,16 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
     // SAFETY: no thread has started yet (the sandbox's epoch ticker and the
     // runtime's workers come later), so changing the environment is sound.
     let listen_fds = unsafe { ListenFds::take() };
-    let grace = config::parse_duration_arg(&cli.serve.shutdown_grace)
-        .context("invalid --shutdown-grace")?;
+    let grace = match &cli.serve.shutdown_grace {
+        Some(word) => config::parse_duration_arg(word).context("invalid --shutdown-grace")?,
+        None => DEFAULT_GRACE,
+    };
     if let Some(addr) = cli.serve.admin {
         crate::admin::check_addr(addr, cli.serve.admin_any)?;
     }
-    let limit = cli.serve.limit.max(1);
+    let limit = cli.serve.limit.unwrap_or(DEFAULT_LIMIT).max(1);
     let share = |cap: Option<crate::config::Cap>| cap.map(|c| c.or(Some(limit)));
-    let opts = ServeOptions {
+    let mut opts = ServeOptions {
         max_instances: limit,
         shares: Arc::new(crate::admission::Shares::new(
             limit,
@@ -147,10 +161,12 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
         shutdown_grace: grace,
         admin: cli.serve.admin,
         listen_fds,
+        config_digest: String::new(),
     };
     let (source, config) = load_config(cli.file.as_deref())?;
+    opts.config_digest.clone_from(&config.digest);
     for w in &config.warnings {
-        tracing::warn!("{}:{}: {}", w.file.display(), w.line, w.message);
+        crate::logging::config_warning(w);
     }
     for e in &config.errors {
         tracing::error!("{e}");
@@ -244,85 +260,4 @@ fn signal_requests() -> anyhow::Result<mpsc::Receiver<Request>> {
         }
     });
     Ok(rx)
-}
-
-fn check(
-    file: Option<&Path>,
-    cache: CacheSetting,
-    compile: CompileLimits,
-) -> anyhow::Result<ExitCode> {
-    let (_, config) = load_config(file)?;
-    let mut ok = config.errors.is_empty();
-    for line in config.diagnostics() {
-        eprintln!("{line}");
-    }
-    let sandbox = Sandbox::new(&SandboxOptions {
-        max_instances: 1,
-        cache,
-        compile,
-        ..SandboxOptions::default()
-    })?;
-    let prepared = server::prepare(&sandbox, config.services, &Default::default());
-    for f in &prepared.failed {
-        eprintln!("{f}");
-        ok = false;
-    }
-    let services = prepared.services;
-    for s in &services {
-        println!("{}", summary(s));
-    }
-    Ok(if ok && !services.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        if ok {
-            eprintln!("no service is enabled");
-        }
-        ExitCode::FAILURE
-    })
-}
-
-/// One line describing a prepared service, as `check` prints it.
-fn summary(s: &crate::service::Service) -> String {
-    let spec = &s.spec;
-    let kind = match (s.guest(), &spec.guest) {
-        (Some(g), _) if g.is_component() => "component",
-        (Some(_), _) => "module",
-        (None, crate::config::GuestSource::Sensor(_)) => "sensor",
-        (None, _) => "redirect",
-    };
-    let or_unlimited =
-        |d: Option<std::time::Duration>| d.map_or("UNLIMITED".to_owned(), |d| format!("{d:?}"));
-    // Shown only when set: most services have neither.
-    let max_load = spec.max_load.map(|l| format!(" max_load={l}"));
-    let files = spec.limits.files.map(|n| format!(" rlimit_files={n}"));
-    // The addresses names resolved to at load: what the guest may reach.
-    let egress = (!spec.allow_connect.is_empty()).then(|| {
-        let addrs: Vec<String> = spec.allow_connect.iter().map(|a| a.to_string()).collect();
-        format!(" allow_connect={}", addrs.join(","))
-    });
-    format!(
-        "{name} {addr} {kind} {source} rlimit_as={mem}K rlimit_cpu={cpu} runtime_max={rt} instances={inst}{load}{files}{egress}",
-        name = spec.name,
-        addr = spec
-            .addrs()
-            .map(|a| a.to_string())
-            .chain(
-                spec.unix
-                    .iter()
-                    .map(|u| format!("unix:{}", u.path.display()))
-            )
-            .collect::<Vec<_>>()
-            .join(","),
-        source = spec.guest,
-        mem = spec.limits.memory >> 10,
-        cpu = or_unlimited(spec.limits.cpu),
-        rt = or_unlimited(spec.limits.runtime),
-        inst = spec
-            .instances
-            .set()
-            .map_or("UNLIMITED".to_owned(), |n| n.to_string()),
-        load = max_load.unwrap_or_default(),
-        files = files.unwrap_or_default(),
-        egress = egress.unwrap_or_default(),
-    )
 }

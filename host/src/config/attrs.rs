@@ -294,7 +294,7 @@ mod tests {
             .iter()
             .filter_map(|l| screen(l, place, &mut seen, &mut report))
             .collect();
-        let config = diags.into_config(Vec::new());
+        let config = diags.into_config(Vec::new(), String::new());
         let mut messages: Vec<_> = config
             .errors
             .iter()

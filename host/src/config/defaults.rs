@@ -341,7 +341,7 @@ mod tests {
         let mut diags = Diags::default();
         let mut report = Report::new(&mut diags, 0, Path::new("t"), None);
         let d = Defaults::from_block(block, &mut report);
-        let config = diags.into_config(Vec::new());
+        let config = diags.into_config(Vec::new(), String::new());
         (
             d,
             config

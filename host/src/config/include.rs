@@ -15,6 +15,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest as _, Sha256};
+
 use super::files;
 use super::parse::{self, Item, RawBlock};
 use super::{Diags, Report};
@@ -28,8 +30,9 @@ pub const MAX_FILES: usize = 1000;
 /// The most bytes one load reads, in all its files.
 pub const MAX_TOTAL: u64 = 16 << 20;
 
-/// Reads `text` (the file `origin`) and what it includes.
-pub(super) fn read_all(text: &str, origin: &Path, diags: &mut Diags) -> Vec<RawBlock> {
+/// Reads `text` (the file `origin`) and what it includes; returns the
+/// blocks and the config's digest (see [`Config::digest`](super::Config)).
+pub(super) fn read_all(text: &str, origin: &Path, diags: &mut Diags) -> (Vec<RawBlock>, String) {
     let top = canonical(origin);
     let mut reader = Reader {
         diags,
@@ -38,9 +41,12 @@ pub(super) fn read_all(text: &str, origin: &Path, diags: &mut Diags) -> Vec<RawB
         stack: vec![top.clone()],
         read: HashSet::from([top]),
         bytes: text.len() as u64,
+        digest: Sha256::new(),
     };
     reader.file(text, origin.to_path_buf());
-    reader.blocks
+    let digest = reader.digest.finalize();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    (reader.blocks, hex)
 }
 
 /// Whether `includedir` reads a file of this name: xinetd skips names that
@@ -60,12 +66,19 @@ struct Reader<'d> {
     read: HashSet<PathBuf>,
     /// Bytes read so far.
     bytes: u64,
+    /// Every file read, its path and text, in the order read.
+    digest: Sha256,
 }
 
 impl Reader<'_> {
     fn file(&mut self, text: &str, path: PathBuf) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        // Length-prefixed, so that no two sets of files hash alike.
+        for part in [path.as_os_str().as_encoded_bytes(), text.as_bytes()] {
+            self.digest.update((part.len() as u64).to_le_bytes());
+            self.digest.update(part);
+        }
         let parsed = parse::parse(text, path.clone(), seq);
         let mut report = Report::new(self.diags, seq, &path, None);
         for (line, message) in parsed.problems {
@@ -205,12 +218,36 @@ mod tests {
     fn read(path: &Path) -> (Vec<RawBlock>, super::super::Config) {
         let mut diags = Diags::default();
         let text = fs::read_to_string(path).unwrap();
-        let blocks = read_all(&text, path, &mut diags);
-        (blocks, diags.into_config(Vec::new()))
+        let (blocks, _) = read_all(&text, path, &mut diags);
+        (blocks, diags.into_config(Vec::new(), String::new()))
     }
 
     fn names(blocks: &[RawBlock]) -> Vec<String> {
         blocks.iter().filter_map(|b| b.service.clone()).collect()
+    }
+
+    #[test]
+    fn the_digest_follows_every_file_read() {
+        let dir = scratch("digest");
+        fs::create_dir(dir.join("conf.d")).unwrap();
+        fs::write(dir.join("top"), "includedir conf.d\n").unwrap();
+        fs::write(dir.join("conf.d/a"), "service a {\n}\n").unwrap();
+        let digest = || {
+            let text = fs::read_to_string(dir.join("top")).unwrap();
+            read_all(&text, &dir.join("top"), &mut Diags::default()).1
+        };
+        let first = digest();
+        assert_eq!(first.len(), 16);
+        assert_eq!(digest(), first, "the same files, the same digest");
+        // An included file's text, a new file, a renamed one: each shows.
+        fs::write(dir.join("conf.d/a"), "service a {\n }\n").unwrap();
+        let edited = digest();
+        assert_ne!(edited, first);
+        fs::write(dir.join("conf.d/b"), "").unwrap();
+        let added = digest();
+        assert_ne!(added, edited);
+        fs::rename(dir.join("conf.d/b"), dir.join("conf.d/c")).unwrap();
+        assert_ne!(digest(), added);
     }
 
     #[test]

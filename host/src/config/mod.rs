@@ -97,6 +97,11 @@ pub struct Config {
     pub errors: Vec<ConfigError>,
     /// Things that load but do nothing (e.g. `user`), in file order.
     pub warnings: Vec<ConfigError>,
+    /// What was read, in 16 hex digits: the first 64 bits of a SHA-256 of
+    /// every file's path and text in the order read. Equal digests mean
+    /// the same files said the same things (the services database and the
+    /// environment `passenv` reads are not in it).
+    pub digest: String,
 }
 
 impl Config {
@@ -156,6 +161,8 @@ pub struct ServiceSpec {
     pub file: PathBuf,
     /// Line of the `service NAME` header.
     pub line: u32,
+    /// The lines of `file` that problems found after loading point at.
+    pub lines: SpecLines,
     /// The guest to run.
     pub guest: GuestSource,
     /// TCP (`socket_type = stream`) or UDP (`dgram`).
@@ -209,6 +216,17 @@ pub struct ServiceSpec {
     pub log_on_failure: LogFlags,
     /// Where its connection lines go (`log_type`); `None` is stderr.
     pub log_type: Option<LogType>,
+}
+
+/// Where a service's `server`, `port` and `listen_unix` are written, so
+/// that a guest that does not load or a port that cannot be bound is
+/// reported at the line that names it. Each is the `service` line when
+/// the block does not say (a port from `/etc/services`, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpecLines {
+    pub server: u32,
+    pub port: u32,
+    pub listen_unix: u32,
 }
 
 impl ServiceSpec {
@@ -307,9 +325,9 @@ pub(crate) fn load_with(path: &Path, env: &Env) -> anyhow::Result<Config> {
 /// [`parse_str`] with its services file and environment given.
 pub(crate) fn parse_str_with(text: &str, origin: &Path, env: &Env) -> Config {
     let mut diags = Diags::default();
-    let blocks = include::read_all(text, origin, &mut diags);
+    let (blocks, digest) = include::read_all(text, origin, &mut diags);
     let services = spec::build(blocks, env, &mut diags);
-    diags.into_config(services)
+    diags.into_config(services, digest)
 }
 
 /// Errors and warnings as they are found, each with the load-order number of
@@ -324,7 +342,7 @@ impl Diags {
         self.list.push((seq, warning, error));
     }
 
-    fn into_config(mut self, services: Vec<ServiceSpec>) -> Config {
+    fn into_config(mut self, services: Vec<ServiceSpec>, digest: String) -> Config {
         // Stable: messages on one line keep the order they were found in.
         self.list.sort_by_key(|(seq, _, e)| (*seq, e.line));
         let (warnings, errors): (Vec<_>, Vec<_>) = self.list.into_iter().partition(|d| d.1);
@@ -332,6 +350,7 @@ impl Diags {
             services,
             errors: errors.into_iter().map(|d| d.2).collect(),
             warnings: warnings.into_iter().map(|d| d.2).collect(),
+            digest,
         }
     }
 }

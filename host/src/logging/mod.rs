@@ -32,16 +32,17 @@ mod notices;
 mod rate;
 mod refusals;
 pub mod sink;
-mod time;
+pub mod time;
 mod writer;
 
 pub use notices::{connect_denied, guard_refused, reply_not_sent, reply_truncated, sensor_tripped};
 pub use refusals::{LOG_EVERY, RefusalLog};
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -118,6 +119,61 @@ pub fn readiness(text: &str) {
 /// lines before systemd hears `READY=1`).
 pub fn flush() {
     writer::flush();
+}
+
+/// Logs a config warning (`FILE:LINE: message`) the first time this
+/// process meets it: a reload of the same files does not repeat it.
+pub fn config_warning(warning: &crate::config::ConfigError) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    /// Enough for any config; past it, warnings may be said again.
+    const MAX_SEEN: usize = 10_000;
+    let line = format!(
+        "{}:{}: {}",
+        warning.file.display(),
+        warning.line,
+        warning.message
+    );
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if seen.len() >= MAX_SEEN {
+        seen.clear();
+    }
+    if seen.insert(line.clone()) {
+        tracing::warn!("{line}");
+    }
+}
+
+/// Target of the state dump's lines (SIGUSR1).
+const DUMP: &str = "wasinetd::dump";
+
+/// A dump line, whose fields are only known at run time: `dump: k=v ...`
+/// in text, and in JSON `"message":"dump"` with each field a key of its
+/// own (a number stays a number).
+pub fn dump_line(fields: &[(String, Value)]) {
+    if !enabled(DUMP, Level::INFO) {
+        return;
+    }
+    match format() {
+        LogFormat::Text => {
+            let mut text = "dump:".to_owned();
+            for (key, value) in fields {
+                match value {
+                    Value::String(v) => write!(text, " {key}={v}"),
+                    v => write!(text, " {key}={v}"),
+                }
+                .unwrap_or_default();
+            }
+            tracing::info!(target: "wasinetd::dump", "{text}");
+        }
+        LogFormat::Json => {
+            let mut map = json::head(Level::INFO, DUMP);
+            map.insert("message".into(), "dump".into());
+            for (key, value) in fields {
+                map.insert(key.clone(), value.clone());
+            }
+            json::write_stderr(&map);
+        }
+    }
 }
 
 /// Prints the daemon's fatal error, once, in the log's format.
@@ -204,7 +260,9 @@ impl Line<'_> {
         put("peer", self.peer.map(|p| p.to_string().into()));
         put(
             "duration_ms",
-            self.duration.map(|d| (d.as_secs_f64() * 1000.0).into()),
+            // In whole microseconds: `0.684`, not `0.6839529999999999`.
+            self.duration
+                .map(|d| (d.as_micros() as f64 / 1000.0).into()),
         );
         put("bytes_in", self.traffic.map(|t| t.bytes_in.into()));
         put("bytes_out", self.traffic.map(|t| t.bytes_out.into()));

@@ -25,7 +25,7 @@ fn broken_down(now: SystemTime, local: bool) -> Option<(libc::tm, u32)> {
 }
 
 /// `2026-11-22T05:10:00.123Z`.
-pub(super) fn rfc3339(now: SystemTime) -> String {
+pub fn rfc3339(now: SystemTime) -> String {
     match broken_down(now, false) {
         Some((tm, ms)) => format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{ms:03}Z",

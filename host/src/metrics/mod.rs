@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpStream;
 
@@ -315,7 +315,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// The Prometheus text exposition (format 0.0.4) of every service.
-pub fn render(services: &[&Service]) -> String {
+pub fn render(services: &[&Service], daemon: &Daemon) -> String {
     let rows: Vec<(String, &ServiceMetrics, Snapshot)> = services
         .iter()
         .map(|s| (escape(s.name()), s.metrics(), s.metrics().snapshot()))
@@ -323,6 +323,7 @@ pub fn render(services: &[&Service]) -> String {
     // Each family is written whole (HELP, TYPE, then every service's
     // samples), as the format requires.
     let mut out = String::with_capacity(4096 + 2048 * rows.len());
+    daemon.render(&mut out);
     header(
         &mut out,
         "wasinetd_connections_accepted_total",
@@ -453,6 +454,78 @@ pub fn render(services: &[&Service]) -> String {
         sample(&mut out, "wasinetd_sent_bytes_total", svc, "", s.sent);
     }
     out
+}
+
+/// What the daemon reports about itself, beside its services: the build,
+/// the config being served and the reloads.
+pub struct Daemon<'a> {
+    /// The served config's digest.
+    pub config_digest: &'a str,
+    /// When the served config was read.
+    pub config_loaded: SystemTime,
+    /// Reloads that switched, and reloads that left the old config.
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// When the last reload ended, and whether it switched.
+    pub last_reload: Option<(SystemTime, bool)>,
+}
+
+impl Daemon<'_> {
+    fn render(&self, out: &mut String) {
+        let unix = |t: SystemTime| {
+            let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            since.as_millis() as f64 / 1e3
+        };
+        let lines = [
+            (
+                "wasinetd_build_info",
+                "gauge",
+                "Always 1; the labels name this binary.",
+                format!(
+                    "{{version=\"{}\",wasmtime=\"{}\",commit=\"{}\"}} 1",
+                    escape(crate::build_info::VERSION),
+                    escape(crate::build_info::WASMTIME),
+                    escape(crate::build_info::COMMIT)
+                ),
+            ),
+            (
+                "wasinetd_config_info",
+                "gauge",
+                "Always 1; `digest` names the config being served.",
+                format!("{{digest=\"{}\"}} 1", escape(self.config_digest)),
+            ),
+            (
+                "wasinetd_config_loaded_timestamp_seconds",
+                "gauge",
+                "When the config being served was read (Unix time).",
+                format!(" {}", unix(self.config_loaded)),
+            ),
+            (
+                "wasinetd_config_last_reload_successful",
+                "gauge",
+                "0 if the last reload failed and the previous config is still served, else 1.",
+                format!(" {}", u8::from(self.last_reload.is_none_or(|(_, ok)| ok))),
+            ),
+        ];
+        for (name, kind, help, rest) in lines {
+            header(out, name, kind, help);
+            let _ = writeln!(out, "{name}{rest}");
+        }
+        let name = "wasinetd_reloads_total";
+        header(out, name, "counter", "Config reloads, by result.");
+        let _ = writeln!(out, "{name}{{result=\"ok\"}} {}", self.reloads_ok);
+        let _ = writeln!(out, "{name}{{result=\"failed\"}} {}", self.reloads_failed);
+        if let Some((at, _)) = self.last_reload {
+            let name = "wasinetd_config_last_reload_timestamp_seconds";
+            header(
+                out,
+                name,
+                "gauge",
+                "When the last reload ended (Unix time).",
+            );
+            let _ = writeln!(out, "{name} {}", unix(at));
+        }
+    }
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -1,9 +1,9 @@
 //! The state dump (SIGUSR1), as xinetd's: every service with its
 //! listeners and counters, every connection in flight with its age and
-//! peer, to the log, one `dump:` line each, between a header and `dump:
-//! end`.
+//! peer, to the log, one `dump:` line each (in JSON, each with its fields
+//! as keys), between a header and `dump: end`.
 
-use std::fmt::Write as _;
+use serde_json::Value;
 
 use super::Daemon;
 
@@ -11,54 +11,75 @@ use super::Daemon;
 pub(super) fn dump(daemon: &Daemon, stopping: bool) {
     let roster = daemon.roster.borrow().clone();
     let conns = daemon.shared.registry.list();
-    tracing::info!(
-        "dump: pid={} state={} uptime={:.1}s reloads={} services={} listeners={} in_flight={}",
-        std::process::id(),
-        if stopping { "stopping" } else { "serving" },
-        daemon.started.elapsed().as_secs_f64(),
-        daemon.reloads,
-        roster.services().len(),
-        roster.listeners.len(),
-        conns.len(),
-    );
+    let config = &daemon.config;
+    let mut header = vec![
+        field("pid", std::process::id()),
+        field("state", if stopping { "stopping" } else { "serving" }),
+        field(
+            "uptime_s",
+            (daemon.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        ),
+        field("reloads_ok", config.reloads_ok),
+        field("reloads_failed", config.reloads_failed),
+    ];
+    if let Some(last) = &config.last_reload {
+        header.push(field(
+            "last_reload",
+            if last.error.is_some() { "failed" } else { "ok" },
+        ));
+    }
+    header.extend([
+        field("config", config.digest.as_str()),
+        field("services", roster.services().len()),
+        field("listeners", roster.listeners.len()),
+        field("in_flight", conns.len()),
+    ]);
+    crate::logging::dump_line(&header);
     for (service, _) in roster.services() {
         let addrs: Vec<&str> = (roster.listeners.iter())
             .filter(|(s, _)| std::sync::Arc::ptr_eq(s, &service))
             .map(|(_, a)| a.as_str())
             .collect();
         let m = service.metrics().snapshot();
-        let mut line = format!(
-            "dump: service={} guest={} listening={} active={} accepted={} finished={}",
-            service.name(),
-            service.spec.guest,
-            addrs.join(","),
-            service.active(),
-            m.accepted,
-            m.finished
-        );
+        let mut line = vec![
+            field("service", service.name()),
+            field("guest", service.spec.guest.to_string()),
+            field("listening", addrs.join(",")),
+            field("active", service.active()),
+            field("accepted", m.accepted),
+            field("finished", m.finished),
+        ];
         for (reason, n) in m.refused.iter().filter(|(_, n)| *n > 0) {
-            let _ = write!(line, " refused_{reason}={n}");
+            line.push(field(&format!("refused_{reason}"), *n));
         }
-        for (kind, n) in &m.outcomes {
-            if *n > 0 {
-                let _ = write!(line, " {kind}={n}");
-            }
+        // `finished_exit=3`: three guests exited, whatever their status.
+        for (kind, n) in m.outcomes.iter().filter(|(_, n)| *n > 0) {
+            line.push(field(&format!("finished_{kind}"), *n));
         }
-        tracing::info!("{line}");
+        crate::logging::dump_line(&line);
     }
     for name in &roster.not_listening {
-        tracing::info!("dump: service={name} not listening");
+        crate::logging::dump_line(&[
+            field("service", name.as_str()),
+            field("state", "not_listening"),
+        ]);
     }
     for name in &roster.compiling {
-        tracing::info!("dump: service={name} compiling");
+        crate::logging::dump_line(&[field("service", name.as_str()), field("state", "compiling")]);
     }
     for (conn, entry) in &conns {
-        tracing::info!(
-            "dump: conn={conn} service={} peer={} age={:.3}s",
-            entry.service,
-            entry.peer,
-            entry.since.elapsed().as_secs_f64()
-        );
+        let age = entry.since.elapsed().as_secs_f64();
+        crate::logging::dump_line(&[
+            field("conn", *conn),
+            field("service", &*entry.service),
+            field("peer", entry.peer.as_str()),
+            field("age_s", (age * 1000.0).round() / 1000.0),
+        ]);
     }
-    tracing::info!("dump: end");
+    tracing::info!(target: "wasinetd::dump", "dump: end");
+}
+
+/// One field of a dump line.
+fn field(key: &str, value: impl Into<Value>) -> (String, Value) {
+    (key.to_owned(), value.into())
 }

@@ -173,14 +173,13 @@ impl Table {
                 Ok(slots) => plan
                     .slots
                     .extend(slots.into_iter().map(|s| (service.clone(), s))),
-                Err(e) if may_fail(service.name()) => {
-                    listener::cannot_start(service, &e, &mut plan.not_listening)
+                Err((line, e)) if may_fail(service.name()) => {
+                    listener::cannot_start(service, line, &e, &mut plan.not_listening)
                 }
-                Err(e) => {
+                Err((line, e)) => {
                     return Err(e.context(format!(
-                        "{}:{}: service `{}`",
+                        "{}:{line}: service `{}`",
                         service.spec.file.display(),
-                        service.spec.line,
                         service.name()
                     )));
                 }
@@ -189,12 +188,14 @@ impl Table {
         Ok(plan)
     }
 
+    /// The slots of one service; or why not, with the line to blame (its
+    /// `port` or `listen_unix`).
     fn plan_service(
         &self,
         service: &Service,
         passed: Option<&ListenFds>,
         taken: &[(Arc<Service>, Slot)],
-    ) -> anyhow::Result<Vec<Slot>> {
+    ) -> Result<Vec<Slot>, (u32, anyhow::Error)> {
         let spec = &service.spec;
         let is_free = |i: &usize| {
             !taken
@@ -212,9 +213,10 @@ impl Table {
             return Ok(kept);
         }
         if let Some(passed) = passed {
-            let adopted = passed.take_for(spec)?;
+            let at_port = |e| (spec.lines.port, e);
+            let adopted = passed.take_for(spec).map_err(at_port)?;
             if !adopted.is_empty() {
-                return adopted_slots(spec, adopted);
+                return adopted_slots(spec, adopted).map_err(at_port);
             }
         }
         let mut slots = Vec::new();
@@ -224,7 +226,13 @@ impl Table {
             let live = (0..self.live.len()).find(|i| self.live[*i].key == key && is_free(i));
             let slot = match live {
                 Some(i) => Slot::Keep(i),
-                None => bind(spec, key, first_port)?,
+                None => {
+                    let line = match key {
+                        Key::Unix(_) => spec.lines.listen_unix,
+                        _ => spec.lines.port,
+                    };
+                    bind(spec, key, first_port).map_err(|e| (line, e))?
+                }
             };
             if first_port.is_none() {
                 first_port = match &slot {

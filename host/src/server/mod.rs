@@ -24,7 +24,7 @@ mod reload;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::bail;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -67,6 +67,8 @@ pub struct ServeOptions {
     pub admin: Option<SocketAddr>,
     /// Listening sockets systemd passed, taken by the services they match.
     pub listen_fds: ListenFds,
+    /// The digest of the config read at start-up ([`Config::digest`]).
+    pub config_digest: String,
 }
 
 /// What the admin endpoints, systemd's `STATUS=` and the dump report on:
@@ -81,6 +83,55 @@ pub struct Roster {
     pub not_listening: Vec<String>,
     /// Services whose guests are still compiling (start-up), by name.
     pub compiling: Vec<String>,
+    /// The config being served and how reloads went.
+    pub config: ConfigStatus,
+}
+
+/// The config being served, and the reloads since start-up: what
+/// monitoring needs to see that a reload failed while the previous config
+/// goes on serving.
+#[derive(Debug, Clone)]
+pub struct ConfigStatus {
+    /// The served config's digest ([`Config::digest`]).
+    pub digest: String,
+    /// When the served config was read: start-up or the last reload that
+    /// switched to it.
+    pub loaded_at: SystemTime,
+    /// Reloads that switched to the new config.
+    pub reloads_ok: u64,
+    /// Reloads that left the previous config serving.
+    pub reloads_failed: u64,
+    /// The last reload, if there was one.
+    pub last_reload: Option<LastReload>,
+}
+
+impl Default for ConfigStatus {
+    fn default() -> Self {
+        ConfigStatus {
+            digest: String::new(),
+            loaded_at: SystemTime::now(),
+            reloads_ok: 0,
+            reloads_failed: 0,
+            last_reload: None,
+        }
+    }
+}
+
+impl ConfigStatus {
+    /// Why the last reload failed, while no later one has worked.
+    pub fn reload_error(&self) -> Option<&str> {
+        self.last_reload.as_ref()?.error.as_deref()
+    }
+}
+
+/// How the last reload ended.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    /// When it ended.
+    pub at: SystemTime,
+    /// Why it failed (the first line of the error), or `None` if it
+    /// switched.
+    pub error: Option<String>,
 }
 
 impl Roster {
@@ -117,7 +168,8 @@ struct Daemon {
     roster: watch::Sender<Arc<Roster>>,
     notifier: Notifier,
     started: Instant,
-    reloads: u64,
+    /// The config being served, and how reloads went.
+    config: ConfigStatus,
     /// Sockets systemd passed, kept for services still compiling.
     passed: Option<ListenFds>,
     /// Services whose guests are still compiling, by name.
@@ -131,6 +183,7 @@ impl Daemon {
             listeners: self.listeners.roster(),
             not_listening,
             compiling: self.compiling.clone(),
+            config: self.config.clone(),
         }));
     }
 }
@@ -196,7 +249,10 @@ pub async fn run(
         roster,
         notifier: Notifier::from_env(),
         started: Instant::now(),
-        reloads: 0,
+        config: ConfigStatus {
+            digest: opts.config_digest.clone(),
+            ..ConfigStatus::default()
+        },
         passed,
         compiling: compiling_names,
     };

@@ -25,7 +25,7 @@ impl std::fmt::Display for LoadError {
             f,
             "{}:{}: service `{}`: {:#}",
             self.spec.file.display(),
-            self.spec.line,
+            self.spec.lines.server,
             self.spec.name,
             self.error
         )

@@ -28,6 +28,8 @@ use crate::service::Service;
 /// needs besides sockets.
 pub(super) struct Staged {
     prepared: Prepared,
+    /// The new config's digest.
+    digest: String,
     routes: sink::Routes,
     /// Services left out again: not listening before, still failing.
     left_out: Vec<String>,
@@ -102,9 +104,10 @@ pub(super) fn finish(
     let (started, broken) = (staging.started, &staging.broken);
     let result = staged.and_then(|staged| switch(daemon, staged, broken));
     let switched = result.is_ok();
+    let error = result.as_ref().err().map(|e| format!("{e:#}"));
     match result {
         Ok(counts) => {
-            daemon.reloads += 1;
+            daemon.config.reloads_ok += 1;
             tracing::info!(
                 "reloaded in {:.1?}: {} services ({} added, {} changed, {} removed, {} unchanged)",
                 started.elapsed(),
@@ -115,8 +118,18 @@ pub(super) fn finish(
                 counts.unchanged
             );
         }
-        Err(e) => tracing::error!("reload failed: {e:#}; still serving the previous config"),
+        Err(e) => {
+            daemon.config.reloads_failed += 1;
+            tracing::error!("reload failed: {e:#}; still serving the previous config");
+        }
     }
+    daemon.config.last_reload = Some(super::LastReload {
+        at: std::time::SystemTime::now(),
+        error,
+    });
+    // A failed reload changes no service, but monitoring must see it.
+    let not_listening = daemon.roster.borrow().not_listening.clone();
+    daemon.publish(not_listening);
     crate::logging::flush();
     daemon.notifier.reloaded(&daemon.roster.borrow());
     switched
@@ -134,7 +147,7 @@ fn stage(
 ) -> anyhow::Result<Staged> {
     let config = load().context("cannot read the config")?;
     for w in &config.warnings {
-        tracing::warn!("{}:{}: {}", w.file.display(), w.line, w.message);
+        crate::logging::config_warning(w);
     }
     for e in &config.errors {
         tracing::error!("{e}");
@@ -166,6 +179,7 @@ fn stage(
     }
     Ok(Staged {
         prepared,
+        digest: config.digest,
         routes,
         left_out,
     })
@@ -250,6 +264,8 @@ fn switch(daemon: &mut Daemon, staged: Staged, broken: &[String]) -> anyhow::Res
         .filter(|s| !not_listening.iter().any(|n| n == s.name()))
         .collect();
     daemon.guests = staged.prepared.guests;
+    daemon.config.digest = staged.digest;
+    daemon.config.loaded_at = std::time::SystemTime::now();
     // Every guest of the new config was compiled for it.
     daemon.compiling.clear();
     daemon.publish(not_listening);
@@ -262,6 +278,7 @@ fn same(old: &Service, new: &Service, old_guests: &Guests, new_guests: &Guests) 
     let mut spec = new.spec.clone();
     spec.file.clone_from(&old.spec.file);
     spec.line = old.spec.line;
+    spec.lines = old.spec.lines;
     if spec != old.spec {
         return false;
     }

@@ -182,6 +182,12 @@ impl Draft {
             Some(0)
         };
         let (guest, port, transport) = (guest?, port?, transport?);
+        let line_of = |line: Option<u32>| line.unwrap_or(block.line);
+        let lines = super::SpecLines {
+            server: line_of(self.guest.server.as_ref().map(|s| s.1)),
+            port: line_of(self.port.map(|p| p.1)),
+            listen_unix: line_of(self.unix.as_ref().map(|u| u.1)),
+        };
         let (flags, flags_line) = self.flags;
         let inherited = &self.inherited;
         let listen = socket::listen(
@@ -242,6 +248,7 @@ impl Draft {
             name: id,
             file: block.file.clone(),
             line: block.line,
+            lines,
             guest,
             transport,
             argv: std::iter::once(argv0)

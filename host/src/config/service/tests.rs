@@ -38,6 +38,11 @@ fn a_minimal_service_gets_the_built_in_defaults() {
         name: "hello".into(),
         file: "t.conf".into(),
         line: 1,
+        lines: super::super::SpecLines {
+            server: 3,
+            port: 6,
+            listen_unix: 1,
+        },
         guest: GuestSource::File("/srv/hello.wasm".into()),
         transport: Transport::Tcp,
         argv: vec!["hello.wasm".into(), "-v".into(), "x".into()],
