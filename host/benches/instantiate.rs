@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use wasinetd::config::Limits;
-use wasinetd::sandbox::{Connection, Invocation, Sandbox, SandboxOptions, Transport};
+use wasinetd::sandbox::{Connection, Invocation, Sandbox, SandboxOptions, Transport, Unheard};
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
                             local: None,
                         },
                         allow_connect: Default::default(),
+                        report: std::sync::Arc::new(Unheard),
                         watch: None,
                     })
                     .await;

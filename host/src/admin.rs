@@ -255,7 +255,13 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
         "/metrics" => {
             let roster = view.roster.borrow().clone();
             let listed = roster.services();
-            let services: Vec<&Service> = listed.iter().map(|(s, _)| &**s).collect();
+            let services: Vec<metrics::Row> = (listed.iter())
+                .map(|(s, _)| metrics::Row {
+                    name: s.name(),
+                    metrics: s.metrics(),
+                    active: s.active(),
+                })
+                .collect();
             let config = &roster.config;
             let daemon = metrics::Daemon {
                 config_digest: &config.digest,

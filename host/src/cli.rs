@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Cap;
+use crate::logging;
 
 /// A value parser for a size flag (`64M`), read as `rlimit_as` is.
 fn size(flag: &'static str) -> impl Fn(&str) -> Result<u64, String> + Clone {
@@ -168,13 +169,23 @@ fn stderr_is_a_socket() -> bool {
     socket2::SockRef::from(&stderr).local_addr().is_ok()
 }
 
-/// How log lines are written (`--log-format`).
+/// How log lines are written (`--log-format`): [`logging::LogFormat`] as
+/// a flag's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// `LEVEL message key=value...`, for people.
     Text,
     /// One JSON object per line, with structured fields.
     Json,
+}
+
+impl From<LogFormat> for logging::LogFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => logging::LogFormat::Text,
+            LogFormat::Json => logging::LogFormat::Json,
+        }
+    }
 }
 
 // Parsed once at start-up, then taken apart: its size does not matter.

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    wasinetd::logging::init(cli.log_format, cli.default_log_level());
+    wasinetd::logging::init(cli.log_format.into(), cli.default_log_level());
     let code = match wasinetd::commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -153,7 +153,9 @@ impl Service {
             Peer::Unix { uid, .. } => uid.map(Source::Uid),
         };
         let now = Instant::now();
-        self.gate.screen(&self.spec, ip, now)?;
+        if self.gate.screen(&self.spec, ip, now)? {
+            logging::cps_reopened(&self.spec);
+        }
         let max = self
             .spec
             .instances
@@ -174,7 +176,12 @@ impl Service {
         {
             admission.3 = shares.take_source(source).ok_or(Refusal::PerSource)?;
         }
-        self.gate.count(&self.spec, source, now)?;
+        if let Err(refusal) = self.gate.count(source, now) {
+            if let (Refusal::Cps, Some(cps)) = (refusal, self.spec.cps) {
+                logging::cps_tripped(&self.spec, cps);
+            }
+            return Err(refusal);
+        }
         admission.2 = source;
         Ok(admission)
     }
@@ -204,6 +211,7 @@ impl Service {
             // The listener relays a `redirect` service's connections itself.
             return;
         };
+        let remarks = logging::GuestReport::new(self.name.clone(), conn);
         let report = guest
             .run(Invocation {
                 argv: &self.spec.argv,
@@ -213,9 +221,10 @@ impl Service {
                 limits: self.spec.limits,
                 stdin: SocketStdin::new(sock.clone()),
                 stdout: stdout.clone(),
-                stderr: GuestLog::new(self.name.clone(), conn),
+                stderr: GuestLog::new(remarks.clone()),
                 connection,
                 allow_connect: self.spec.allow_connect.clone(),
+                report: remarks,
                 watch: Some(Box::pin(watch_client(&*sock, self.spec.limits.idle))),
             })
             .await;

@@ -137,6 +137,7 @@ async fn answer(
     let Some(guest) = service.guest() else {
         return;
     };
+    let remarks = crate::logging::GuestReport::new(service.name_arc(), conn);
     let report = guest
         .run(Invocation {
             argv: &spec.argv,
@@ -146,7 +147,7 @@ async fn answer(
             limits: spec.limits,
             stdin: MemoryInputPipe::new(payload),
             stdout: stdout.clone(),
-            stderr: GuestLog::new(service.name().into(), conn),
+            stderr: GuestLog::new(remarks.clone()),
             connection: Connection {
                 service: service.name_arc(),
                 id: conn,
@@ -155,6 +156,7 @@ async fn answer(
                 local: local.map(Endpoint::Ip),
             },
             allow_connect: spec.allow_connect.clone(),
+            report: remarks,
             watch: None,
         })
         .await;

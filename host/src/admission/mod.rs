@@ -28,8 +28,9 @@ use tokio::sync::Semaphore;
 
 use crate::access;
 use crate::config::{Cps, ServiceSpec};
-use crate::{load, logging, sensor};
+use crate::load;
 
+pub mod deny;
 mod shares;
 
 pub use shares::{DgramSlot, Shares, SourceSlot};
@@ -121,14 +122,16 @@ impl Gatekeeper {
     /// The checks before `instances`: the sensors' deny list, address,
     /// time, a running cps pause, the load average.
     /// `ip` is canonical (IPv4-mapped IPv6 as IPv4); `None` for a Unix
-    /// socket's peer, which address lists do not apply to.
+    /// socket's peer, which address lists do not apply to. `Ok(true)`: a
+    /// `cps` pause ended since the last connection (for the caller to log,
+    /// once).
     pub fn screen(
         &self,
         spec: &ServiceSpec,
         ip: Option<IpAddr>,
         now: Instant,
-    ) -> Result<(), Refusal> {
-        if ip.is_some_and(|ip| sensor::denied(ip, now)) {
+    ) -> Result<bool, Refusal> {
+        if ip.is_some_and(|ip| deny::denied(ip, now)) {
             return Err(Refusal::Sensor);
         }
         if ip.is_some_and(|ip| !spec.addresses.allows(ip)) {
@@ -140,39 +143,33 @@ impl Gatekeeper {
                 return Err(Refusal::Time);
             }
         }
-        match self.rate.check(now) {
-            Gate::Open => {}
-            Gate::Reopened => logging::cps_reopened(spec),
+        let reopened = match self.rate.check(now) {
+            Gate::Open => false,
+            Gate::Reopened => true,
             Gate::Paused => return Err(Refusal::Cps),
-        }
+        };
         // Read at most once a second, whatever the connection rate.
         if let Some(max) = spec.max_load
             && load::one_minute().is_some_and(|load| max.reached_by(load))
         {
             return Err(Refusal::Load);
         }
-        Ok(())
+        Ok(reopened)
     }
 
     /// The checks after `instances`: `per_source`, then the cps rate. On
     /// `Ok`, `source` holds a `per_source` slot until
     /// [`Gatekeeper::release`]; `None` (a Unix peer of unknown uid) is not
-    /// counted per source.
-    pub fn count(
-        &self,
-        spec: &ServiceSpec,
-        source: Option<Source>,
-        now: Instant,
-    ) -> Result<(), Refusal> {
+    /// counted per source. `Err(Refusal::Cps)` here is the connection that
+    /// trips a pause (for the caller to log); the ones during the pause are
+    /// refused by [`Gatekeeper::screen`].
+    pub fn count(&self, source: Option<Source>, now: Instant) -> Result<(), Refusal> {
         if source.is_some_and(|s| !self.per_source.try_take(s)) {
             return Err(Refusal::PerSource);
         }
         if !self.rate.record(now) {
             if let Some(source) = source {
                 self.per_source.release(source);
-            }
-            if let Some(cps) = spec.cps {
-                logging::cps_tripped(spec, cps);
             }
             return Err(Refusal::Cps);
         }

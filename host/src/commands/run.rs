@@ -101,6 +101,9 @@ pub fn run(args: RunArgs, cache: CacheSetting, compile: CompileLimits) -> anyhow
             args.guest.display()
         );
     }
+    // The connection id is this process's, as xinetd and tcpserver log it.
+    let remarks =
+        crate::logging::GuestReport::new(connection.service.clone(), std::process::id().into());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -117,6 +120,7 @@ pub fn run(args: RunArgs, cache: CacheSetting, compile: CompileLimits) -> anyhow
             stderr: tokio::io::stderr(),
             connection,
             allow_connect: allow_connect.into(),
+            report: remarks,
             watch: None,
         }))
         .outcome;

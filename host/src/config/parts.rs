@@ -197,22 +197,9 @@ pub enum Transport {
     Udp,
 }
 
-/// Budgets of one connection's guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Linear-memory ceiling in bytes (`rlimit_as`); UNLIMITED is [`MAX_MEMORY`](super::MAX_MEMORY).
-    pub memory: u64,
-    /// CPU time (`rlimit_cpu`); `None` is UNLIMITED.
-    pub cpu: Option<Duration>,
-    /// Wall-clock time (`runtime_max`); `None` is UNLIMITED.
-    pub runtime: Option<Duration>,
-    /// Handles (files, directories, streams) held at once, stdio included
-    /// (`rlimit_files`); `None` is the daemon's own cap.
-    pub files: Option<u32>,
-    /// How long a connection may go with no byte received from or sent to
-    /// its client (`idle_timeout`); `None` is UNLIMITED.
-    pub idle: Option<Duration>,
-}
+// The sandbox's own vocabulary; what a service gets when it says nothing
+// (these `Default`s) is the config's.
+pub use crate::sandbox::{Limits, Preopen, PreopenQuota};
 
 impl Default for Limits {
     fn default() -> Self {
@@ -224,28 +211,6 @@ impl Default for Limits {
             idle: Some(super::DEFAULT_IDLE),
         }
     }
-}
-
-/// A host directory the guest sees at `guest`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Preopen {
-    /// The host directory, joined to the config file's folder when relative;
-    /// it existed at load.
-    pub host: PathBuf,
-    /// The absolute path the guest opens it by.
-    pub guest: String,
-    /// `:rw`; the default `:ro` lets the guest read only.
-    pub writable: bool,
-    /// `:rw+symlinks`: the guest may create symlinks in it.
-    pub symlinks: bool,
-}
-
-/// What each writable preopen of a service may hold (`preopen_quota`):
-/// bytes and entries (files, directories, links); `None` is UNLIMITED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PreopenQuota {
-    pub bytes: Option<u64>,
-    pub entries: Option<u64>,
 }
 
 impl Default for PreopenQuota {

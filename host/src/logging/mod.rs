@@ -35,7 +35,9 @@ pub mod sink;
 pub mod time;
 mod writer;
 
-pub use notices::{connect_denied, guard_refused, reply_not_sent, reply_truncated, sensor_tripped};
+pub use notices::{
+    GuestReport, connect_denied, guard_refused, reply_not_sent, reply_truncated, sensor_tripped,
+};
 pub use refusals::{LOG_EVERY, RefusalLog};
 
 use std::collections::HashSet;
@@ -50,10 +52,17 @@ use tracing::Level;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-pub use crate::cli::LogFormat;
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `LEVEL message key=value...`, for people.
+    Text,
+    /// One JSON object per line, with structured fields.
+    Json,
+}
+use crate::admission::Refusal;
 use crate::config::{Cps, LogFlags, ServiceSpec};
 use crate::sandbox::Outcome;
-use crate::service::Refusal;
 
 /// The format chosen at [`init`]; text until then.
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();

@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 
 use super::{CONN, Line, with_flags};
+use crate::admission::Refusal;
+use crate::admission::deny::Denial;
 use crate::config::{DenyTime, LogFlags, ServiceSpec};
-use crate::sensor::Denial;
-use crate::service::Refusal;
 
 /// Logs a connection to a `flags = SENSOR` service: its peer's address is
 /// denied on every service for `time` (or only logged). Always logged, with
@@ -25,7 +25,7 @@ pub fn sensor_tripped(
         (Denial::LoggedOnly, _) => "logged only (deny_time = NEVER)".to_owned(),
         (Denial::Full, _) => format!(
             "not denied: the deny list is full ({} addresses)",
-            crate::sensor::MAX_DENIED
+            crate::admission::deny::MAX_DENIED
         ),
         (Denial::Listed, DenyTime::Forever) => {
             "denied on every service until the daemon stops".to_owned()
@@ -116,4 +116,33 @@ pub fn connect_denied(service: &str, conn: u64, what: &str, addr: SocketAddr) {
         ..Line::default()
     }
     .emit();
+}
+
+/// A guest run's remarks ([`sandbox::Report`]) as this log's lines, under
+/// its service and connection: stderr lines (`wasinetd::guest`), and a
+/// refused connect.
+pub struct GuestReport {
+    service: std::sync::Arc<str>,
+    conn: u64,
+}
+
+impl GuestReport {
+    pub fn new(service: std::sync::Arc<str>, conn: u64) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { service, conn })
+    }
+}
+
+impl crate::sandbox::Report for GuestReport {
+    fn stderr_line(&self, text: &str) {
+        super::guest_stderr(&self.service, self.conn, text, false);
+    }
+
+    fn stderr_dropped(&self, logged: u32) {
+        let text = format!("more than {logged} lines; the rest is dropped");
+        super::guest_stderr(&self.service, self.conn, &text, true);
+    }
+
+    fn egress_denied(&self, what: &'static str, addr: SocketAddr) {
+        connect_denied(&self.service, self.conn, what, addr);
+    }
 }

@@ -1,6 +1,6 @@
 //! Per-service counters and histograms, and their Prometheus text form.
 //!
-//! Each [`Service`] owns one [`ServiceMetrics`]; the accept loop and the
+//! Each service owns one [`ServiceMetrics`]; the accept loop and the
 //! connection record into it with relaxed atomic adds (no lock and no
 //! allocation per connection), and the admin listener (`admin`) reads it to
 //! render `/metrics` and `/status`. Counters only grow; a reader may see
@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpStream;
 
+use crate::admission::Refusal;
 use crate::logging::Traffic;
 use crate::sandbox::{Outcome, RunReport, Socket};
-use crate::service::{Refusal, Service};
 
 /// Connection duration buckets (upper bounds, seconds).
 const DURATION_BUCKETS: &[f64] = &[
@@ -314,11 +314,20 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// The Prometheus text exposition (format 0.0.4) of every service.
-pub fn render(services: &[&Service], daemon: &Daemon) -> String {
+/// One service as `/metrics` shows it: its name, its counters, and the
+/// guests it runs now.
+pub struct Row<'a> {
+    pub name: &'a str,
+    pub metrics: &'a ServiceMetrics,
+    pub active: u32,
+}
+
+/// The Prometheus text exposition (format 0.0.4) of the daemon and every
+/// service.
+pub fn render(services: &[Row<'_>], daemon: &Daemon) -> String {
     let rows: Vec<(String, &ServiceMetrics, Snapshot)> = services
         .iter()
-        .map(|s| (escape(s.name()), s.metrics(), s.metrics().snapshot()))
+        .map(|s| (escape(s.name), s.metrics, s.metrics.snapshot()))
         .collect();
     // Each family is written whole (HELP, TYPE, then every service's
     // samples), as the format requires.
@@ -364,7 +373,7 @@ pub fn render(services: &[&Service], daemon: &Daemon) -> String {
         "Guests running now.",
     );
     for ((svc, _, _), service) in rows.iter().zip(services) {
-        let active = u64::from(service.active());
+        let active = u64::from(service.active);
         sample(&mut out, "wasinetd_connections_active", svc, "", active);
     }
     header(

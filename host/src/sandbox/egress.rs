@@ -7,7 +7,7 @@
 //! altogether. A preview 1 module has no sockets (and the config refuses
 //! `allow_connect` for one), so this only matters to components. A denied
 //! connect fails in the guest with `access-denied` (Rust's
-//! `PermissionDenied`), and the first denial of a run is logged.
+//! `PermissionDenied`), and the first denial of a run is reported.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,20 +16,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
-use super::Connection;
+use super::report::Report;
 
-/// Opens TCP connect to `allowed` (nothing if it is empty) on `b`.
-pub(super) fn allow(b: &mut WasiCtxBuilder, allowed: Arc<[SocketAddr]>, conn: &Connection) {
+/// Opens TCP connect to `allowed` (nothing if it is empty) on `b`; the
+/// first denial goes to `report`.
+pub(super) fn allow(b: &mut WasiCtxBuilder, allowed: Arc<[SocketAddr]>, report: Arc<dyn Report>) {
     if allowed.is_empty() {
         return;
     }
-    let service = conn.service.clone();
-    let id = conn.id;
     let logged = AtomicBool::new(false);
     b.allow_tcp(true).socket_addr_check(move |addr, usage| {
         let ok = permitted(&allowed, addr, usage);
         if !ok && !logged.swap(true, Ordering::Relaxed) {
-            crate::logging::connect_denied(&service, id, verb(usage), addr);
+            report.egress_denied(verb(usage), addr);
         }
         Box::pin(std::future::ready(ok))
     });

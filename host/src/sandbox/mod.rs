@@ -23,8 +23,10 @@ mod egress;
 mod engine;
 mod guard;
 mod lane;
+mod limits;
 mod meter;
 mod outcome;
+mod report;
 mod stdio;
 mod watch;
 mod world;
@@ -41,7 +43,6 @@ use wasmtime_wasi::cli::{StdinStream, StdoutStream};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-pub use crate::config::{Limits, Preopen};
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
 pub use compile::{CompileLimits, child_main as compile_child};
 pub use connection::{Connection, Endpoint, Transport};
@@ -51,8 +52,10 @@ use guard::p2::{GuardedFs, GuardedSockets, GuardedView, P2Guard};
 pub use guard::{DiskQuota, FdBudget, GuardCounts, Usage as DiskUsage, quotas};
 use guard::{Guard, PreopenRules, Refusals};
 use lane::BusyLane;
+pub use limits::{Limits, Preopen, PreopenQuota};
 pub use meter::Meter;
 pub use outcome::{Outcome, RunReport};
+pub use report::{Report, Unheard};
 pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
 use watch::{StopAll, Watch};
 
@@ -119,6 +122,9 @@ pub struct Invocation<'a, I, O, E> {
     /// The only addresses a component may open TCP connections to
     /// (`allow_connect`); empty: no network.
     pub allow_connect: Arc<[SocketAddr]>,
+    /// Where the run's remarks go: stderr lines (through a
+    /// [`GuestLog`]), a refused connect.
+    pub report: Arc<dyn Report>,
     /// The caller's watch on the run from outside (its client gone, or
     /// quiet too long): when it resolves, the run ends with its outcome.
     pub watch: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>>,

@@ -26,6 +26,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
+use super::report::Report;
+
 /// The most a single read or write moves, as wasmtime-wasi's own streams.
 const MAX_CHUNK: usize = 64 * 1024;
 
@@ -400,23 +402,21 @@ const MAX_LINE: usize = 4096;
 /// Stderr lines logged per connection before the rest is dropped.
 const MAX_LINES: u32 = 1000;
 
-/// A guest's stderr, logged line by line under its service and connection.
+/// A guest's stderr, cut into lines for its run's [`Report`].
 #[derive(Clone)]
 pub struct GuestLog(Arc<Mutex<LineBuf>>);
 
 struct LineBuf {
-    service: Arc<str>,
-    conn: u64,
+    report: Arc<dyn Report>,
     pending: Vec<u8>,
     lines: u32,
 }
 
 impl GuestLog {
-    /// A sink whose lines are tagged `service=... conn=...`.
-    pub fn new(service: Arc<str>, conn: u64) -> Self {
+    /// A stderr whose lines go to `report`.
+    pub fn new(report: Arc<dyn Report>) -> Self {
         Self(Arc::new(Mutex::new(LineBuf {
-            service,
-            conn,
+            report,
             pending: Vec::new(),
             lines: 0,
         })))
@@ -450,10 +450,9 @@ impl LineBuf {
         if self.lines < MAX_LINES {
             let text = String::from_utf8_lossy(&self.pending);
             let text = text.trim_end_matches(['\n', '\r']);
-            crate::logging::guest_stderr(&self.service, self.conn, text, false);
+            self.report.stderr_line(text);
         } else if self.lines == MAX_LINES {
-            let text = format!("more than {MAX_LINES} lines; the rest is dropped");
-            crate::logging::guest_stderr(&self.service, self.conn, &text, true);
+            self.report.stderr_dropped(MAX_LINES);
         }
         self.lines = self.lines.saturating_add(1);
         self.pending.clear();
@@ -575,17 +574,58 @@ mod tests {
         assert!(matches!(stdin.read(1), Err(StreamError::Closed)));
     }
 
+    /// The lines a run reported.
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<String>>);
+
+    impl Report for Heard {
+        fn stderr_line(&self, text: &str) {
+            self.0.lock().unwrap().push(text.to_owned());
+        }
+
+        fn stderr_dropped(&self, logged: u32) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("dropped after {logged}"));
+        }
+
+        fn egress_denied(&self, _: &'static str, _: std::net::SocketAddr) {}
+    }
+
     #[test]
     fn long_lines_are_split_and_partial_lines_kept() {
-        let log = GuestLog::new("svc".into(), 1);
-        let mut buf = log.0.lock().unwrap();
-        buf.write(b"abc");
-        assert_eq!(buf.pending, b"abc");
-        buf.write(b"def\nxy");
-        assert_eq!(buf.lines, 1);
-        assert_eq!(buf.pending, b"xy");
-        buf.write(&vec![b'z'; MAX_LINE * 2]);
-        assert_eq!(buf.lines, 3);
-        assert_eq!(buf.pending.len(), 2);
+        let heard = Arc::new(Heard::default());
+        let log = GuestLog::new(heard.clone());
+        {
+            let mut buf = log.0.lock().unwrap();
+            buf.write(b"abc");
+            assert_eq!(buf.pending, b"abc");
+            buf.write(b"def\r\nxy");
+            assert_eq!(buf.lines, 1);
+            assert_eq!(buf.pending, b"xy");
+            buf.write(&vec![b'z'; MAX_LINE * 2]);
+            assert_eq!(buf.lines, 3);
+            assert_eq!(buf.pending.len(), 2);
+        }
+        drop(log);
+        let lines = heard.0.lock().unwrap();
+        assert_eq!(lines.len(), 4, "the partial line at the end too");
+        assert_eq!(lines[0], "abcdef");
+        assert_eq!(lines[1].len(), MAX_LINE);
+        assert!(lines[1].starts_with("xyzz"));
+        assert_eq!(lines[3], "zz");
+    }
+
+    #[test]
+    fn past_the_line_limit_the_rest_is_dropped_once() {
+        let heard = Arc::new(Heard::default());
+        let log = GuestLog::new(heard.clone());
+        for _ in 0..MAX_LINES + 10 {
+            log.write(b"x\n");
+        }
+        let lines = heard.0.lock().unwrap();
+        assert_eq!(lines.len(), MAX_LINES as usize + 1);
+        assert_eq!(lines.last().unwrap(), &format!("dropped after {MAX_LINES}"));
     }
 }

@@ -39,7 +39,7 @@ where
     // Not `allow_blocking_current_thread`: it would charge file work to the
     // guest's CPU, but it also makes a preview 1 sleep block the worker
     // thread (`std::thread::sleep`), where no deadline reaches it.
-    egress::allow(&mut b, inv.allow_connect, &inv.connection);
+    egress::allow(&mut b, inv.allow_connect, inv.report);
     for p in inv.preopens {
         let perms = if p.writable {
             FsPerms::ReadWrite

@@ -186,10 +186,7 @@ pub struct DiskQuota {
 /// The quota of each of `preopens` under `quota`: `None` for a read-only
 /// one, or when `quota` is UNLIMITED both ways. Counts what each writable
 /// directory holds now, unless a service already counted it.
-pub fn quotas(
-    preopens: &[crate::config::Preopen],
-    quota: crate::config::PreopenQuota,
-) -> Vec<Option<DiskQuota>> {
+pub fn quotas(preopens: &[super::Preopen], quota: super::PreopenQuota) -> Vec<Option<DiskQuota>> {
     preopens
         .iter()
         .map(|p| {
