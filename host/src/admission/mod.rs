@@ -26,11 +26,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use crate::access;
+use crate::config::access;
 use crate::config::{Cps, ServiceSpec};
-use crate::load;
 
 pub mod deny;
+pub mod load;
 mod shares;
 
 pub use shares::{DgramSlot, Shares, SourceSlot};

@@ -12,9 +12,9 @@ use socket2::Type;
 use super::load_config;
 use crate::cli::CheckArgs;
 use crate::config::{GuestSource, ServiceSpec, Transport};
+use crate::conn::service::Service;
 use crate::sandbox::{CacheSetting, CompileLimits, Sandbox, SandboxOptions};
 use crate::server;
-use crate::service::Service;
 
 pub(super) fn check(
     args: &CheckArgs,
@@ -93,7 +93,7 @@ fn try_bind<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> Vec<String> {
 }
 
 fn bind_one(addr: SocketAddr, ty: Type, spec: &ServiceSpec) -> anyhow::Result<socket2::Socket> {
-    let socket = crate::listener::bound_socket(addr, ty, &spec.socket)?;
+    let socket = crate::conn::listener::bound_socket(addr, ty, &spec.socket)?;
     if ty == Type::STREAM {
         socket.listen(1)?;
     }

@@ -19,8 +19,8 @@ use crate::bundled;
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use crate::sandbox::{CacheSetting, CompileLimits, Sandbox, SandboxOptions};
+use crate::server::systemd::ListenFds;
 use crate::server::{self, Request, ServeOptions};
-use crate::systemd::ListenFds;
 
 /// How long the guests' runtime may take to drop what still runs once the
 /// daemon is done with it: a guest is polled for at most a tick and one
@@ -146,7 +146,7 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
         None => DEFAULT_GRACE,
     };
     if let Some(addr) = cli.serve.admin {
-        crate::admin::check_addr(addr, cli.serve.admin_any)?;
+        crate::server::admin::check_addr(addr, cli.serve.admin_any)?;
     }
     let limit = cli.serve.limit.unwrap_or(DEFAULT_LIMIT).max(1);
     let share = |cap: Option<crate::config::Cap>| cap.map(|c| c.or(Some(limit)));

@@ -20,11 +20,11 @@ use anyhow::Context as _;
 
 use crate::cli::RunArgs;
 use crate::config::{self, Limits};
+use crate::conn::service::connection_env;
 use crate::sandbox::{
     CacheSetting, CompileLimits, Connection, Endpoint, Invocation, Sandbox, SandboxOptions,
     Transport,
 };
-use crate::service::connection_env;
 
 pub fn run(args: RunArgs, cache: CacheSetting, compile: CompileLimits) -> anyhow::Result<ExitCode> {
     let defaults = Limits::default();

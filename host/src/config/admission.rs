@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::values;
-use crate::access::{self, TimeWindow};
+use crate::config::access::{self, TimeWindow};
 
 /// The largest banner file: 64 KiB. A banner is a greeting, and it is sent
 /// to refused peers too; it must stay cheap.
@@ -292,7 +292,7 @@ mod tests {
         let d = "only_from = 10.0.0.0\nonly_from = 127.0.0.1\nno_access = 10.1.0.0";
         assert_eq!(
             spec("", "").addresses,
-            crate::access::AddressRules::default()
+            crate::config::access::AddressRules::default()
         );
         let s = spec(d, "");
         assert_eq!(only_from(&s).unwrap(), ["10.0.0.0/8", "127.0.0.1/32"]);

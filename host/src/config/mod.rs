@@ -31,6 +31,7 @@
 //! Left to others: compiling the guest (`server` is not opened here),
 //! binding sockets, the built-in services behind `type = INTERNAL`.
 
+pub mod access;
 mod admission;
 mod attrs;
 mod defaults;
@@ -65,7 +66,7 @@ pub use parts::{
     MaxLoad, Preopen, PreopenQuota, SocketOptions, Transport, UnixListen,
 };
 
-use crate::access::{AddressRules, TimeWindow};
+use crate::config::access::{AddressRules, TimeWindow};
 
 /// Linear memory a guest gets when `rlimit_as` is not set: 128 MiB.
 pub const DEFAULT_MEMORY: u64 = 128 << 20;

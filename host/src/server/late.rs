@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::{Daemon, Guests, Prepared, prepare};
 use crate::config::{GuestSource, ServiceSpec};
+use crate::conn::service::Service;
 use crate::sandbox::Sandbox;
-use crate::service::Service;
 
 /// Guests being compiled after start-up.
 pub(super) struct Compiling {

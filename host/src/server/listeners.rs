@@ -25,11 +25,12 @@ use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::unix_socket;
 use crate::config::{ServiceSpec, Transport};
-use crate::listener::{self, Shared};
-use crate::service::Service;
-use crate::systemd::{Adopted, ListenFds};
-use crate::{udp, unix_socket};
+use crate::conn::listener::{self, Shared};
+use crate::conn::service::Service;
+use crate::conn::udp;
+use crate::server::systemd::{Adopted, ListenFds};
 
 /// What a socket listens on, as the config says it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,12 +14,15 @@
 //! stops accepting, lets running connections finish for the grace period,
 //! and a second `Stop` ends them at once.
 
+pub mod admin;
 pub mod descriptors;
 mod dump;
 mod late;
 mod listeners;
 mod prepare;
 mod reload;
+pub mod systemd;
+pub mod unix_socket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,13 +33,12 @@ use anyhow::bail;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use self::prepare::{Guests, LoadError, Prepared, prepare, prepare_cached};
-use crate::admin;
 use crate::config::Config;
-use crate::in_flight::InFlight;
-use crate::listener::Shared;
+use crate::conn::in_flight::InFlight;
+use crate::conn::listener::Shared;
+use crate::conn::service::Service;
 use crate::sandbox::Sandbox;
-use crate::service::Service;
-use crate::systemd::{ListenFds, Notifier};
+use crate::server::systemd::{ListenFds, Notifier};
 
 /// What the daemon is asked to do while it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::bundled;
 use crate::config::{GuestSource, ServiceSpec};
+use crate::conn::service::Service;
 use crate::sandbox::{Guest, Sandbox};
-use crate::service::Service;
 
 /// A service whose guest could not be prepared, with the reason.
 #[derive(Debug)]

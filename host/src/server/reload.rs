@@ -21,8 +21,8 @@ use anyhow::{Context as _, bail};
 
 use super::listeners::Changes;
 use super::{Daemon, Guests, Prepared, prepare};
+use crate::conn::service::Service;
 use crate::logging::sink;
-use crate::service::Service;
 
 /// A new config, compiled and with its log files open: what a switch
 /// needs besides sockets.

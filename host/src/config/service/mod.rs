@@ -16,7 +16,7 @@ use super::socket::{self, Flags};
 use super::transport;
 use super::values::{self, Types};
 use super::{Env, GuestSource, Report, ServiceSpec, Transport, UnixListen};
-use crate::access::{AddressRules, TimeWindow};
+use crate::config::access::{AddressRules, TimeWindow};
 
 /// Validates one enabled `service NAME` block; `None` if it has an error.
 pub(super) fn service(

@@ -23,12 +23,12 @@ use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{GuestSource, SocketOptions};
-use crate::in_flight::{InFlight, Ticket};
+use crate::conn::in_flight::{InFlight, Ticket};
+use crate::conn::redirect;
+use crate::conn::sensor;
+use crate::conn::service::{Peer, Service};
 use crate::logging::{self, RefusalLog};
-use crate::redirect;
 use crate::sandbox::Socket as GuestStdio;
-use crate::sensor;
-use crate::service::{Peer, Service};
 
 /// A socket bound to `addr` (port 0 picks a free port), non-blocking, with
 /// the options every listener of a service shares, TCP or UDP.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::service::Peer;
+use crate::conn::service::Peer;
 
 /// Connections in flight, by connection id.
 #[derive(Default)]

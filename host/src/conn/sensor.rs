@@ -10,8 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::admission::deny;
 use crate::config::DenyTime;
+use crate::conn::service::{Admission, Peer, Refusal};
 use crate::logging;
-use crate::service::{Admission, Peer, Refusal};
 
 /// A connection to a sensor service: its peer is denied, the line logged,
 /// and the connection closed as a refused one is (`banner`,

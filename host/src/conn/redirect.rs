@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::conn::service::{Admission, Peer};
 use crate::logging::{self, Traffic};
 use crate::sandbox::{Outcome, RunReport};
-use crate::service::{Admission, Peer};
 
 /// How long connecting to the backend may take before the client is closed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,7 +61,7 @@ where
             // A client gone quiet (or gone: a backend that never reads
             // keeps the relay from seeing the client's reset) frees the
             // slot after `idle_timeout`, not at `runtime_max`.
-            let quiet = crate::service::quiet(service.spec.limits.idle, || moved.traffic());
+            let quiet = crate::conn::service::quiet(service.spec.limits.idle, || moved.traffic());
             tokio::select! {
                 copied = copied => match copied {
                     None => Outcome::RuntimeLimit,

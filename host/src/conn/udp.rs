@@ -28,10 +28,10 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
 use crate::admission::Refusal;
 use crate::config::SocketOptions;
-use crate::listener::{self, Current, Shared};
+use crate::conn::listener::{self, Current, Shared};
+use crate::conn::service::{Admission, Peer, connection_env};
 use crate::logging::{self, RefusalLog, Traffic};
 use crate::sandbox::{Connection, Endpoint, GuestLog, Invocation, Transport};
-use crate::service::{Admission, Peer, connection_env};
 
 /// The largest datagram read: a UDP payload cannot be longer (64 KiB less
 /// the headers), so nothing is ever cut short on the way in.

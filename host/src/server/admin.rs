@@ -22,9 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
+use crate::conn::service::Service;
 use crate::metrics;
 use crate::server::Roster;
-use crate::service::Service;
 
 /// Longest request head read; a longer one is answered 431.
 const MAX_HEAD: usize = 8 * 1024;
@@ -49,7 +49,7 @@ pub fn check_addr(addr: SocketAddr, any: bool) -> anyhow::Result<()> {
 
 /// Binds the admin listener.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    crate::listener::bind(addr, &crate::config::SocketOptions::default())
+    crate::conn::listener::bind(addr, &crate::config::SocketOptions::default())
         .with_context(|| format!("cannot start the admin listener on {addr}"))
 }
 

@@ -1,0 +1,13 @@
+//! The connection path: accept, admit, run the guest (or relay, or trip a
+//! sensor), finish. One room for every transport: TCP and Unix streams
+//! ([`listener`]), UDP datagrams ([`udp`]), `redirect` relays
+//! ([`redirect`]), sensors ([`sensor`]); one [`service::Service`] holding
+//! a service's version, admission state and counters; the connections in
+//! flight ([`in_flight`]) for the dump and the drain.
+
+pub mod in_flight;
+pub mod listener;
+pub mod redirect;
+pub mod sensor;
+pub mod service;
+pub mod udp;
