@@ -34,3 +34,86 @@ pub mod logging;
 pub mod metrics;
 pub mod sandbox;
 pub mod server;
+
+#[cfg(test)]
+mod layering {
+    //! The layout above, enforced: a module names (`crate::NAME`) only
+    //! modules in a layer below its own, so no import runs back up and no
+    //! two modules import each other.
+
+    use std::path::Path;
+
+    /// Bottom first; modules in one layer do not use each other.
+    const LAYERS: &[&[&str]] = &[
+        &["build_info", "bundled", "sandbox"],
+        &["config"],
+        &["admission"],
+        &["logging"],
+        &["metrics"],
+        &["conn"],
+        &["server"],
+        &["cli"],
+        &["commands"],
+    ];
+
+    fn layer_of(module: &str) -> usize {
+        LAYERS
+            .iter()
+            .position(|l| l.contains(&module))
+            .unwrap_or_else(|| panic!("`{module}` is in no layer of lib.rs's `LAYERS`"))
+    }
+
+    /// Every `.rs` file under `dir`.
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn no_module_uses_one_above_it() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        let mut wrong = Vec::new();
+        for file in files {
+            let rel = file.strip_prefix(&src).unwrap();
+            let top = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
+            let module = top.trim_end_matches(".rs");
+            if matches!(module, "lib" | "main") {
+                continue;
+            }
+            let own = layer_of(module);
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (i, line) in text.lines().enumerate() {
+                for used in line.split("crate::").skip(1) {
+                    let name: String = used
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if name.is_empty() || name == module {
+                        continue;
+                    }
+                    if layer_of(&name) >= own {
+                        wrong.push(format!("{}:{}: {module} uses {name}", rel.display(), i + 1));
+                    }
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "imports that run up or sideways:\n{}",
+            wrong.join("\n")
+        );
+    }
+}
