@@ -320,24 +320,6 @@ impl Line<'_> {
     }
 }
 
-/// How `outcome` is named in JSON, as the metrics' `outcome` label.
-fn outcome_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Exited(_) => "exit",
-        Outcome::Trapped(_) => "trap",
-        Outcome::CpuLimit => "cpu_limit",
-        Outcome::MemoryLimit => "memory_limit",
-        Outcome::RuntimeLimit => "runtime_limit",
-        Outcome::FilesLimit => "files_limit",
-        Outcome::Stopped => "stopped",
-        Outcome::IdleTimeout => "idle_timeout",
-        Outcome::ClientGone => "client_gone",
-        Outcome::Failed(_) => "failed",
-        Outcome::Redirected => "redirected",
-        Outcome::RedirectFailed(_) => "redirect_failed",
-    }
-}
-
 /// The fields `flags` choose, on a line for connection `conn`.
 fn with_flags<'a>(
     spec: &'a ServiceSpec,
@@ -403,7 +385,7 @@ pub fn connection_done(
     } else {
         "done".to_owned()
     };
-    line.outcome = Some(outcome_label(outcome));
+    line.outcome = Some(outcome.kind().label());
     if let (Outcome::Exited(code), true) = (outcome, flags.exit) {
         line.exit = Some(*code);
     }

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::admission::Refusal;
 use crate::logging::Traffic;
-use crate::sandbox::{Outcome, RunReport, Socket};
+use crate::sandbox::{Kind, Outcome, RunReport, Socket};
 
 /// Connection duration buckets (upper bounds, seconds).
 const DURATION_BUCKETS: &[f64] = &[
@@ -31,20 +31,6 @@ const INSTANTIATE_BUCKETS: &[f64] = &[
 ];
 const MAX_BUCKETS: usize = 16;
 
-/// How a finished connection ended, as the `outcome` label says it.
-pub const OUTCOMES: [&str; 10] = [
-    "exit",
-    "trap",
-    "cpu_limit",
-    "memory_limit",
-    "runtime_limit",
-    "failed",
-    "files_limit",
-    "stopped",
-    "idle_timeout",
-    "client_gone",
-];
-
 /// Distinct refusal reasons counted separately; more are counted as `other`.
 const REFUSAL_SLOTS: usize = 8;
 
@@ -53,8 +39,8 @@ pub struct ServiceMetrics {
     accepted: AtomicU64,
     refused: [RefusalSlot; REFUSAL_SLOTS],
     refused_other: AtomicU64,
-    /// Indexed like [`OUTCOMES`].
-    outcomes: [AtomicU64; OUTCOMES.len()],
+    /// Indexed like [`Kind::COUNTED`].
+    outcomes: [AtomicU64; Kind::COUNTED.len()],
     exit_nonzero: AtomicU64,
     duration: Histogram,
     instantiate: Histogram,
@@ -118,27 +104,14 @@ impl ServiceMetrics {
 
     /// A served connection ended, `duration` after it was accepted.
     pub fn finished(&self, report: &RunReport, duration: Duration) {
-        let kind = match &report.outcome {
-            Outcome::Exited(code) => {
-                if *code != 0 {
-                    self.exit_nonzero.fetch_add(1, Relaxed);
-                }
-                0
-            }
-            Outcome::Trapped(_) => 1,
-            Outcome::CpuLimit => 2,
-            Outcome::MemoryLimit => 3,
-            Outcome::RuntimeLimit => 4,
-            Outcome::FilesLimit => 6,
-            Outcome::Stopped => 7,
-            Outcome::IdleTimeout => 8,
-            Outcome::ClientGone => 9,
-            // A relay counts as a clean exit, a relay that failed as a
-            // guest that could not be run.
-            Outcome::Redirected => 0,
-            Outcome::Failed(_) | Outcome::RedirectFailed(_) => 5,
-        };
-        self.outcomes[kind].fetch_add(1, Relaxed);
+        if let Outcome::Exited(code) = report.outcome
+            && code != 0
+        {
+            self.exit_nonzero.fetch_add(1, Relaxed);
+        }
+        let kind = report.outcome.kind().counted_as();
+        let index = Kind::COUNTED.iter().position(|k| *k == kind);
+        self.outcomes[index.unwrap_or(0)].fetch_add(1, Relaxed);
         self.duration.observe(duration);
         if let Some(t) = report.instantiate {
             self.instantiate.observe(t);
@@ -155,7 +128,9 @@ impl ServiceMetrics {
             accepted: self.accepted.load(Relaxed),
             refused: self.refusals(),
             finished,
-            outcomes: std::array::from_fn(|i| (OUTCOMES[i], self.outcomes[i].load(Relaxed))),
+            outcomes: std::array::from_fn(|i| {
+                (Kind::COUNTED[i].label(), self.outcomes[i].load(Relaxed))
+            }),
             exit_zero: exits.saturating_sub(nonzero),
             exit_nonzero: nonzero,
             received: self.received.load(Relaxed),
@@ -250,7 +225,7 @@ pub struct Snapshot {
     pub accepted: u64,
     pub refused: Vec<(&'static str, u64)>,
     pub finished: u64,
-    pub outcomes: [(&'static str, u64); OUTCOMES.len()],
+    pub outcomes: [(&'static str, u64); Kind::COUNTED.len()],
     pub exit_zero: u64,
     pub exit_nonzero: u64,
     pub received: u64,

@@ -54,7 +54,7 @@ use guard::{Guard, PreopenRules, Refusals};
 use lane::BusyLane;
 pub use limits::{Limits, Preopen, PreopenQuota};
 pub use meter::Meter;
-pub use outcome::{Outcome, RunReport};
+pub use outcome::{Kind, Outcome, RunReport};
 pub use report::{Report, Unheard};
 pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
 use watch::{StopAll, Watch};

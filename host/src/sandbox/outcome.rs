@@ -1,4 +1,8 @@
-//! How a guest's run ended, in words fit for a log line and as an exit status.
+//! How a guest's run ended. Each kind of end is defined once, here: its
+//! words in a text log line ([`Outcome`]'s `Display`), its label (the
+//! JSON log's `outcome` and the metrics' `outcome=`, [`Kind::label`]),
+//! what the metrics count it as ([`Kind::counted_as`]) and the exit status
+//! `wasinetd run` gives it ([`Outcome::exit_status`]).
 
 use std::fmt;
 
@@ -44,7 +48,87 @@ pub enum Outcome {
     RedirectFailed(String),
 }
 
+/// What kind of end an [`Outcome`] is, without its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Exit,
+    Trap,
+    CpuLimit,
+    MemoryLimit,
+    RuntimeLimit,
+    Failed,
+    FilesLimit,
+    Stopped,
+    IdleTimeout,
+    ClientGone,
+    Redirected,
+    RedirectFailed,
+}
+
+impl Kind {
+    /// What a finished connection is counted as, in the metrics' order.
+    pub const COUNTED: [Kind; 10] = [
+        Kind::Exit,
+        Kind::Trap,
+        Kind::CpuLimit,
+        Kind::MemoryLimit,
+        Kind::RuntimeLimit,
+        Kind::Failed,
+        Kind::FilesLimit,
+        Kind::Stopped,
+        Kind::IdleTimeout,
+        Kind::ClientGone,
+    ];
+
+    /// The JSON log's `outcome` and the metrics' `outcome` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Exit => "exit",
+            Kind::Trap => "trap",
+            Kind::CpuLimit => "cpu_limit",
+            Kind::MemoryLimit => "memory_limit",
+            Kind::RuntimeLimit => "runtime_limit",
+            Kind::Failed => "failed",
+            Kind::FilesLimit => "files_limit",
+            Kind::Stopped => "stopped",
+            Kind::IdleTimeout => "idle_timeout",
+            Kind::ClientGone => "client_gone",
+            Kind::Redirected => "redirected",
+            Kind::RedirectFailed => "redirect_failed",
+        }
+    }
+
+    /// What the metrics count it as: a relay as a clean `exit`, a relay
+    /// that failed as a guest that could not be run (`failed`); every
+    /// other kind as itself. Always one of [`Kind::COUNTED`].
+    pub fn counted_as(self) -> Kind {
+        match self {
+            Kind::Redirected => Kind::Exit,
+            Kind::RedirectFailed => Kind::Failed,
+            kind => kind,
+        }
+    }
+}
+
 impl Outcome {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Outcome::Exited(_) => Kind::Exit,
+            Outcome::Trapped(_) => Kind::Trap,
+            Outcome::CpuLimit => Kind::CpuLimit,
+            Outcome::MemoryLimit => Kind::MemoryLimit,
+            Outcome::RuntimeLimit => Kind::RuntimeLimit,
+            Outcome::FilesLimit => Kind::FilesLimit,
+            Outcome::IdleTimeout => Kind::IdleTimeout,
+            Outcome::ClientGone => Kind::ClientGone,
+            Outcome::Stopped => Kind::Stopped,
+            Outcome::Failed(_) => Kind::Failed,
+            Outcome::Redirected => Kind::Redirected,
+            Outcome::RedirectFailed(_) => Kind::RedirectFailed,
+        }
+    }
+
     /// Classifies the error a run ended with, using what the store's
     /// memory meter and watch saw.
     pub(super) fn from_error<W>(err: &wasmtime::Error, state: &State<W>) -> Self {
@@ -139,4 +223,34 @@ pub struct RunReport {
     pub memory_peak: u64,
     /// What the guard refused it: descriptors, quota, symlinks.
     pub refused: super::guard::GuardCounts,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_counted_as_a_counted_kind_with_a_label_of_its_own() {
+        let all = [
+            Outcome::Exited(3),
+            Outcome::Trapped("x".into()),
+            Outcome::CpuLimit,
+            Outcome::MemoryLimit,
+            Outcome::RuntimeLimit,
+            Outcome::FilesLimit,
+            Outcome::IdleTimeout,
+            Outcome::ClientGone,
+            Outcome::Stopped,
+            Outcome::Failed("x".into()),
+            Outcome::Redirected,
+            Outcome::RedirectFailed("x".into()),
+        ];
+        let mut labels: Vec<&str> = all.iter().map(|o| o.kind().label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), all.len());
+        for o in &all {
+            assert!(Kind::COUNTED.contains(&o.kind().counted_as()), "{o}");
+        }
+    }
 }
