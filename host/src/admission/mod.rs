@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::config::access;
@@ -36,12 +36,7 @@ mod shares;
 pub use shares::{DgramSlot, Shares, SourceSlot};
 
 /// How long a client has to take a banner before it is dropped.
-const BANNER_TIME: Duration = Duration::from_secs(5);
-/// How long a refused connection is drained after its end of stream, so the
-/// client reads `banner_fail` and a clean end, not a reset.
-const REFUSAL_DRAIN_TIME: Duration = Duration::from_millis(500);
-/// How much unread input of a refused connection is drained at most.
-const REFUSAL_DRAIN_BYTES: usize = 64 << 10;
+pub const BANNER_TIME: Duration = Duration::from_secs(5);
 /// Refused connections of one service closed politely at once; beyond that
 /// (a flood) they are closed at once, so refusals never pile up.
 const POLITE_REFUSALS: usize = 64;
@@ -92,7 +87,7 @@ pub struct Gatekeeper {
     /// `banner` + `banner_success`.
     greeting: Box<[u8]>,
     /// `banner` + `banner_fail`.
-    farewell: Box<[u8]>,
+    farewell: Arc<[u8]>,
     /// Permits for refused connections being closed politely.
     closing: Arc<Semaphore>,
 }
@@ -191,39 +186,23 @@ impl Gatekeeper {
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
     }
 
-    /// Closes a refused connection: `banner` and `banner_fail` first, then
-    /// end of stream, then unread input drained for a moment so the client
-    /// sees FIN, not RST. During a flood (more than [`POLITE_REFUSALS`] at
-    /// once) it is closed at once instead. Never blocks the caller.
-    pub fn turn_away<S>(&self, mut stream: S)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let Ok(permit) = self.closing.clone().try_acquire_owned() else {
-            return;
-        };
-        let farewell = self.farewell.clone();
-        tokio::spawn(async move {
-            let sent = async {
-                stream.write_all(&farewell).await?;
-                stream.shutdown().await
-            };
-            if let Ok(Ok(())) = tokio::time::timeout(BANNER_TIME, sent).await {
-                let mut sink = [0; 4096];
-                let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, async {
-                    let mut left = REFUSAL_DRAIN_BYTES;
-                    while left > 0 {
-                        match stream.read(&mut sink[..left.min(4096)]).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => left -= n,
-                        }
-                    }
-                })
-                .await;
-            }
-            drop(permit);
-        });
+    /// `banner` and `banner_fail`, for a refused connection, with a place
+    /// among those being closed politely; `None` during a flood (more
+    /// than [`POLITE_REFUSALS`] at once), when it is closed at once.
+    pub fn farewell(&self) -> Option<Farewell> {
+        let permit = self.closing.clone().try_acquire_owned().ok()?;
+        Some(Farewell {
+            bytes: self.farewell.clone(),
+            _permit: permit,
+        })
     }
+}
+
+/// What a refused connection is told before it is closed; holds its place
+/// among those being closed until dropped.
+pub struct Farewell {
+    pub bytes: Arc<[u8]>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// What `per_source` counts guests by: a client's address, or a Unix

@@ -311,7 +311,7 @@ fn handle<S>(
             // Logged (or counted, in a flood) before the close, so a client
             // that sees the close can rely on the line being there.
             refusals.refused(&service.spec, conn, peer.tcp(), reason, Instant::now());
-            service.gate().turn_away(stream);
+            super::close::turn_away(service.gate(), stream);
         }
     }
 }

@@ -5,6 +5,7 @@
 //! a service's version, admission state and counters; the connections in
 //! flight ([`in_flight`]) for the dump and the drain.
 
+pub mod close;
 pub mod in_flight;
 pub mod listener;
 pub mod redirect;

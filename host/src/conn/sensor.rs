@@ -27,5 +27,5 @@ where
         let denial = deny::deny(addr.ip().to_canonical(), time, Instant::now());
         logging::sensor_tripped(&service.spec, conn, addr, time, denial);
     }
-    service.gate().turn_away(stream);
+    super::close::turn_away(service.gate(), stream);
 }

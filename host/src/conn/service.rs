@@ -23,15 +23,11 @@ use crate::config::{self, Cap, ServiceSpec};
 use crate::logging::{self, Traffic};
 use crate::metrics::{CountedSocket, ServiceMetrics};
 use crate::sandbox::{
-    Connection, DiskQuota, Endpoint, Guest, GuestLog, Invocation, Outcome, Socket, SocketStdin,
-    SocketStdout, Transport, drain,
+    Connection, DiskQuota, Endpoint, Guest, GuestLog, Invocation, Outcome, RunReport, Socket,
+    SocketStdin, SocketStdout, Transport, drain,
 };
 
-/// How long the end of a connection may take after the guest: writing out
-/// what it left pending, and draining unread client input.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-/// How much unread client input is drained at most.
-const DRAIN_BYTES: u64 = 4 << 20;
+use super::close;
 
 /// A service ready to take connections.
 pub struct Service {
@@ -211,42 +207,67 @@ impl Service {
             // The listener relays a `redirect` service's connections itself.
             return;
         };
-        let remarks = logging::GuestReport::new(self.name.clone(), conn);
-        let report = guest
-            .run(Invocation {
-                argv: &self.spec.argv,
-                env: &env,
-                preopens: &self.spec.preopens,
-                quotas: &self.quotas,
-                limits: self.spec.limits,
-                stdin: SocketStdin::new(sock.clone()),
-                stdout: stdout.clone(),
-                stderr: GuestLog::new(remarks.clone()),
-                connection,
-                allow_connect: self.spec.allow_connect.clone(),
-                report: remarks,
-                watch: Some(Box::pin(watch_client(&*sock, self.spec.limits.idle))),
-            })
-            .await;
+        let mut run = self.invocation(
+            &env,
+            SocketStdin::new(sock.clone()),
+            stdout.clone(),
+            connection,
+        );
+        run.watch = Some(Box::pin(watch_client(&*sock, self.spec.limits.idle)));
+        let report = guest.run(run).await;
         drop(admission);
 
         // The guest is gone; finish the connection the way a client expects:
         // its answer whole, then end of stream, then no reset.
-        stdout.finish(DRAIN_TIME).await;
+        let end = close::AFTER_SERVING;
+        stdout.finish(end.time).await;
         let _ = socket2::SockRef::from(&*sock).shutdown(std::net::Shutdown::Write);
-        drain(&*sock, DRAIN_TIME, DRAIN_BYTES).await;
+        drain(&*sock, end.time, end.bytes).await;
+        self.finished(conn, peer.tcp(), started, &report, sock.traffic());
+    }
+
+    /// The run of this service's guest for one connection: its argv,
+    /// environment (`env`: the service's and the peer's), preopens,
+    /// limits and egress, with the connection's stdio; its stderr and
+    /// remarks go to the log under the service and `connection`'s id.
+    pub fn invocation<'a, I, O>(
+        &'a self,
+        env: &'a [(String, String)],
+        stdin: I,
+        stdout: O,
+        connection: Connection,
+    ) -> Invocation<'a, I, O, GuestLog> {
+        let remarks = logging::GuestReport::new(self.name.clone(), connection.id);
+        Invocation {
+            argv: &self.spec.argv,
+            env,
+            preopens: &self.spec.preopens,
+            quotas: &self.quotas,
+            limits: self.spec.limits,
+            stdin,
+            stdout,
+            stderr: GuestLog::new(remarks.clone()),
+            connection,
+            allow_connect: self.spec.allow_connect.clone(),
+            report: remarks,
+            watch: None,
+        }
+    }
+
+    /// The end of connection `conn`, whatever served it (a guest, a
+    /// relay): its counters, what the guard refused its guest, its line.
+    pub fn finished(
+        &self,
+        conn: u64,
+        peer: Option<SocketAddr>,
+        started: Instant,
+        report: &RunReport,
+        traffic: Traffic,
+    ) {
         let duration = started.elapsed();
-        self.metrics.finished(&report, duration);
+        self.metrics.finished(report, duration);
         logging::guard_refused(&self.spec, conn, report.refused);
-        let traffic = sock.traffic();
-        logging::connection_done(
-            &self.spec,
-            conn,
-            peer.tcp(),
-            duration,
-            &report.outcome,
-            traffic,
-        );
+        logging::connection_done(&self.spec, conn, peer, duration, &report.outcome, traffic);
     }
 }
 

@@ -31,7 +31,7 @@ use crate::config::SocketOptions;
 use crate::conn::listener::{self, Current, Shared};
 use crate::conn::service::{Admission, Peer, connection_env};
 use crate::logging::{self, RefusalLog, Traffic};
-use crate::sandbox::{Connection, Endpoint, GuestLog, Invocation, Transport};
+use crate::sandbox::{Connection, Endpoint, Transport};
 
 /// The largest datagram read: a UDP payload cannot be longer (64 KiB less
 /// the headers), so nothing is ever cut short on the way in.
@@ -137,28 +137,16 @@ async fn answer(
     let Some(guest) = service.guest() else {
         return;
     };
-    let remarks = crate::logging::GuestReport::new(service.name_arc(), conn);
+    let connection = Connection {
+        service: service.name_arc(),
+        id: conn,
+        transport: Transport::Udp,
+        peer: Some(Endpoint::Ip(peer)),
+        local: local.map(Endpoint::Ip),
+    };
+    let stdin = MemoryInputPipe::new(payload);
     let report = guest
-        .run(Invocation {
-            argv: &spec.argv,
-            env: &env,
-            preopens: &spec.preopens,
-            quotas: service.quotas(),
-            limits: spec.limits,
-            stdin: MemoryInputPipe::new(payload),
-            stdout: stdout.clone(),
-            stderr: GuestLog::new(remarks.clone()),
-            connection: Connection {
-                service: service.name_arc(),
-                id: conn,
-                transport: Transport::Udp,
-                peer: Some(Endpoint::Ip(peer)),
-                local: local.map(Endpoint::Ip),
-            },
-            allow_connect: spec.allow_connect.clone(),
-            report: remarks,
-            watch: None,
-        })
+        .run(service.invocation(&env, stdin, stdout.clone(), connection))
         .await;
     drop(admission);
     let mut reply = stdout.contents();
@@ -176,8 +164,5 @@ async fn answer(
             Err(e) => logging::reply_not_sent(spec, conn, &e),
         }
     }
-    let duration = started.elapsed();
-    service.metrics().finished(&report, duration);
-    logging::guard_refused(spec, conn, report.refused);
-    logging::connection_done(spec, conn, peer, duration, &report.outcome, traffic);
+    service.finished(conn, Some(peer), started, &report, traffic);
 }

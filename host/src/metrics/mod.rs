@@ -10,11 +10,13 @@
 use std::fmt::Write as _;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::admission::Refusal;
@@ -83,13 +85,6 @@ impl ServiceMetrics {
         self.accepted.fetch_add(1, Relaxed);
     }
 
-    /// Bytes a `redirect` relayed for one connection, counted as a guest's
-    /// stdio is.
-    pub fn relayed(&self, traffic: Traffic) {
-        self.received.fetch_add(traffic.bytes_in, Relaxed);
-        self.sent.fetch_add(traffic.bytes_out, Relaxed);
-    }
-
     /// An accepted connection was closed without running the guest.
     pub fn refused(&self, reason: Refusal) {
         let reason = reason.as_str();
@@ -153,15 +148,33 @@ impl ServiceMetrics {
 }
 
 /// A connection's socket that adds what it reads and writes to its
-/// service's byte counters: the guest's stdio, and the unread input drained
-/// after it.
+/// service's byte counters and its own: the guest's stdio (through
+/// [`Socket`]), the bytes a `redirect` relays (through `AsyncRead` and
+/// `AsyncWrite`), and the unread input drained at the end.
 pub struct CountedSocket<S = TcpStream> {
     stream: S,
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
-    /// This connection's own counts, for its log line (`TRAFFIC`).
-    conn_received: AtomicU64,
-    conn_sent: AtomicU64,
+    /// This connection's own counts, for its log line (`TRAFFIC`) and its
+    /// idle watch.
+    conn: Arc<ConnCounts>,
+}
+
+/// One connection's bytes so far, shared with whoever watches it.
+#[derive(Debug, Default)]
+pub struct ConnCounts {
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl ConnCounts {
+    /// What the connection has read and written so far.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            bytes_in: self.received.load(Relaxed),
+            bytes_out: self.sent.load(Relaxed),
+        }
+    }
 }
 
 impl<S> CountedSocket<S> {
@@ -171,17 +184,18 @@ impl<S> CountedSocket<S> {
             stream,
             received: metrics.received.clone(),
             sent: metrics.sent.clone(),
-            conn_received: AtomicU64::new(0),
-            conn_sent: AtomicU64::new(0),
+            conn: Arc::default(),
         }
     }
 
     /// What this connection has read and written so far.
     pub fn traffic(&self) -> Traffic {
-        Traffic {
-            bytes_in: self.conn_received.load(Relaxed),
-            bytes_out: self.conn_sent.load(Relaxed),
-        }
+        self.conn.traffic()
+    }
+
+    /// This connection's counts, to watch while the socket is in use.
+    pub fn counts(&self) -> Arc<ConnCounts> {
+        self.conn.clone()
     }
 }
 
@@ -192,8 +206,7 @@ impl<S: Socket> Socket for CountedSocket<S> {
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.stream.try_read(buf)?;
-        self.received.fetch_add(n as u64, Relaxed);
-        self.conn_received.fetch_add(n as u64, Relaxed);
+        self.count_in(n);
         Ok(n)
     }
 
@@ -203,13 +216,59 @@ impl<S: Socket> Socket for CountedSocket<S> {
 
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         let n = self.stream.try_write(buf)?;
-        self.sent.fetch_add(n as u64, Relaxed);
-        self.conn_sent.fetch_add(n as u64, Relaxed);
+        self.count_out(n);
         Ok(n)
     }
 
     fn gone(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         self.stream.gone()
+    }
+}
+
+impl<S> CountedSocket<S> {
+    fn count_in(&self, n: usize) {
+        self.received.fetch_add(n as u64, Relaxed);
+        self.conn.received.fetch_add(n as u64, Relaxed);
+    }
+
+    fn count_out(&self, n: usize) {
+        self.sent.fetch_add(n as u64, Relaxed);
+        self.conn.sent.fetch_add(n as u64, Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CountedSocket<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        std::task::ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+        this.count_in(buf.filled().len() - before);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountedSocket<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = std::task::ready!(Pin::new(&mut this.stream).poll_write(cx, buf))?;
+        this.count_out(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
