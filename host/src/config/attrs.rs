@@ -40,17 +40,96 @@ pub(super) enum Kind {
     Unsupported(&'static str),
 }
 
-/// One known attribute.
+/// What an attribute sets. Each is applied by a `match` with no catch-all
+/// (`Draft::apply` for [`Own`], `Inherited::apply` for [`Shared`],
+/// `Defaults::from_block` for [`Listing`]), so an attribute in this table
+/// that nothing applies does not compile, and one applied but not in the
+/// table is never constructed (a warning, an error under clippy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Key {
+    /// Read by the service block itself.
+    Own(Own),
+    /// A value a service inherits from `defaults` unless it sets its own.
+    Shared(Shared),
+    /// Which services are on (`defaults` only).
+    Listing(Listing),
+    /// Ignored with a warning, or refused: never applied.
+    Refused,
+}
+
+/// Attributes a `service` block reads itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Own {
+    Id,
+    Disable,
+    Type,
+    SocketType,
+    Protocol,
+    Wait,
+    Port,
+    Server,
+    ServerArgs,
+    Preopen,
+    AccessTimes,
+    Flags,
+    ListenUnix,
+    Redirect,
+    DenyTime,
+}
+
+/// Attributes a service inherits from `defaults` unless it sets its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shared {
+    LogOnSuccess,
+    LogOnFailure,
+    LogType,
+    Passenv,
+    Env,
+    Instances,
+    RlimitAs,
+    RlimitCpu,
+    RuntimeMax,
+    IdleTimeout,
+    PreopenQuota,
+    RlimitData,
+    RlimitRss,
+    RlimitFiles,
+    MaxLoad,
+    Bind,
+    V6only,
+    Backlog,
+    SocketMode,
+    OnlyFrom,
+    AllowConnect,
+    NoAccess,
+    PerSource,
+    Cps,
+    Banner,
+    BannerSuccess,
+    BannerFail,
+}
+
+/// `defaults`' lists of services turned off or on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listing {
+    Disabled,
+    Enabled,
+}
+
+/// One known attribute: its name, what it sets, where it may appear, and
+/// how its lines combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Attr {
     pub name: &'static str,
+    pub key: Key,
     pub allowed: Allowed,
     pub kind: Kind,
 }
 
-const fn attr(name: &'static str, allowed: Allowed, kind: Kind) -> Attr {
+const fn attr(name: &'static str, key: Key, allowed: Allowed, kind: Kind) -> Attr {
     Attr {
         name,
+        key,
         allowed,
         kind,
     }
@@ -61,78 +140,128 @@ use Kind::{Ignored, Set, Single, Unsupported};
 
 /// Every attribute name the daemon knows; the README's attribute table documents each.
 pub(super) const TABLE: &[Attr] = &[
-    attr("id", Service, Single),
-    attr("disable", Service, Single),
-    attr("type", Service, Single),
-    attr("socket_type", Service, Single),
-    attr("protocol", Service, Single),
-    attr("wait", Service, Single),
-    attr("port", Service, Single),
-    attr("bind", Both, Single),
-    attr("interface", Both, Single),
-    attr("server", Service, Single),
-    attr("server_args", Service, Single),
-    attr("env", Both, Set),
-    attr("passenv", Both, Set),
-    attr("instances", Both, Single),
-    attr("rlimit_as", Both, Single),
-    attr("rlimit_cpu", Both, Single),
-    attr("runtime_max", Both, Single),
-    attr("idle_timeout", Both, Single),
-    attr("preopen", Service, Set),
-    attr("preopen_quota", Both, Single),
-    attr("log_on_success", Both, Set),
-    attr("log_on_failure", Both, Set),
-    attr("disabled", Defaults, Set),
-    attr("enabled", Defaults, Set),
-    attr("user", Both, Ignored("it runs with no uid")),
-    attr("group", Both, Ignored("it runs with no gid")),
+    attr("id", Key::Own(Own::Id), Service, Single),
+    attr("disable", Key::Own(Own::Disable), Service, Single),
+    attr("type", Key::Own(Own::Type), Service, Single),
+    attr("socket_type", Key::Own(Own::SocketType), Service, Single),
+    attr("protocol", Key::Own(Own::Protocol), Service, Single),
+    attr("wait", Key::Own(Own::Wait), Service, Single),
+    attr("port", Key::Own(Own::Port), Service, Single),
+    attr("bind", Key::Shared(Shared::Bind), Both, Single),
+    attr("interface", Key::Shared(Shared::Bind), Both, Single),
+    attr("server", Key::Own(Own::Server), Service, Single),
+    attr("server_args", Key::Own(Own::ServerArgs), Service, Single),
+    attr("env", Key::Shared(Shared::Env), Both, Set),
+    attr("passenv", Key::Shared(Shared::Passenv), Both, Set),
+    attr("instances", Key::Shared(Shared::Instances), Both, Single),
+    attr("rlimit_as", Key::Shared(Shared::RlimitAs), Both, Single),
+    attr("rlimit_cpu", Key::Shared(Shared::RlimitCpu), Both, Single),
+    attr("runtime_max", Key::Shared(Shared::RuntimeMax), Both, Single),
+    attr(
+        "idle_timeout",
+        Key::Shared(Shared::IdleTimeout),
+        Both,
+        Single,
+    ),
+    attr("preopen", Key::Own(Own::Preopen), Service, Set),
+    attr(
+        "preopen_quota",
+        Key::Shared(Shared::PreopenQuota),
+        Both,
+        Single,
+    ),
+    attr(
+        "log_on_success",
+        Key::Shared(Shared::LogOnSuccess),
+        Both,
+        Set,
+    ),
+    attr(
+        "log_on_failure",
+        Key::Shared(Shared::LogOnFailure),
+        Both,
+        Set,
+    ),
+    attr("disabled", Key::Listing(Listing::Disabled), Defaults, Set),
+    attr("enabled", Key::Listing(Listing::Enabled), Defaults, Set),
+    attr("user", Key::Refused, Both, Ignored("it runs with no uid")),
+    attr("group", Key::Refused, Both, Ignored("it runs with no gid")),
     attr(
         "groups",
+        Key::Refused,
         Both,
         Ignored("it runs with no supplementary groups"),
     ),
     attr(
         "umask",
+        Key::Refused,
         Both,
         Ignored("it creates files only in preopened dirs, with the daemon's umask"),
     ),
     attr(
         "nice",
+        Key::Refused,
         Both,
         Ignored("it runs on the daemon's threads, at the daemon's priority"),
     ),
-    attr("only_from", Both, Set),
-    attr("allow_connect", Both, Set),
-    attr("no_access", Both, Set),
-    attr("access_times", Service, Single),
-    attr("per_source", Both, Single),
-    attr("cps", Both, Single),
-    attr("banner", Both, Single),
-    attr("banner_success", Both, Single),
-    attr("banner_fail", Both, Single),
-    attr("flags", Service, Single),
-    attr("v6only", Both, Single),
-    attr("backlog", Both, Single),
-    attr("listen_unix", Service, Single),
-    attr("socket_mode", Both, Single),
-    attr("max_load", Both, Single),
-    attr("redirect", Service, Single),
-    attr("log_type", Both, Single),
-    attr("rlimit_data", Service, Single),
-    attr("rlimit_rss", Service, Single),
+    attr("only_from", Key::Shared(Shared::OnlyFrom), Both, Set),
+    attr(
+        "allow_connect",
+        Key::Shared(Shared::AllowConnect),
+        Both,
+        Set,
+    ),
+    attr("no_access", Key::Shared(Shared::NoAccess), Both, Set),
+    attr("access_times", Key::Own(Own::AccessTimes), Service, Single),
+    attr("per_source", Key::Shared(Shared::PerSource), Both, Single),
+    attr("cps", Key::Shared(Shared::Cps), Both, Single),
+    attr("banner", Key::Shared(Shared::Banner), Both, Single),
+    attr(
+        "banner_success",
+        Key::Shared(Shared::BannerSuccess),
+        Both,
+        Single,
+    ),
+    attr("banner_fail", Key::Shared(Shared::BannerFail), Both, Single),
+    attr("flags", Key::Own(Own::Flags), Service, Single),
+    attr("v6only", Key::Shared(Shared::V6only), Both, Single),
+    attr("backlog", Key::Shared(Shared::Backlog), Both, Single),
+    attr("listen_unix", Key::Own(Own::ListenUnix), Service, Single),
+    attr("socket_mode", Key::Shared(Shared::SocketMode), Both, Single),
+    attr("max_load", Key::Shared(Shared::MaxLoad), Both, Single),
+    attr("redirect", Key::Own(Own::Redirect), Service, Single),
+    attr("log_type", Key::Shared(Shared::LogType), Both, Single),
+    attr(
+        "rlimit_data",
+        Key::Shared(Shared::RlimitData),
+        Service,
+        Single,
+    ),
+    attr(
+        "rlimit_rss",
+        Key::Shared(Shared::RlimitRss),
+        Service,
+        Single,
+    ),
     attr(
         "rlimit_stack",
+        Key::Refused,
         Service,
         Ignored(
             "its stack is part of its linear memory, sized when it was built and \
              counted by `rlimit_as`; the engine caps every guest's native stack alike",
         ),
     ),
-    attr("rlimit_files", Service, Single),
-    attr("deny_time", Service, Single),
+    attr(
+        "rlimit_files",
+        Key::Shared(Shared::RlimitFiles),
+        Service,
+        Single,
+    ),
+    attr("deny_time", Key::Own(Own::DenyTime), Service, Single),
     attr(
         "libwrap",
+        Key::Refused,
         Service,
         Unsupported(
             "there are no TCP wrappers (hosts.allow / hosts.deny), and ignoring it would \
@@ -141,11 +270,12 @@ pub(super) const TABLE: &[Attr] = &[
     ),
     attr(
         "mdns",
+        Key::Refused,
         Service,
         Ignored("wasinetd announces no service over multicast DNS"),
     ),
-    attr("rpc_version", Service, Unsupported(RPC)),
-    attr("rpc_number", Service, Unsupported(RPC)),
+    attr("rpc_version", Key::Refused, Service, Unsupported(RPC)),
+    attr("rpc_number", Key::Refused, Service, Unsupported(RPC)),
 ];
 
 /// Why `rpc_version` / `rpc_number` (and `type = RPC`) are errors.
@@ -186,8 +316,8 @@ pub(super) struct Seen {
 /// A line that passed the table's checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Checked {
-    /// The attribute's name (`interface` is reported as `bind`).
-    pub key: &'static str,
+    /// What it sets.
+    pub key: Key,
     /// For a set: this is the block's first `=` for it, which replaces the
     /// inherited value instead of adding to it.
     pub replaces: bool,
@@ -236,13 +366,15 @@ pub(super) fn screen(
         report.error(raw.line, message);
         return None;
     }
-    let key = if name == "interface" {
+    // `interface` is another name for `bind`: one value between them.
+    let seen_as = if name == "interface" {
         "bind"
     } else {
         attr.name
     };
+    let key = attr.key;
     if attr.kind == Set {
-        let replaces = raw.op == Op::Assign && seen.assigned.insert(key);
+        let replaces = raw.op == Op::Assign && seen.assigned.insert(seen_as);
         return Some(Checked { key, replaces });
     }
     if raw.op != Op::Assign {
@@ -253,9 +385,9 @@ pub(super) fn screen(
         report.error(raw.line, message);
         return None;
     }
-    if let Some(first) = seen.single.insert(key, raw.line) {
+    if let Some(first) = seen.single.insert(seen_as, raw.line) {
         // Keep pointing at the first line for a third one.
-        seen.single.insert(key, first);
+        seen.single.insert(seen_as, first);
         let message = format!(
             "`{name}` is set twice in this block (lines {first} and {}); keep one",
             raw.line
@@ -385,7 +517,7 @@ mod tests {
         let (passed, messages) = screen_all(Place::Service, &lines);
         assert_eq!(
             passed.iter().map(|c| c.key).collect::<Vec<_>>(),
-            ["port", "bind"]
+            [Key::Own(Own::Port), Key::Shared(Shared::Bind)]
         );
         assert_eq!(
             messages,
@@ -440,6 +572,32 @@ mod tests {
                 "1: `disabled` is only allowed in `defaults`; use `disable = yes` in a service",
                 "2: `enabled` is only allowed in `defaults`",
             ]
+        );
+    }
+
+    #[test]
+    fn every_attribute_has_a_readme_row_and_every_row_an_attribute() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap();
+        let table = readme
+            .split("| Attribute | Values / unit |")
+            .nth(1)
+            .expect("the README's attribute table");
+        let mut documented: Vec<&str> = Vec::new();
+        for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            // The first cell: one or more `name`s.
+            let cell = row.split('|').nth(1).unwrap();
+            documented.extend(cell.split('`').skip(1).step_by(2));
+        }
+        let known: Vec<&str> = TABLE.iter().map(|a| a.name).collect();
+        let undocumented: Vec<_> = known.iter().filter(|n| !documented.contains(n)).collect();
+        let unknown: Vec<_> = documented.iter().filter(|n| !known.contains(n)).collect();
+        assert!(undocumented.is_empty(), "no README row: {undocumented:?}");
+        assert!(
+            unknown.is_empty(),
+            "README rows of no attribute: {unknown:?}"
         );
     }
 }

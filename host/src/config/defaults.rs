@@ -9,7 +9,7 @@ use std::path::Path;
 use ipnet::IpNet;
 
 use super::admission::{self, Banners, Cps};
-use super::attrs::{self, Place, Seen};
+use super::attrs::{self, Key, Listing, Place, Seen, Shared};
 use super::log_type;
 use super::parse::{Op, RawAttr, RawBlock};
 use super::{Limits, LogFlags, Report, socket, values};
@@ -96,56 +96,56 @@ impl Inherited {
     /// `dir`, the folder of the line's file.
     pub(super) fn apply(
         &mut self,
-        key: &str,
+        key: Shared,
         raw: &RawAttr,
         replaces: bool,
         dir: &Path,
-    ) -> Result<bool, String> {
+    ) -> Result<(), String> {
         let (name, words, op) = (raw.name.as_str(), &raw.values[..], raw.op);
         match key {
-            "log_on_success" => combine_flags(
+            Shared::LogOnSuccess => combine_flags(
                 &mut self.log_on_success,
                 op,
                 replaces,
                 values::log_flags(name, words)?,
             ),
-            "log_on_failure" => combine_flags(
+            Shared::LogOnFailure => combine_flags(
                 &mut self.log_on_failure,
                 op,
                 replaces,
                 values::log_flags(name, words)?,
             ),
-            "log_type" => self.log_type = Some(log_type::log_type(name, words, dir)?),
-            "passenv" => {
+            Shared::LogType => self.log_type = Some(log_type::log_type(name, words, dir)?),
+            Shared::Passenv => {
                 let names = values::var_names(name, words, false)?;
                 combine(&mut self.passenv, op, replaces, names, |a, b| a == b);
             }
-            "env" if op == Op::Remove => {
+            Shared::Env if op == Op::Remove => {
                 let names = values::var_names(name, words, true)?;
                 self.env.retain(|(n, _)| !names.contains(n));
             }
-            "env" => combine(
+            Shared::Env => combine(
                 &mut self.env,
                 op,
                 replaces,
                 values::env_pairs(words)?,
                 |a, b| a.0 == b.0,
             ),
-            "instances" => self.instances = values::instances(name, words)?,
-            "rlimit_as" => self.limits.memory = values::size(name, words)?,
-            "rlimit_cpu" => self.limits.cpu = values::duration(name, words)?,
-            "runtime_max" => self.limits.runtime = values::duration(name, words)?,
-            "idle_timeout" => self.limits.idle = values::duration(name, words)?,
-            "preopen_quota" => self.preopen_quota = values::preopen_quota(name, words)?,
-            "rlimit_data" => self.rlimit_data = Some(values::size(name, words)?),
-            "rlimit_rss" => self.rlimit_rss = Some(values::size(name, words)?),
-            "rlimit_files" => self.limits.files = values::files(name, words)?,
-            "max_load" => self.max_load = Some(values::max_load(name, words)?),
-            "bind" => self.bind = socket::addresses(name, words)?,
-            "v6only" => self.v6only = Some(values::yes_no(name, words)?),
-            "backlog" => self.backlog = socket::backlog(name, words)?,
-            "socket_mode" => self.socket_mode = socket::mode(name, words)?,
-            "only_from" => {
+            Shared::Instances => self.instances = values::instances(name, words)?,
+            Shared::RlimitAs => self.limits.memory = values::size(name, words)?,
+            Shared::RlimitCpu => self.limits.cpu = values::duration(name, words)?,
+            Shared::RuntimeMax => self.limits.runtime = values::duration(name, words)?,
+            Shared::IdleTimeout => self.limits.idle = values::duration(name, words)?,
+            Shared::PreopenQuota => self.preopen_quota = values::preopen_quota(name, words)?,
+            Shared::RlimitData => self.rlimit_data = Some(values::size(name, words)?),
+            Shared::RlimitRss => self.rlimit_rss = Some(values::size(name, words)?),
+            Shared::RlimitFiles => self.limits.files = values::files(name, words)?,
+            Shared::MaxLoad => self.max_load = Some(values::max_load(name, words)?),
+            Shared::Bind => self.bind = socket::addresses(name, words)?,
+            Shared::V6only => self.v6only = Some(values::yes_no(name, words)?),
+            Shared::Backlog => self.backlog = socket::backlog(name, words)?,
+            Shared::SocketMode => self.socket_mode = socket::mode(name, words)?,
+            Shared::OnlyFrom => {
                 let nets = admission::addresses(name, words)?;
                 if op == Op::Remove && self.only_from.is_none() {
                     return Err(
@@ -157,28 +157,29 @@ impl Inherited {
                 let list = self.only_from.get_or_insert_with(Vec::new);
                 combine(list, op, replaces, nets, |a, b| a == b);
             }
-            "allow_connect" => combine(
+            Shared::AllowConnect => combine(
                 &mut self.allow_connect,
                 op,
                 replaces,
                 super::egress::allow_connect(name, words)?,
                 |a, b| a == b,
             ),
-            "no_access" => combine(
+            Shared::NoAccess => combine(
                 &mut self.no_access,
                 op,
                 replaces,
                 admission::addresses(name, words)?,
                 |a, b| a == b,
             ),
-            "per_source" => self.per_source = values::instances(name, words)?,
-            "cps" => self.cps = admission::cps(name, words)?,
-            "banner" => self.banners.banner = Some(admission::banner(name, words, dir)?),
-            "banner_success" => self.banners.success = Some(admission::banner(name, words, dir)?),
-            "banner_fail" => self.banners.fail = Some(admission::banner(name, words, dir)?),
-            _ => return Ok(false),
+            Shared::PerSource => self.per_source = values::instances(name, words)?,
+            Shared::Cps => self.cps = admission::cps(name, words)?,
+            Shared::Banner => self.banners.banner = Some(admission::banner(name, words, dir)?),
+            Shared::BannerSuccess => {
+                self.banners.success = Some(admission::banner(name, words, dir)?)
+            }
+            Shared::BannerFail => self.banners.fail = Some(admission::banner(name, words, dir)?),
         }
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -282,7 +283,7 @@ impl Defaults {
             };
             let ids = || raw.values.clone();
             let result = match checked.key {
-                "disabled" => {
+                Key::Listing(Listing::Disabled) => {
                     combine(
                         &mut defaults.disabled,
                         raw.op,
@@ -290,24 +291,25 @@ impl Defaults {
                         ids(),
                         |a, b| a == b,
                     );
-                    Ok(true)
+                    Ok(())
                 }
                 // `enabled -=` before any `enabled =` leaves every id on.
-                "enabled" if raw.op == Op::Remove && defaults.enabled.is_none() => Ok(true),
-                "enabled" => {
+                Key::Listing(Listing::Enabled)
+                    if raw.op == Op::Remove && defaults.enabled.is_none() =>
+                {
+                    Ok(())
+                }
+                Key::Listing(Listing::Enabled) => {
                     let enabled = defaults.enabled.get_or_insert_with(Vec::new);
                     combine(enabled, raw.op, checked.replaces, ids(), |a, b| a == b);
-                    Ok(true)
+                    Ok(())
                 }
-                key => defaults.inherited.apply(key, raw, checked.replaces, dir),
+                Key::Shared(key) => defaults.inherited.apply(key, raw, checked.replaces, dir),
+                // `screen` lets neither through in `defaults`.
+                Key::Own(_) | Key::Refused => Ok(()),
             };
-            match result {
-                Ok(handled) => debug_assert!(
-                    handled,
-                    "`{}` passed screening but was not applied",
-                    raw.name
-                ),
-                Err(message) => report.error(raw.line, message),
+            if let Err(message) = result {
+                report.error(raw.line, message);
             }
         }
         defaults

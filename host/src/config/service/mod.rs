@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::admission;
-use super::attrs::{self, Checked, Place, Seen};
+use super::attrs::{self, Checked, Key, Own, Place, Seen};
 use super::defaults::{self, Inherited};
 use super::egress;
 use super::etc_services::ServicesDb;
@@ -93,38 +93,44 @@ impl Draft {
 
     fn apply(&mut self, checked: Checked, raw: &RawAttr, dir: &Path) -> Result<(), String> {
         let (name, words) = (raw.name.as_str(), &raw.values[..]);
-        match checked.key {
+        let key = match checked.key {
+            Key::Own(key) => key,
+            Key::Shared(key) => return self.inherited.apply(key, raw, checked.replaces, dir),
+            // `screen` lets neither through in a service.
+            Key::Listing(_) | Key::Refused => return Ok(()),
+        };
+        match key {
             // Taken by `prescan`; checked here.
-            "id" => {
+            Own::Id => {
                 values::one(name, "one word", words)?;
             }
-            "disable" => {
+            Own::Disable => {
                 values::yes_no(name, words)?;
             }
-            "type" => {
+            Own::Type => {
                 self.types = values::types(words)?;
                 self.guest.internal = self.types.internal;
             }
-            "socket_type" | "protocol" | "wait" => self.transport.apply(name, words, raw.line)?,
-            "port" => self.port = Some((values::port(name, words)?, raw.line)),
-            "server" => {
+            Own::SocketType | Own::Protocol | Own::Wait => {
+                self.transport.apply(name, words, raw.line)?
+            }
+            Own::Port => self.port = Some((values::port(name, words)?, raw.line)),
+            Own::Server => {
                 let path = values::one(name, "the path of a .wasm file", words)?;
                 self.guest.server = Some((dir.join(path), raw.line));
             }
-            "redirect" => self.guest.redirect = Some((values::redirect(name, words)?, raw.line)),
-            "deny_time" => self.guest.deny_time = Some((guest::deny_time(name, words)?, raw.line)),
-            "server_args" => self.server_args = words.to_vec(),
-            "preopen" => self.preopens.apply(raw, checked.replaces, dir)?,
-            "access_times" => self.access_times = admission::access_times(name, words)?,
-            "flags" => {
+            Own::Redirect => self.guest.redirect = Some((values::redirect(name, words)?, raw.line)),
+            Own::DenyTime => {
+                self.guest.deny_time = Some((guest::deny_time(name, words)?, raw.line))
+            }
+            Own::ServerArgs => self.server_args = words.to_vec(),
+            Own::Preopen => self.preopens.apply(raw, checked.replaces, dir)?,
+            Own::AccessTimes => self.access_times = admission::access_times(name, words)?,
+            Own::Flags => {
                 self.flags = (socket::flags(words)?, raw.line);
                 self.guest.sensor = self.flags.0.sensor.then_some(raw.line);
             }
-            "listen_unix" => self.unix = Some((socket::unix_path(name, words)?, raw.line)),
-            key => {
-                let handled = self.inherited.apply(key, raw, checked.replaces, dir)?;
-                debug_assert!(handled, "`{key}` passed screening but was not applied");
-            }
+            Own::ListenUnix => self.unix = Some((socket::unix_path(name, words)?, raw.line)),
         }
         Ok(())
     }
