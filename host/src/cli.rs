@@ -22,6 +22,25 @@ fn duration(flag: &'static str) -> impl Fn(&str) -> Result<std::time::Duration, 
     move |word| crate::config::parse_duration_flag(flag, word)
 }
 
+/// A limit flag's value: a duration, or UNLIMITED (`None`). (A bare
+/// `Option<Option<_>>` would tell clap the flag's value is optional.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<std::time::Duration>);
+
+/// A value parser for a limit flag (`500ms`, `30s`, or UNLIMITED).
+fn limit(flag: &'static str) -> impl Fn(&str) -> Result<Limit, String> + Clone {
+    move |word| crate::config::parse_limit_flag(flag, word).map(Limit)
+}
+
+/// The addresses one `--allow-connect` word names (a host name may
+/// resolve to several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addrs(pub Vec<std::net::SocketAddr>);
+
+fn addrs(word: &str) -> Result<Addrs, String> {
+    crate::config::parse_allow_connect_flag(word).map(Addrs)
+}
+
 /// A value parser for a count flag: a number from 1 up, or UNLIMITED, read
 /// as the config reads `instances`; errors name the flag.
 fn count(flag: &'static str) -> impl Fn(&str) -> Result<Cap, String> + Clone {
@@ -60,7 +79,8 @@ Exit status: the guest's own, or
   124  it passed its wall-clock limit (--runtime-max) or sat idle too long
   141  the client went away
   143  it was stopped (SIGTERM)
-  125  it could not be run (not a guest, does not compile, bad option)
+  125  it could not be run (not a guest, does not compile)
+  2    a bad option (the error names it), as for every command
 
 When stdin is a socket, REMOTE_HOST, REMOTE_ADDR and REMOTE_PORT name the
 peer. Nothing but the guest's own stderr and real errors is written to
@@ -298,10 +318,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = count("--dgram-limit"))]
     pub dgram_limit: Option<Cap>,
 
-    /// How long running connections may finish after SIGTERM or SIGINT
-    /// [default: 10s].
-    #[arg(long, value_name = "DURATION")]
-    pub shutdown_grace: Option<String>,
+    /// How long running connections may finish after SIGTERM or SIGINT,
+    /// e.g. 30s [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration("--shutdown-grace"))]
+    pub shutdown_grace: Option<std::time::Duration>,
 
     /// Serve /metrics, /health and /status over HTTP on ADDR, e.g.
     /// 127.0.0.1:9100 (off by default; loopback only unless --admin-any).
@@ -317,20 +337,20 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Memory cap (rlimit_as): a size like 64M, or UNLIMITED.
-    #[arg(long, value_name = "SIZE", help_heading = "Sandbox")]
-    pub rlimit_as: Option<String>,
+    #[arg(long, value_name = "SIZE", help_heading = "Sandbox", value_parser = size("--rlimit-as"))]
+    pub rlimit_as: Option<u64>,
 
     /// CPU budget (rlimit_cpu): seconds or a duration like 500ms, or UNLIMITED.
-    #[arg(long, value_name = "DURATION", help_heading = "Sandbox")]
-    pub rlimit_cpu: Option<String>,
+    #[arg(long, value_name = "DURATION", help_heading = "Sandbox", value_parser = limit("--rlimit-cpu"))]
+    pub rlimit_cpu: Option<Limit>,
 
     /// Wall-clock limit (runtime_max): a duration like 30s, or UNLIMITED.
-    #[arg(long, value_name = "DURATION", help_heading = "Sandbox")]
-    pub runtime_max: Option<String>,
+    #[arg(long, value_name = "DURATION", help_heading = "Sandbox", value_parser = limit("--runtime-max"))]
+    pub runtime_max: Option<Limit>,
 
     /// Set a variable in the guest's environment (repeatable).
-    #[arg(long, value_name = "NAME=VALUE", help_heading = "Sandbox")]
-    pub env: Vec<String>,
+    #[arg(long, value_name = "NAME=VALUE", help_heading = "Sandbox", value_parser = crate::config::parse_env_flag)]
+    pub env: Vec<(String, String)>,
 
     /// Pass a variable of this process's environment through (repeatable).
     #[arg(long, value_name = "NAME", help_heading = "Sandbox")]
@@ -340,14 +360,15 @@ pub struct RunArgs {
     #[arg(
         long,
         value_name = "HOSTDIR:GUESTDIR[:ro|:rw]",
-        help_heading = "Sandbox"
+        help_heading = "Sandbox",
+        value_parser = crate::config::parse_preopen_flag
     )]
-    pub preopen: Vec<String>,
+    pub preopen: Vec<crate::config::Preopen>,
 
     /// Let a component guest open TCP connections to these addresses
     /// (allow_connect; repeatable, IP:PORT, [IPv6]:PORT or HOST:PORT).
-    #[arg(long, value_name = "IP:PORT", help_heading = "Sandbox")]
-    pub allow_connect: Vec<String>,
+    #[arg(long, value_name = "IP:PORT", help_heading = "Sandbox", value_parser = addrs)]
+    pub allow_connect: Vec<Addrs>,
 
     /// The guest: a WASI preview 1 module or preview 2 component.
     #[arg(value_name = "GUEST.wasm")]

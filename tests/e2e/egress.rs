@@ -246,7 +246,8 @@ fn wasinetd_run_takes_allow_connect_too() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(
-            "invalid --allow-connect `127.0.0.1`: `allow_connect`: `127.0.0.1` has no port"
+            "invalid value '127.0.0.1' for '--allow-connect <IP:PORT>': `--allow-connect`: \
+             `127.0.0.1` has no port"
         ),
         "{stderr}"
     );

@@ -316,13 +316,27 @@ fn run_exits_125_when_it_cannot_run_the_guest() {
         .unwrap();
     assert_eq!(out.status.code(), Some(125), "{out:?}");
     assert!(text(&out.stderr).contains("wasm32-wasip1"), "{out:?}");
+    // A bad option is a usage error, as for every command, naming the
+    // flag as typed.
     let out = wasinetd()
-        .args(["run", "--rlimit-as", "lots", &path(module("hello-http"))])
+        .args(["run", "--rlimit-cpu", "fast", &path(module("hello-http"))])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(125), "{out:?}");
-    assert!(text(&out.stderr).contains("--rlimit-as"), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("`--rlimit-cpu` takes a duration"),
+        "{out:?}"
+    );
+    let out = wasinetd()
+        .args(["--shutdown-grace", "1.5s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("write `1.5s` as `1500ms`"),
+        "{out:?}"
+    );
 }
 
 fn path(p: std::path::PathBuf) -> String {

@@ -141,10 +141,7 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
     // SAFETY: no thread has started yet (the sandbox's epoch ticker and the
     // runtime's workers come later), so changing the environment is sound.
     let listen_fds = unsafe { ListenFds::take() };
-    let grace = match &cli.serve.shutdown_grace {
-        Some(word) => config::parse_duration_arg(word).context("invalid --shutdown-grace")?,
-        None => DEFAULT_GRACE,
-    };
+    let grace = cli.serve.shutdown_grace.unwrap_or(DEFAULT_GRACE);
     if let Some(addr) = cli.serve.admin {
         crate::server::admin::check_addr(addr, cli.serve.admin_any)?;
     }

@@ -29,47 +29,24 @@ use crate::sandbox::{
 pub fn run(args: RunArgs, cache: CacheSetting, compile: CompileLimits) -> anyhow::Result<ExitCode> {
     let defaults = Limits::default();
     let limits = Limits {
-        memory: match &args.rlimit_as {
-            Some(s) => config::parse_size_arg(s).context("invalid --rlimit-as")?,
-            None => defaults.memory,
-        },
-        cpu: match &args.rlimit_cpu {
-            Some(s) => config::parse_limit_arg(s).context("invalid --rlimit-cpu")?,
-            None => defaults.cpu,
-        },
+        memory: args.rlimit_as.unwrap_or(defaults.memory),
+        cpu: args.rlimit_cpu.map_or(defaults.cpu, |l| l.0),
         files: defaults.files,
         // The launcher owns the connection (and stdin may be a terminal).
         idle: None,
-        runtime: match &args.runtime_max {
-            Some(s) => config::parse_limit_arg(s).context("invalid --runtime-max")?,
-            None => defaults.runtime,
-        },
+        runtime: args.runtime_max.map_or(defaults.runtime, |l| l.0),
     };
-    let mut env = Vec::new();
-    for pair in &args.env {
-        let (k, v) = pair
-            .split_once('=')
-            .with_context(|| format!("--env takes NAME=VALUE, not `{pair}`"))?;
-        env.push((k.to_owned(), v.to_owned()));
-    }
+    let mut env = args.env;
     for name in &args.passenv {
         if let Ok(v) = std::env::var(name) {
             env.push((name.clone(), v));
         }
     }
-    let preopens = args
-        .preopen
-        .iter()
-        .map(|p| config::parse_preopen_arg(p).with_context(|| format!("invalid --preopen `{p}`")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let preopens = args.preopen;
     let mut allow_connect = Vec::new();
-    for word in &args.allow_connect {
-        for addr in config::parse_allow_connect_arg(word)
-            .with_context(|| format!("invalid --allow-connect `{word}`"))?
-        {
-            if !allow_connect.contains(&addr) {
-                allow_connect.push(addr);
-            }
+    for addr in args.allow_connect.into_iter().flat_map(|a| a.0) {
+        if !allow_connect.contains(&addr) {
+            allow_connect.push(addr);
         }
     }
     let mut argv = vec![

@@ -239,11 +239,8 @@ impl ServiceSpec {
     }
 }
 
-/// `--rlimit-as` and the like: a flag's value read as the attribute of the
-/// same name reads it, so the command line and the config file agree.
-pub fn parse_size_arg(word: &str) -> anyhow::Result<u64> {
-    values::size("rlimit_as", &[word.to_owned()]).map_err(anyhow::Error::msg)
-}
+// Flags read as the attribute of the same name reads it, so the command
+// line and the config file agree; errors name the flag.
 
 /// A size given on the command line (`--compile-memory 1G`); errors name
 /// `flag`.
@@ -254,8 +251,22 @@ pub fn parse_size_flag(flag: &str, word: &str) -> Result<u64, String> {
 /// A duration given on the command line where UNLIMITED makes no sense;
 /// errors name `flag`.
 pub fn parse_duration_flag(flag: &str, word: &str) -> Result<Duration, String> {
-    values::duration(flag, &[word.to_owned()])?
+    values::duration_word(flag, word, false)?
         .ok_or_else(|| format!("`{flag}` takes a duration like 30s, not `{word}`"))
+}
+
+/// A limit given on the command line (`--rlimit-cpu`): a duration, or
+/// UNLIMITED (`None`); errors name `flag`.
+pub fn parse_limit_flag(flag: &str, word: &str) -> Result<Option<Duration>, String> {
+    values::duration_word(flag, word, true)
+}
+
+/// `--env NAME=VALUE`.
+pub fn parse_env_flag(word: &str) -> Result<(String, String), String> {
+    match word.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`--env` takes NAME=VALUE, not `{word}`")),
+    }
 }
 
 /// A count given on the command line (`--per-source-limit`): a number from
@@ -264,26 +275,17 @@ pub fn parse_count_arg(flag: &str, word: &str) -> Result<Cap, String> {
     values::instances(flag, &[word.to_owned()])
 }
 
-/// A limit given on the command line: a duration, or UNLIMITED (`None`).
-pub fn parse_limit_arg(word: &str) -> anyhow::Result<Option<Duration>> {
-    values::duration("limit", &[word.to_owned()]).map_err(anyhow::Error::msg)
-}
-
-/// A duration given on the command line, where UNLIMITED makes no sense.
-pub fn parse_duration_arg(word: &str) -> anyhow::Result<Duration> {
-    parse_limit_arg(word)?.ok_or_else(|| anyhow::anyhow!("a duration is needed, not `{word}`"))
-}
-
 /// An `--allow-connect` word, read as an `allow_connect` word.
-pub fn parse_allow_connect_arg(word: &str) -> anyhow::Result<Vec<SocketAddr>> {
-    egress::allow_connect("allow_connect", &[word.to_owned()]).map_err(anyhow::Error::msg)
+pub fn parse_allow_connect_flag(word: &str) -> Result<Vec<SocketAddr>, String> {
+    egress::allow_connect("--allow-connect", &[word.to_owned()])
 }
 
 /// A `--preopen HOSTDIR:GUESTDIR[:ro|:rw]`, HOSTDIR relative to the
 /// current directory.
-pub fn parse_preopen_arg(word: &str) -> anyhow::Result<Preopen> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    preopen::single(word, &cwd).map_err(anyhow::Error::msg)
+pub fn parse_preopen_flag(word: &str) -> Result<Preopen, String> {
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    preopen::single(word, &cwd).map_err(|e| format!("invalid `--preopen {word}`: {e}"))
 }
 
 /// Reads `path` and everything it includes. Err only when the top file itself

@@ -172,8 +172,28 @@ pub(super) fn byte_count(word: &str) -> Option<u64> {
 pub(super) fn duration(name: &str, values: &[String]) -> Result<Option<Duration>, String> {
     let what = "a duration like 10s or 500ms (a plain number is seconds), or UNLIMITED";
     let word = one(name, what, values)?;
-    if unlimited(word) {
+    duration_word(name, word, true)
+}
+
+/// One duration word, for `name`; UNLIMITED (`None`) only where
+/// `unlimited_ok`.
+pub(super) fn duration_word(
+    name: &str,
+    word: &str,
+    unlimited_ok: bool,
+) -> Result<Option<Duration>, String> {
+    let what = if unlimited_ok {
+        "a duration like 10s or 500ms (a plain number is seconds), or UNLIMITED"
+    } else {
+        "a duration like 10s or 500ms (a plain number is seconds)"
+    };
+    if unlimited_ok && unlimited(word) {
         return Ok(None);
+    }
+    if let Some(ms) = fraction_in_ms(word) {
+        return Err(format!(
+            "`{name}` takes whole numbers: write `{word}` as `{ms}ms`"
+        ));
     }
     let bad = || format!("`{name}` takes {what}, not `{word}`");
     let split = word
@@ -195,6 +215,26 @@ pub(super) fn duration(name: &str, values: &[String]) -> Result<Option<Duration>
         )),
         Some(d) => Ok(Some(d)),
     }
+}
+
+/// A duration with a fraction (`1.5s`, `0.25m`), in whole milliseconds,
+/// for the error that says how to write it.
+fn fraction_in_ms(word: &str) -> Option<u64> {
+    let split = word
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(word.len());
+    let (number, unit) = word.split_at(split);
+    if !number.contains('.') {
+        return None;
+    }
+    let per_unit = match unit.to_ascii_lowercase().as_str() {
+        "" | "s" => 1e3,
+        "m" | "min" => 6e4,
+        "h" => 3.6e6,
+        _ => return None,
+    };
+    let ms = number.parse::<f64>().ok()? * per_unit;
+    (ms.fract() == 0.0 && (1.0..1e15).contains(&ms)).then_some(ms as u64)
 }
 
 /// Log flags. USERID (RFC 1413 ident) is xinetd's, and not supported.
@@ -369,7 +409,23 @@ mod tests {
         assert_eq!(d("infinity"), Ok(None));
         let bad = "`rlimit_cpu` takes a duration like 10s or 500ms (a plain number is seconds), or UNLIMITED";
         assert_eq!(d("fast").unwrap_err(), format!("{bad}, not `fast`"));
-        assert_eq!(d("1.5s").unwrap_err(), format!("{bad}, not `1.5s`"));
+        // A fraction says how to write it whole.
+        assert_eq!(
+            d("1.5s").unwrap_err(),
+            "`rlimit_cpu` takes whole numbers: write `1.5s` as `1500ms`"
+        );
+        assert_eq!(
+            d("0.5m").unwrap_err(),
+            "`rlimit_cpu` takes whole numbers: write `0.5m` as `30000ms`"
+        );
+        assert_eq!(
+            d("1.5").unwrap_err(),
+            "`rlimit_cpu` takes whole numbers: write `1.5` as `1500ms`"
+        );
+        assert_eq!(
+            d("1.").unwrap_err(),
+            "`rlimit_cpu` takes whole numbers: write `1.` as `1000ms`"
+        );
         assert_eq!(d("10d").unwrap_err(), format!("{bad}, not `10d`"));
         assert_eq!(
             d("0s").unwrap_err(),
