@@ -11,7 +11,7 @@ use socket2::Type;
 
 use super::load_config;
 use crate::cli::CheckArgs;
-use crate::config::{GuestSource, ServiceSpec, Transport};
+use crate::config::{GuestSource, Listen, ServiceSpec};
 use crate::conn::service::Service;
 use crate::sandbox::{CacheSetting, CompileLimits, Sandbox, SandboxOptions};
 use crate::server;
@@ -73,11 +73,15 @@ fn try_bind<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> Vec<String> {
     let mut held = Vec::new();
     let mut problems = Vec::new();
     for spec in specs {
-        let ty = match spec.transport {
-            Transport::Tcp => Type::STREAM,
-            Transport::Udp => Type::DGRAM,
-        };
-        for addr in spec.addrs().filter(|a| a.port() != 0) {
+        for listen in &spec.listen {
+            let (addr, ty) = match *listen {
+                Listen::Tcp(addr) => (addr, Type::STREAM),
+                Listen::Udp(addr) => (addr, Type::DGRAM),
+                Listen::Unix(_) => continue,
+            };
+            if addr.port() == 0 {
+                continue;
+            }
             match bind_one(addr, ty, spec) {
                 Ok(socket) => held.push(socket),
                 Err(e) => problems.push(format!(
@@ -124,13 +128,9 @@ fn summary(s: &Service) -> String {
          instances={inst}{load}{files}{egress}",
         name = spec.name,
         addr = spec
-            .addrs()
-            .map(|a| a.to_string())
-            .chain(
-                spec.unix
-                    .iter()
-                    .map(|u| format!("unix:{}", u.path.display()))
-            )
+            .listen
+            .iter()
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(","),
         source = spec.guest,

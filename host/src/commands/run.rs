@@ -20,7 +20,7 @@ use anyhow::Context as _;
 
 use crate::cli::RunArgs;
 use crate::config::{self, Limits};
-use crate::conn::service::connection_env;
+use crate::conn::stream::ip_env;
 use crate::sandbox::{
     CacheSetting, CompileLimits, Connection, Endpoint, Invocation, Sandbox, SandboxOptions,
     Transport,
@@ -56,7 +56,7 @@ pub fn run(args: RunArgs, cache: CacheSetting, compile: CompileLimits) -> anyhow
     ];
     argv.extend(args.args.iter().cloned());
     if let Some(peer) = stdin_peer() {
-        env = connection_env(&env, peer);
+        env = ip_env(&env, peer);
     }
     let connection = stdin_connection(&argv[0]);
 

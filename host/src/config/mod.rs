@@ -61,9 +61,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 pub use admission::{Banner, Banners, Cps, MAX_BANNER};
+use parts::SocketType;
 pub use parts::{
-    Cap, DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, LogFlags, LogType,
-    MaxLoad, Preopen, PreopenQuota, SocketOptions, Transport, UnixListen,
+    Cap, DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, Listen, LogFlags,
+    LogType, MaxLoad, Preopen, PreopenQuota, SocketOptions, UnixListen,
 };
 
 use crate::config::access::{AddressRules, TimeWindow};
@@ -166,8 +167,6 @@ pub struct ServiceSpec {
     pub lines: SpecLines,
     /// The guest to run.
     pub guest: GuestSource,
-    /// TCP (`socket_type = stream`) or UDP (`dgram`).
-    pub transport: Transport,
     /// `argv[0]` is the file name of `server` (the service name for INTERNAL),
     /// then the words of `server_args`.
     pub argv: Vec<String>,
@@ -175,16 +174,12 @@ pub struct ServiceSpec {
     /// at load; one entry per name (the later one wins). No `REMOTE_*`: those
     /// are added per connection.
     pub env: Vec<(String, String)>,
-    /// The first `bind` address (default 0.0.0.0, or `[::]` with
-    /// `flags = IPv6`) and `port` (0: any free port).
-    pub addr: SocketAddr,
-    /// The other `bind` addresses, on the same port: one listener each.
-    pub extra_addrs: Vec<SocketAddr>,
-    /// Whether the service listens on TCP at all: not when it has
-    /// `listen_unix` and no `port` (then `addr` means nothing).
-    pub tcp: bool,
-    /// The Unix stream socket of `listen_unix`, if any.
-    pub unix: Option<UnixListen>,
+    /// Where it listens, one socket each, never empty: TCP (or UDP, for a
+    /// `dgram` service) on each `bind` address (default 0.0.0.0, or `[::]`
+    /// with `flags = IPv6`) at `port` (0: any free port), in `bind`'s
+    /// order; then its `listen_unix` socket. A `listen_unix` service
+    /// without `port` has no IP endpoint.
+    pub listen: Vec<Listen>,
     /// Listening and accepted socket options: `flags`, `v6only`, `backlog`.
     pub socket: SocketOptions,
     /// Most connections served at once; `None` is UNLIMITED.
@@ -231,11 +226,23 @@ pub struct SpecLines {
 }
 
 impl ServiceSpec {
-    /// Every TCP address the service listens on: `addr`, then `extra_addrs`.
-    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        let tcp = self.tcp.then_some(self.addr);
-        tcp.into_iter()
-            .chain(self.extra_addrs.iter().copied().filter(|_| self.tcp))
+    /// Every IP address it listens on (TCP, or UDP for a `dgram` service).
+    pub fn ip_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.listen.iter().filter_map(Listen::ip)
+    }
+
+    /// Its `listen_unix` socket, if any.
+    pub fn unix(&self) -> Option<&UnixListen> {
+        self.listen.iter().find_map(|l| match l {
+            Listen::Unix(unix) => Some(unix),
+            _ => None,
+        })
+    }
+
+    /// Whether it answers datagrams (`socket_type = dgram`: one guest per
+    /// datagram) rather than connections.
+    pub fn dgram(&self) -> bool {
+        self.listen.iter().any(|l| matches!(l, Listen::Udp(_)))
     }
 }
 

@@ -1,10 +1,11 @@
 //! The parts a [`ServiceSpec`](super::ServiceSpec) is made of: where it
-//! listens and how (`UnixListen`, `SocketOptions`, `Transport`), what it
+//! listens and how (`Listen`, `UnixListen`, `SocketOptions`, `SocketType`), what it
 //! runs (`GuestSource`, with `DenyTime` for a sensor), its budgets
 //! (`Limits`, `MaxLoad`), its preopens and its logging (`LogFlags`,
 //! `LogType`). Each is plain data, validated by the modules that read it.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -188,13 +189,48 @@ impl Cap {
     }
 }
 
+/// `socket_type` (or `protocol`): what one guest answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Transport {
+pub enum SocketType {
     /// `socket_type = stream`, `protocol = tcp`: one guest per connection.
     #[default]
-    Tcp,
+    Stream,
     /// `socket_type = dgram`, `protocol = udp`: one guest per datagram.
-    Udp,
+    Dgram,
+}
+
+/// One place a service listens, as its config says it. A service has one
+/// or more: an IP address for each `bind` address (TCP or UDP, as its
+/// `socket_type`), and its `listen_unix` socket. A socket systemd passes
+/// is matched to a service by name or by one of these (`server::systemd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A TCP address: `bind` x `port` of a stream service.
+    Tcp(SocketAddr),
+    /// A UDP address: `bind` x `port` of a dgram service.
+    Udp(SocketAddr),
+    /// A Unix stream socket (`listen_unix`).
+    Unix(UnixListen),
+}
+
+/// As the readiness line and `check` show it: `IP:PORT`, `unix:PATH`.
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(addr) | Listen::Udp(addr) => addr.fmt(f),
+            Listen::Unix(unix) => write!(f, "unix:{}", unix.path.display()),
+        }
+    }
+}
+
+impl Listen {
+    /// The IP address of a TCP or UDP endpoint.
+    pub fn ip(&self) -> Option<SocketAddr> {
+        match self {
+            Listen::Tcp(addr) | Listen::Udp(addr) => Some(*addr),
+            Listen::Unix(_) => None,
+        }
+    }
 }
 
 // The sandbox's own vocabulary; what a service gets when it says nothing

@@ -139,8 +139,8 @@ pub(super) fn mode(name: &str, values: &[String]) -> Result<u32, String> {
     }
 }
 
-/// The addresses a service listens on (the first, then the others) and its
-/// socket options. Without `bind`, the family of `flags` picks `0.0.0.0` or
+/// The IP addresses a service listens on (`bind` x `port`, in `bind`'s
+/// order) and its socket options. Without `bind`, the family of `flags` picks `0.0.0.0` or
 /// `[::]`; with it, `flags = IPv4` / `IPv6` must match every address.
 /// `v6only` not given is off (`[::]` takes IPv4 clients too), unless the
 /// service also binds an IPv4 address, which a dual-stack socket on the
@@ -151,7 +151,7 @@ pub(super) fn listen(
     flags: Flags,
     v6only: Option<bool>,
     backlog: u32,
-) -> Result<(SocketAddr, Vec<SocketAddr>, SocketOptions), String> {
+) -> Result<(Vec<SocketAddr>, SocketOptions), String> {
     let unspecified = match flags.family {
         Some(Family::V6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -176,9 +176,8 @@ pub(super) fn listen(
             .unwrap_or_else(|| ips.iter().any(IpAddr::is_ipv4) && ips.iter().any(IpAddr::is_ipv6)),
         backlog,
     };
-    let mut addrs = ips.into_iter().map(|ip| SocketAddr::new(ip, port));
-    let first = addrs.next().unwrap_or(SocketAddr::new(unspecified, port));
-    Ok((first, addrs.collect(), options))
+    let addrs = ips.into_iter().map(|ip| SocketAddr::new(ip, port));
+    Ok((addrs.collect(), options))
 }
 
 #[cfg(test)]
@@ -231,12 +230,12 @@ mod tests {
             family: Some(Family::V6),
             ..Flags::default()
         };
-        let (first, rest, opts) = listen(&[], 7, ipv6, None, 9).unwrap();
-        assert_eq!((first, rest.len()), ("[::]:7".parse().unwrap(), 0));
+        let (addrs, opts) = listen(&[], 7, ipv6, None, 9).unwrap();
+        assert_eq!(addrs, ["[::]:7".parse().unwrap()]);
         assert_eq!((opts.v6only, opts.backlog), (false, 9));
-        let (first, rest, opts) = listen(&[v4, v6], 7, Flags::default(), None, 9).unwrap();
-        assert_eq!(first, "127.0.0.1:7".parse().unwrap());
-        assert_eq!(rest, ["[::1]:7".parse().unwrap()]);
+        let (addrs, opts) = listen(&[v4, v6], 7, Flags::default(), None, 9).unwrap();
+        let want: [SocketAddr; 2] = ["127.0.0.1:7".parse().unwrap(), "[::1]:7".parse().unwrap()];
+        assert_eq!(addrs, want);
         assert!(opts.v6only);
         assert_eq!(
             listen(&[v4], 7, ipv6, None, 9).unwrap_err(),

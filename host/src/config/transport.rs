@@ -3,11 +3,11 @@
 //! that need all three.
 
 use super::values;
-use super::{Report, Transport};
+use super::{Report, SocketType};
 
 /// `socket_type` (`stream` / `dgram`) or `protocol` (`tcp` / `udp`): the
 /// transport it names.
-pub(super) fn parse(name: &str, values: &[String]) -> Result<Transport, String> {
+pub(super) fn parse(name: &str, values: &[String]) -> Result<SocketType, String> {
     let (stream, dgram, others): (&str, &str, &[&str]) = match name {
         "socket_type" => ("stream", "dgram", &["raw", "seqpacket"]),
         _ => ("tcp", "udp", &[]),
@@ -16,9 +16,9 @@ pub(super) fn parse(name: &str, values: &[String]) -> Result<Transport, String> 
     let word = values::one(name, &what, values)?;
     let lower = word.to_ascii_lowercase();
     if lower == stream {
-        Ok(Transport::Tcp)
+        Ok(SocketType::Stream)
     } else if lower == dgram {
-        Ok(Transport::Udp)
+        Ok(SocketType::Dgram)
     } else if others.contains(&lower.as_str()) {
         let why = if lower == "raw" {
             "a raw socket needs CAP_NET_RAW and would hand a guest whole IP packets"
@@ -36,8 +36,8 @@ pub(super) fn parse(name: &str, values: &[String]) -> Result<Transport, String> 
 /// What a block said of `socket_type`, `protocol` and `wait`, with lines.
 #[derive(Debug, Default)]
 pub(super) struct Said {
-    socket_type: Option<(Transport, u32)>,
-    protocol: Option<(Transport, u32)>,
+    socket_type: Option<(SocketType, u32)>,
+    protocol: Option<(SocketType, u32)>,
     wait: Option<(bool, u32)>,
 }
 
@@ -55,12 +55,12 @@ impl Said {
     /// TCP or UDP, from `socket_type` and `protocol` (either implies the
     /// other; they must agree), with `wait = yes` for UDP only (where `yes`
     /// and `no` both mean one guest per datagram).
-    pub(super) fn resolve(&self, report: &mut Report) -> Option<Transport> {
+    pub(super) fn resolve(&self, report: &mut Report) -> Option<SocketType> {
         let transport = match (self.socket_type, self.protocol) {
             (Some((socket, _)), Some((protocol, line))) if socket != protocol => {
                 let (s, p) = match socket {
-                    Transport::Tcp => ("stream", "udp"),
-                    Transport::Udp => ("dgram", "tcp"),
+                    SocketType::Stream => ("stream", "udp"),
+                    SocketType::Dgram => ("dgram", "tcp"),
                 };
                 report.error(
                     line,
@@ -71,9 +71,9 @@ impl Said {
                 return None;
             }
             (Some((t, _)), _) | (None, Some((t, _))) => t,
-            (None, None) => Transport::Tcp,
+            (None, None) => SocketType::Stream,
         };
-        if let (Transport::Tcp, Some((true, line))) = (transport, self.wait) {
+        if let (SocketType::Stream, Some((true, line))) = (transport, self.wait) {
             report.error(
                 line,
                 "`wait = yes` is not supported for stream services: such a server accepts \
@@ -89,7 +89,7 @@ impl Said {
 #[cfg(test)]
 mod tests {
     use super::super::tests::parse_env;
-    use super::super::{GuestSource, ServiceSpec};
+    use super::super::{GuestSource, Listen, ServiceSpec};
     use super::*;
 
     fn w(words: &str) -> Vec<String> {
@@ -104,9 +104,9 @@ mod tests {
 
     #[test]
     fn words() {
-        assert_eq!(parse("socket_type", &w("stream")), Ok(Transport::Tcp));
-        assert_eq!(parse("socket_type", &w("DGRAM")), Ok(Transport::Udp));
-        assert_eq!(parse("protocol", &w("udp")), Ok(Transport::Udp));
+        assert_eq!(parse("socket_type", &w("stream")), Ok(SocketType::Stream));
+        assert_eq!(parse("socket_type", &w("DGRAM")), Ok(SocketType::Dgram));
+        assert_eq!(parse("protocol", &w("udp")), Ok(SocketType::Dgram));
         assert_eq!(
             parse("socket_type", &w("raw")).unwrap_err(),
             "`socket_type = raw` is not supported: a raw socket needs CAP_NET_RAW and would hand a guest whole IP packets; use `stream` or `dgram`"
@@ -126,8 +126,7 @@ mod tests {
         let spec = only(
             "service daytime {\n id = daytime-dgram\n type = INTERNAL\n protocol = udp\n wait = yes\n}\n",
         );
-        assert_eq!(spec.transport, Transport::Udp);
-        assert_eq!(spec.addr.port(), 13);
+        assert_eq!(spec.listen, [Listen::Udp("0.0.0.0:13".parse().unwrap())]);
         assert_eq!(spec.guest, GuestSource::Internal("daytime".into()));
         assert_eq!(spec.argv, ["daytime", "--dgram"]);
     }

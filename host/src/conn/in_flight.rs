@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::conn::service::Peer;
+use crate::conn::stream::Peer;
 
 /// Connections in flight, by connection id.
 #[derive(Default)]

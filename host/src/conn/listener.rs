@@ -11,14 +11,12 @@
 //! first) are logged and survived.
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -26,9 +24,9 @@ use crate::config::{GuestSource, SocketOptions};
 use crate::conn::in_flight::{InFlight, Ticket};
 use crate::conn::redirect;
 use crate::conn::sensor;
-use crate::conn::service::{Peer, Service};
+use crate::conn::service::Service;
+use crate::conn::stream::{Peer, Stream};
 use crate::logging::{self, RefusalLog};
-use crate::sandbox::Socket as GuestStdio;
 
 /// A socket bound to `addr` (port 0 picks a free port), non-blocking, with
 /// the options every listener of a service shares, TCP or UDP.
@@ -182,10 +180,10 @@ async fn serve_listener(mut current: Current, listener: Listener, mut shared: Sh
         let accepted = tokio::select! {
             accepted = async {
                 match &listener {
-                    Listener::Tcp(l) => l.accept().await.map(|(s, p)| (Ok(s), Peer::Ip(p))),
+                    Listener::Tcp(l) => l.accept().await.map(|(s, p)| (Stream::Tcp(s), Peer::Ip(p))),
                     Listener::Unix(l) => l.accept().await.map(|(s, p)| {
                         let peer = Peer::unix(&s, &p);
-                        (Err(s), peer)
+                        (Stream::Unix(s), peer)
                     }),
                 }
             } => accepted,
@@ -210,62 +208,28 @@ async fn serve_listener(mut current: Current, listener: Listener, mut shared: Sh
                 continue;
             }
         };
-        match stream {
-            Ok(tcp) => {
-                if let Err(e) = tune(&tcp, &service.spec.socket) {
-                    tracing::warn!(
-                        "cannot set socket options on service `{}`: {e}",
-                        service.name()
-                    );
-                }
-                handle(&service, &shared, permit, tcp, peer, &mut refusals);
-            }
-            Err(unix) => handle(&service, &shared, permit, unix, peer, &mut refusals),
+        if let Stream::Tcp(tcp) = &stream
+            && let Err(e) = tune(tcp, &service.spec.socket)
+        {
+            tracing::warn!(
+                "cannot set socket options on service `{}`: {e}",
+                service.name()
+            );
         }
-    }
-}
-
-/// A stream accepted on the control runtime, moved to the guests' one:
-/// taken off the control runtime's reactor here, registered with the
-/// guests' runtime's in the connection's own task.
-trait Movable: Sized {
-    type Std: Send + 'static;
-    fn into_std(self) -> std::io::Result<Self::Std>;
-    fn from_std(std: Self::Std) -> std::io::Result<Self>;
-}
-
-impl Movable for TcpStream {
-    type Std = std::net::TcpStream;
-    fn into_std(self) -> std::io::Result<Self::Std> {
-        TcpStream::into_std(self)
-    }
-    fn from_std(std: Self::Std) -> std::io::Result<Self> {
-        TcpStream::from_std(std)
-    }
-}
-
-impl Movable for tokio::net::UnixStream {
-    type Std = std::os::unix::net::UnixStream;
-    fn into_std(self) -> std::io::Result<Self::Std> {
-        tokio::net::UnixStream::into_std(self)
-    }
-    fn from_std(std: Self::Std) -> std::io::Result<Self> {
-        tokio::net::UnixStream::from_std(std)
+        handle(&service, &shared, permit, stream, peer, &mut refusals);
     }
 }
 
 /// Admits or refuses one accepted connection; an admitted one is served in
 /// a task of its own, on the guests' runtime.
-fn handle<S>(
+fn handle(
     service: &Arc<Service>,
     shared: &Shared,
     permit: OwnedSemaphorePermit,
-    stream: S,
+    stream: Stream,
     peer: Peer,
     refusals: &mut RefusalLog,
-) where
-    S: GuestStdio + AsFd + AsyncRead + AsyncWrite + Unpin + Movable,
-{
+) {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     service.metrics().accepted();
     match service.admit(permit, &peer, &shared.shares) {
@@ -284,7 +248,9 @@ fn handle<S>(
                 }
             };
             shared.guests.spawn(async move {
-                let mut stream = match S::from_std(stream) {
+                // Taken off the control runtime's reactor above, registered
+                // with the guests' runtime's here, in the connection's task.
+                let mut stream = match Stream::register(stream) {
                     Ok(stream) => stream,
                     Err(e) => {
                         tracing::warn!("cannot take a connection of `{}`: {e}", service.name());
@@ -300,7 +266,7 @@ fn handle<S>(
                     },
                     Err(e) => {
                         drop(admission);
-                        logging::connection_lost(&service.spec, conn, peer.tcp(), &e);
+                        logging::connection_lost(&service.spec, conn, peer.ip(), &e);
                     }
                 }
                 drop(ticket);
@@ -310,7 +276,7 @@ fn handle<S>(
             service.metrics().refused(reason);
             // Logged (or counted, in a flood) before the close, so a client
             // that sees the close can rely on the line being there.
-            refusals.refused(&service.spec, conn, peer.tcp(), reason, Instant::now());
+            refusals.refused(&service.spec, conn, peer.ip(), reason, Instant::now());
             super::close::turn_away(service.gate(), stream);
         }
     }

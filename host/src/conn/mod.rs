@@ -1,7 +1,8 @@
 //! The connection path: accept, admit, run the guest (or relay, or trip a
 //! sensor), finish. One room for every transport: TCP and Unix streams
 //! ([`listener`]), UDP datagrams ([`udp`]), `redirect` relays
-//! ([`redirect`]), sensors ([`sensor`]); one [`service::Service`] holding
+//! ([`redirect`]), sensors ([`sensor`]); one stream type and one peer
+//! type for them all ([`stream`]); one [`service::Service`] holding
 //! a service's version, admission state and counters; the connections in
 //! flight ([`in_flight`]) for the dump and the drain.
 
@@ -11,4 +12,5 @@ pub mod listener;
 pub mod redirect;
 pub mod sensor;
 pub mod service;
+pub mod stream;
 pub mod udp;

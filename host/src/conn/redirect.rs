@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::close;
-use crate::conn::service::{Admission, Peer};
+use crate::conn::service::Admission;
+use crate::conn::stream::Peer;
 use crate::metrics::CountedSocket;
 use crate::sandbox::{Outcome, RunReport};
 
@@ -75,7 +76,7 @@ where
         memory_peak: 0,
         refused: Default::default(),
     };
-    service.finished(conn, peer.tcp(), started, &report, traffic);
+    service.finished(conn, peer.ip(), started, &report, traffic);
 }
 
 async fn connect(target: SocketAddr) -> Result<TcpStream, String> {

@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::admission::deny;
 use crate::config::DenyTime;
-use crate::conn::service::{Admission, Peer, Refusal};
+use crate::conn::service::{Admission, Refusal};
+use crate::conn::stream::Peer;
 use crate::logging;
 
 /// A connection to a sensor service: its peer is denied, the line logged,
@@ -23,7 +24,7 @@ where
     let service = admission.service().clone();
     drop(admission);
     service.metrics().refused(Refusal::Sensor);
-    if let Some(addr) = peer.tcp() {
+    if let Some(addr) = peer.ip() {
         let denial = deny::deny(addr.ip().to_canonical(), time, Instant::now());
         logging::sensor_tripped(&service.spec, conn, addr, time, denial);
     }

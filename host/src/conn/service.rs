@@ -9,7 +9,6 @@
 //! `instances` count is here); accepting is the listener's job.
 
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::admission::Gatekeeper;
 pub use crate::admission::Refusal;
 use crate::admission::{Shares, Source, SourceSlot};
-use crate::config::{self, Cap, ServiceSpec};
+use crate::config::{Cap, ServiceSpec};
 use crate::logging::{self, Traffic};
 use crate::metrics::{CountedSocket, ServiceMetrics};
 use crate::sandbox::{
@@ -28,6 +27,7 @@ use crate::sandbox::{
 };
 
 use super::close;
+use super::stream::{Peer, Stream};
 
 /// A service ready to take connections.
 pub struct Service {
@@ -143,7 +143,7 @@ impl Service {
         peer: &Peer,
         shares: &Arc<Shares>,
     ) -> Result<Admission, Refusal> {
-        let ip = peer.tcp().map(|p| p.ip().to_canonical());
+        let ip = peer.ip().map(|p| p.ip().to_canonical());
         let source = match peer {
             Peer::Ip(_) => ip.map(Source::Ip),
             Peer::Unix { uid, .. } => uid.map(Source::Uid),
@@ -167,7 +167,7 @@ impl Service {
         // Not for datagrams: a UDP source address can be forged, and a
         // flood in someone else's name must not use up their share.
         if self.spec.per_source == Cap::Unset
-            && self.spec.transport == config::Transport::Tcp
+            && !self.spec.dgram()
             && let Some(source) = source
         {
             admission.3 = shares.take_source(source).ok_or(Refusal::PerSource)?;
@@ -183,26 +183,17 @@ impl Service {
     }
 
     /// Serves one admitted connection to the end; never fails, only logs.
-    pub async fn serve<S: Socket + AsFd>(admission: Admission, stream: S, peer: Peer, conn: u64) {
+    pub async fn serve(admission: Admission, stream: Stream, peer: Peer, conn: u64) {
         let this = admission.0.clone();
         this.serve_admitted(admission, stream, peer, conn).await;
     }
 
-    async fn serve_admitted<S: Socket + AsFd>(
-        &self,
-        admission: Admission,
-        stream: S,
-        peer: Peer,
-        conn: u64,
-    ) {
+    async fn serve_admitted(&self, admission: Admission, stream: Stream, peer: Peer, conn: u64) {
         let started = Instant::now();
         let connection = self.connection(&stream, &peer, conn);
         let sock = Arc::new(CountedSocket::new(stream, &self.metrics));
         let stdout = SocketStdout::new(sock.clone());
-        let env = match &peer {
-            Peer::Ip(addr) => connection_env(&self.spec.env, *addr),
-            Peer::Unix { path, .. } => unix_env(&self.spec.env, path.as_deref()),
-        };
+        let env = peer.env(&self.spec.env);
         let Some(guest) = &self.guest else {
             // The listener relays a `redirect` service's connections itself.
             return;
@@ -223,7 +214,7 @@ impl Service {
         stdout.finish(end.time).await;
         let _ = socket2::SockRef::from(&*sock).shutdown(std::net::Shutdown::Write);
         drain(&*sock, end.time, end.bytes).await;
-        self.finished(conn, peer.tcp(), started, &report, sock.traffic());
+        self.finished(conn, peer.ip(), started, &report, sock.traffic());
     }
 
     /// The run of this service's guest for one connection: its argv,
@@ -274,15 +265,12 @@ impl Service {
 impl Service {
     /// What a component may ask about the connection `conn` on `stream`
     /// from `peer` (`wasinetd:handler/connection`).
-    fn connection(&self, stream: &impl AsFd, peer: &Peer, conn: u64) -> Connection {
-        let (transport, peer) = match peer {
-            Peer::Ip(addr) => (Transport::Tcp, Some(Endpoint::Ip(*addr))),
-            Peer::Unix { path, .. } => (Transport::Unix, path.clone().map(Endpoint::Path)),
-        };
+    fn connection(&self, stream: &Stream, peer: &Peer, conn: u64) -> Connection {
+        let transport = stream.transport();
         // A system call per connection: only for a guest that asks. A
         // Unix socket this daemon bound is known by its configured path
         // (its own address names the private folder it was bound in).
-        let local = if let (Transport::Unix, Some(unix)) = (transport, &self.spec.unix) {
+        let local = if let (Transport::Unix, Some(unix)) = (transport, self.spec.unix()) {
             Some(Endpoint::Path(unix.path.display().to_string()))
         } else if self.guest.as_ref().is_some_and(Guest::asks_connection) {
             socket2::SockRef::from(stream)
@@ -296,7 +284,7 @@ impl Service {
             service: self.name.clone(),
             id: conn,
             transport,
-            peer,
+            peer: peer.endpoint(),
             local,
         }
     }
@@ -332,67 +320,4 @@ pub async fn quiet(idle: Option<Duration>, traffic: impl Fn() -> Traffic) {
             return;
         }
     }
-}
-
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peer {
-    /// A TCP (or UDP) client.
-    Ip(SocketAddr),
-    /// A client of a Unix socket.
-    Unix {
-        /// The path it is bound to (`@name` for an abstract one), if it
-        /// bound one; most clients do not.
-        path: Option<String>,
-        /// Its user id (SO_PEERCRED), for `per_source`.
-        uid: Option<u32>,
-    },
-}
-
-impl Peer {
-    /// The client's IP address and port; `None` for a Unix socket's peer.
-    pub fn tcp(&self) -> Option<SocketAddr> {
-        match self {
-            Peer::Ip(addr) => Some(*addr),
-            Peer::Unix { .. } => None,
-        }
-    }
-
-    /// A Unix socket's peer, from what `accept` gave.
-    pub fn unix(stream: &tokio::net::UnixStream, addr: &tokio::net::unix::SocketAddr) -> Peer {
-        use std::os::linux::net::SocketAddrExt as _;
-        let std_addr: std::os::unix::net::SocketAddr = addr.clone().into();
-        let path = if let Some(path) = std_addr.as_pathname() {
-            Some(path.display().to_string())
-        } else {
-            std_addr
-                .as_abstract_name()
-                .map(|name| format!("@{}", String::from_utf8_lossy(name)))
-        };
-        let uid = stream.peer_cred().ok().map(|cred| cred.uid());
-        Peer::Unix { path, uid }
-    }
-}
-
-/// The service's environment plus a Unix socket's peer, as systemd (257)
-/// sets it: `REMOTE_ADDR` is the peer's path, unset when it has none; no
-/// `REMOTE_HOST` or `REMOTE_PORT`.
-fn unix_env(base: &[(String, String)], path: Option<&str>) -> Vec<(String, String)> {
-    let mut env = base.to_vec();
-    if let Some(path) = path {
-        env.push(("REMOTE_ADDR".into(), path.to_owned()));
-    }
-    env
-}
-
-/// The service's environment plus the peer, as xinetd (`REMOTE_HOST`) and
-/// systemd (`REMOTE_ADDR`, `REMOTE_PORT`) set it.
-pub fn connection_env(base: &[(String, String)], peer: SocketAddr) -> Vec<(String, String)> {
-    let ip = peer.ip().to_canonical().to_string();
-    let mut env = Vec::with_capacity(base.len() + 3);
-    env.extend_from_slice(base);
-    env.push(("REMOTE_HOST".into(), ip.clone()));
-    env.push(("REMOTE_ADDR".into(), ip));
-    env.push(("REMOTE_PORT".into(), peer.port().to_string()));
-    env
 }

@@ -29,7 +29,8 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use crate::admission::Refusal;
 use crate::config::SocketOptions;
 use crate::conn::listener::{self, Current, Shared};
-use crate::conn::service::{Admission, Peer, connection_env};
+use crate::conn::service::Admission;
+use crate::conn::stream::{Peer, ip_env};
 use crate::logging::{self, RefusalLog, Traffic};
 use crate::sandbox::{Connection, Endpoint, Transport};
 
@@ -128,7 +129,7 @@ async fn answer(
     let payload_len = payload.len();
     // One byte over the limit, to tell a reply that fits from one cut short.
     let stdout = MemoryOutputPipe::new(MAX_REPLY + 1);
-    let env = connection_env(&spec.env, peer);
+    let env = ip_env(&spec.env, peer);
     // The address the socket is bound to (`0.0.0.0:PORT` for a wildcard
     // bind: a datagram's own destination would need IP_PKTINFO).
     let local = socket.local_addr().ok();

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::unix_socket;
-use crate::config::{ServiceSpec, Transport};
+use crate::config::{Listen, ServiceSpec};
 use crate::conn::listener::{self, Shared};
 use crate::conn::service::Service;
 use crate::conn::udp;
@@ -204,7 +204,7 @@ impl Table {
                 .any(|(_, s)| matches!(s, Slot::Keep(j) if j == i))
         };
         // Sockets systemd passed for this service stay with it.
-        let dgram = spec.transport == Transport::Udp;
+        let dgram = spec.dgram();
         let kept: Vec<Slot> = (0..self.live.len())
             .filter(|i| matches!(&self.live[*i].key, Key::Passed { service, dgram: d, .. } if *service == spec.name && *d == dgram))
             .filter(is_free)
@@ -317,28 +317,26 @@ impl Table {
     }
 }
 
-/// The keys a spec asks for: its IP addresses (TCP or UDP), then its Unix
-/// socket.
+/// The keys a spec asks for: one per endpoint it listens on, in its order.
 fn wanted(spec: &ServiceSpec) -> Vec<Key> {
-    let owner = |addr: &SocketAddr| (addr.port() == 0).then(|| spec.name.clone());
+    let owner = |addr: SocketAddr| (addr.port() == 0).then(|| spec.name.clone());
     let v6only = spec.socket.v6only;
-    let mut keys: Vec<Key> = spec
-        .addrs()
-        .map(|addr| match spec.transport {
-            Transport::Tcp => Key::Tcp {
-                owner: owner(&addr),
+    spec.listen
+        .iter()
+        .map(|listen| match *listen {
+            Listen::Tcp(addr) => Key::Tcp {
+                owner: owner(addr),
                 addr,
                 v6only,
             },
-            Transport::Udp => Key::Udp {
-                owner: owner(&addr),
+            Listen::Udp(addr) => Key::Udp {
+                owner: owner(addr),
                 addr,
                 v6only,
             },
+            Listen::Unix(ref unix) => Key::Unix(unix.path.clone()),
         })
-        .collect();
-    keys.extend(spec.unix.iter().map(|u| Key::Unix(u.path.clone())));
-    keys
+        .collect()
 }
 
 /// Binds the socket of `key`; an IP address with port 0 takes `first_port`
@@ -357,7 +355,7 @@ fn bind(spec: &ServiceSpec, key: Key, first_port: Option<u16>) -> anyhow::Result
         Key::Tcp { addr, .. } => Socket::Tcp(listener::bind(port_of(addr), &spec.socket)?),
         Key::Udp { addr, .. } => Socket::Udp(udp::bind(port_of(addr), &spec.socket)?),
         Key::Unix(path) => {
-            let unix = spec.unix.iter().find(|u| u.path == *path);
+            let unix = spec.unix().filter(|u| u.path == *path);
             let unix = unix.context("a Unix key names the service's socket")?;
             let (listener, id) = unix_socket::bind(unix, &spec.socket)?;
             // Bound in a private folder and moved into place: the socket's
@@ -464,7 +462,7 @@ fn adjust(live: &mut Live, spec: &ServiceSpec) {
         }
     }
     if let (Key::Unix(path), Some(file)) = (&live.key, &mut live.unix)
-        && let Some(unix) = spec.unix.iter().find(|u| u.path == *path)
+        && let Some(unix) = spec.unix().filter(|u| u.path == *path)
         && file.mode != unix.mode
     {
         // Only the socket file this daemon bound: whoever may write its

@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::watch;
 
-use crate::config::{ServiceSpec, Transport};
+use crate::config::ServiceSpec;
 use crate::server::Roster;
 
 /// The first passed descriptor (`SD_LISTEN_FDS_START`).
@@ -49,7 +49,7 @@ enum Local {
 impl Local {
     /// Whether a service of `spec`'s transport can serve on it.
     fn fits(&self, spec: &ServiceSpec) -> bool {
-        matches!(self, Local::Udp(_)) == (spec.transport == Transport::Udp)
+        matches!(self, Local::Udp(_)) == spec.dgram()
     }
 }
 
@@ -159,8 +159,8 @@ impl ListenFds {
                 false
             } else {
                 match &p.local {
-                    Local::Tcp(addr) | Local::Udp(addr) => spec.addrs().any(|a| a == *addr),
-                    Local::Unix(path) => spec.unix.as_ref().is_some_and(|u| u.path == *path),
+                    Local::Tcp(addr) | Local::Udp(addr) => spec.ip_addrs().any(|a| a == *addr),
+                    Local::Unix(path) => spec.unix().is_some_and(|u| u.path == *path),
                 }
             }
         });

@@ -15,7 +15,7 @@ use super::preopen::Preopens;
 use super::socket::{self, Flags};
 use super::transport;
 use super::values::{self, Types};
-use super::{Env, GuestSource, Report, ServiceSpec, Transport, UnixListen};
+use super::{Env, GuestSource, Listen, Report, ServiceSpec, SocketType, UnixListen};
 use crate::config::access::{AddressRules, TimeWindow};
 
 /// Validates one enabled `service NAME` block; `None` if it has an error.
@@ -153,7 +153,7 @@ impl Draft {
         } else {
             self.transport.resolve(report)
         };
-        let udp = transport == Some(Transport::Udp);
+        let udp = transport == Some(SocketType::Dgram);
         let guest = self
             .guest
             .resolve(name, udp, block.line, |a| self.failed(a), report);
@@ -187,7 +187,7 @@ impl Draft {
         } else {
             Some(0)
         };
-        let (guest, port, transport) = (guest?, port?, transport?);
+        let (guest, port, _) = (guest?, port?, transport?);
         let line_of = |line: Option<u32>| line.unwrap_or(block.line);
         let lines = super::SpecLines {
             server: line_of(self.guest.server.as_ref().map(|s| s.1)),
@@ -203,7 +203,7 @@ impl Draft {
             inherited.v6only,
             inherited.backlog,
         );
-        let (addr, extra_addrs, socket) = match listen {
+        let (ips, socket) = match listen {
             Ok(listen) => listen,
             Err(message) => {
                 report.error(flags_line, message);
@@ -256,19 +256,22 @@ impl Draft {
             line: block.line,
             lines,
             guest,
-            transport,
             argv: std::iter::once(argv0)
                 .chain(dgram)
                 .chain(server_args)
                 .collect(),
             env: vars,
-            addr,
-            extra_addrs,
-            tcp,
-            unix: self.unix.map(|(path, _)| UnixListen {
-                path,
-                mode: inherited.socket_mode,
-            }),
+            listen: ips
+                .into_iter()
+                .filter(|_| tcp)
+                .map(if udp { Listen::Udp } else { Listen::Tcp })
+                .chain(self.unix.map(|(path, _)| {
+                    Listen::Unix(UnixListen {
+                        path,
+                        mode: inherited.socket_mode,
+                    })
+                }))
+                .collect(),
             socket,
             instances: inherited.instances,
             addresses: AddressRules {

@@ -1,6 +1,5 @@
 //! The tests of `config::service`: one service block, from text to spec.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -44,13 +43,9 @@ fn a_minimal_service_gets_the_built_in_defaults() {
             listen_unix: 1,
         },
         guest: GuestSource::File("/srv/hello.wasm".into()),
-        transport: Transport::Tcp,
         argv: vec!["hello.wasm".into(), "-v".into(), "x".into()],
         env: vec![],
-        addr: "0.0.0.0:9000".parse().unwrap(),
-        extra_addrs: vec![],
-        tcp: true,
-        unix: None,
+        listen: vec![Listen::Tcp("0.0.0.0:9000".parse().unwrap())],
         socket: super::super::SocketOptions::default(),
         instances: super::super::Cap::Unset,
         addresses: AddressRules::default(),
@@ -139,7 +134,7 @@ service s
         idle: Some(crate::config::DEFAULT_IDLE),
     };
     assert_eq!(spec.limits, limits);
-    assert_eq!(spec.addr, "127.0.0.1:1".parse::<SocketAddr>().unwrap());
+    assert_eq!(spec.listen, [Listen::Tcp("127.0.0.1:1".parse().unwrap())]);
 }
 
 #[test]
@@ -158,7 +153,7 @@ fn passenv_wins_over_env_and_id_renames() {
 
 #[test]
 fn ports_come_from_the_services_file_unless_unlisted() {
-    let port = |text: &str| only(parse(text)).addr.port();
+    let port = |text: &str| only(parse(text)).listen[0].ip().unwrap().port();
     assert_eq!(port("service http {\n server = a.wasm\n}\n"), 80);
     assert_eq!(port("service www {\n server = a.wasm\n}\n"), 80);
     assert_eq!(
@@ -198,7 +193,7 @@ fn ports_come_from_the_services_file_unless_unlisted() {
 fn internal_services_are_built_in() {
     let spec = only(parse("service echo {\n type = INTERNAL\n}\n"));
     assert_eq!(
-        (spec.guest, spec.argv, spec.addr.port()),
+        (spec.guest, spec.argv, spec.listen[0].ip().unwrap().port()),
         (
             GuestSource::Internal("echo".into()),
             vec!["echo".to_string()],
