@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasinetd::config::Limits;
+use wasinetd::sandbox::Limits;
 use wasinetd::sandbox::{Connection, Invocation, Sandbox, SandboxOptions, Transport, Unheard};
 
 fn main() -> anyhow::Result<()> {

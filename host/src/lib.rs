@@ -23,17 +23,19 @@
 //!   (SIGUSR1), the admin listener, systemd, shutdown
 //! - [`cli`], [`commands`]: the command line, and what each command does
 
-pub mod admission;
-pub mod build_info;
+// Public: what the binary (main.rs) and the benchmarks use; the rest is
+// the daemon's own.
+mod admission;
+mod build_info;
 pub mod bundled;
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod conn;
+mod config;
+mod conn;
 pub mod logging;
-pub mod metrics;
+mod metrics;
 pub mod sandbox;
-pub mod server;
+mod server;
 
 #[cfg(test)]
 mod layering {

@@ -33,7 +33,7 @@ pub mod deny;
 pub mod load;
 mod shares;
 
-pub use shares::{DgramSlot, Shares, SourceSlot};
+pub use shares::{Shares, SourceSlot};
 
 /// How long a client has to take a banner before it is dropped.
 pub const BANNER_TIME: Duration = Duration::from_secs(5);
@@ -276,7 +276,8 @@ impl PerSource {
         }
     }
 
-    /// Guests running now for `ip` (for tests).
+    /// Guests running now for `ip`.
+    #[cfg(test)]
     pub fn count(&self, ip: impl Into<Source>) -> u32 {
         lock(&self.counts).get(&ip.into()).copied().unwrap_or(0)
     }

@@ -90,7 +90,8 @@ impl Shares {
         }
     }
 
-    /// Shares that limit nothing (`wasinetd run`, tests).
+    /// Shares that limit nothing.
+    #[cfg(test)]
     pub fn none() -> Shares {
         Shares::new(u32::MAX, Some(None), Some(None), Some(None))
     }

@@ -60,7 +60,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use admission::{Banner, Banners, Cps, MAX_BANNER};
+pub use admission::{Banners, Cps};
 use parts::SocketType;
 pub use parts::{
     Cap, DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, Listen, LogFlags,

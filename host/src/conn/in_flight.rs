@@ -73,14 +73,10 @@ impl InFlight {
         self.lock().iter().map(|(id, e)| (*id, e.clone())).collect()
     }
 
-    /// How many connections are in flight.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Whether no connection is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {

@@ -109,11 +109,6 @@ impl Service {
         self.name.clone()
     }
 
-    /// The quota of each of the service's preopens.
-    pub fn quotas(&self) -> &[Option<DiskQuota>] {
-        &self.quotas
-    }
-
     /// The prepared guest; `None` for a `redirect` service.
     pub fn guest(&self) -> Option<&Guest> {
         self.guest.as_ref()

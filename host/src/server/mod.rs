@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::bail;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-pub use self::prepare::{Guests, LoadError, Prepared, prepare, prepare_cached};
+pub use self::prepare::{Guests, Prepared, prepare, prepare_cached};
 use crate::config::Config;
 use crate::conn::in_flight::InFlight;
 use crate::conn::listener::Shared;
@@ -326,7 +326,7 @@ pub async fn run(
                             Some(Request::Dump) => dump::dump(&daemon, false),
                             Some(Request::Reload) => reload_asked = true,
                             Some(Request::Stop) | None => {
-                                tracing::warn!("reload abandoned: the daemon is stopping");
+                                tracing::warn!(target: "wasinetd::server::reload", "reload abandoned: the daemon is stopping");
                                 break 'serving;
                             }
                         },
@@ -374,7 +374,7 @@ pub async fn run(
             }
             request = requests.recv(), if listening => match request {
                 Some(Request::Dump) => dump::dump(&daemon, true),
-                Some(Request::Reload) => tracing::warn!("reload ignored: the daemon is stopping"),
+                Some(Request::Reload) => tracing::warn!(target: "wasinetd::server::reload", "reload ignored: the daemon is stopping"),
                 Some(Request::Stop) => {
                     tracing::warn!("second stop request; ending running guests");
                     daemon.sandbox.stop_all();
