@@ -415,3 +415,73 @@ fn a_guest_stderr_line_in_text_is_its_service_conn_and_text_only() {
         assert!(!line.contains('{'), "{line}");
     }
 }
+
+/// The targets the README promises to keep, pinned by filtering on them:
+/// each kind of line is written exactly when its target is let through
+/// `WASINETD_LOG`, whatever the others are set to.
+#[test]
+fn the_documented_log_targets_let_through_their_lines_only() {
+    // What each target carries, as a text line shows it.
+    let conn = ["wasinetd::conn: ", "service=chatty"];
+    let guest = ["wasinetd::guest: stderr service=chatty"];
+    let dump = ["wasinetd::dump: dump"];
+    let reload = ["wasinetd::server::reload: ", "reloaded in"];
+    // A filter, the lines it lets through, the lines it holds back.
+    type Case<'a> = (&'a str, Vec<&'a [&'a str]>, Vec<&'a [&'a str]>);
+    let cases: [Case; 2] = [
+        (
+            "warn,wasinetd::conn=info,wasinetd::server::reload=info",
+            vec![&conn, &reload],
+            vec![&guest, &dump],
+        ),
+        (
+            "warn,wasinetd::guest=info,wasinetd::dump=info",
+            vec![&guest, &dump],
+            vec![&conn, &reload],
+        ),
+    ];
+    for (filter, shown, hidden) in cases {
+        let config = service("chatty", &module("probe"), "\tserver_args = stderr 1");
+        let server = TestServer::start_with(&config, &["chatty"], |cmd| {
+            cmd.env("WASINETD_LOG", filter);
+        });
+        exchange(server.addr("chatty"), b"");
+        // Until the dump counts the connection as finished (its line is
+        // written in the same step), when the dump is let through.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mark = server.log.len();
+            signal(server.child(), "USR1");
+            if !shown.contains(&&dump[..]) {
+                break;
+            }
+            let line = server
+                .log
+                .wait_for_after(mark, &["service=chatty", "accepted="]);
+            if line.contains("finished_exit=1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never finished: {line}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if shown.contains(&&conn[..]) {
+            server.log.wait_for(&conn);
+        }
+        // A reload that adds a service: its readiness line is written
+        // whatever the filter, after every line asked for before it.
+        let more = config.clone() + &service("marker", &module("probe"), "");
+        std::fs::write(server.dir.path().join("wasinetd.conf"), more).unwrap();
+        signal(server.child(), "HUP");
+        server.log.wait_for(&["listening service=marker "]);
+        for parts in &shown {
+            server.log.wait_for(parts);
+        }
+        for parts in &hidden {
+            assert!(
+                !server.log.has(parts),
+                "{filter}: a line with {parts:?}:\n{}",
+                server.log.lines().join("\n")
+            );
+        }
+    }
+}

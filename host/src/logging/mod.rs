@@ -31,8 +31,8 @@ mod json;
 mod notices;
 mod rate;
 mod refusals;
-pub mod sink;
-pub mod time;
+pub(crate) mod sink;
+pub(crate) mod time;
 mod writer;
 
 pub use notices::{
@@ -172,7 +172,7 @@ pub fn dump_line(fields: &[(String, Value)]) {
                 }
                 .unwrap_or_default();
             }
-            tracing::info!(target: "wasinetd::dump", "{text}");
+            tracing::info!(target: DUMP, "{text}");
         }
         LogFormat::Json => {
             let mut map = json::head(Level::INFO, DUMP);
@@ -280,7 +280,7 @@ impl Line<'_> {
         put("reason", self.reason.map(Value::from));
     }
 
-    /// Writes a connection line (target [`CONN`]) where its service's
+    /// Writes the line (target [`CONN`] or [`GUEST`]) where its service's
     /// lines go.
     fn emit(&self) {
         let level = if self.warn { Level::WARN } else { Level::INFO };
@@ -293,11 +293,14 @@ impl Line<'_> {
         }
         match format() {
             LogFormat::Text => {
+                // Under the target it was filtered by (a guest's stderr
+                // notices are `wasinetd::guest` lines).
                 let text = self.text();
-                if self.warn {
-                    tracing::warn!(target: "wasinetd::conn", "{text}");
-                } else {
-                    tracing::info!(target: "wasinetd::conn", "{text}");
+                match (self.target == GUEST, self.warn) {
+                    (false, true) => tracing::warn!(target: CONN, "{text}"),
+                    (false, false) => tracing::info!(target: CONN, "{text}"),
+                    (true, true) => tracing::warn!(target: GUEST, "{text}"),
+                    (true, false) => tracing::info!(target: GUEST, "{text}"),
                 }
             }
             LogFormat::Json => json::write_stderr(&self.json(level)),
