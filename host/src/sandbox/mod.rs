@@ -14,6 +14,9 @@
 //! callback ([`watch`]) while the guest runs, and by a timeout around the
 //! whole run while it waits. Compiled code is kept on disk by the [`cache`], when one is
 //! configured. Accepting connections and logging are left to the caller.
+//!
+//! This file holds the sandbox's types; [`load`] turns bytes into a
+//! [`Guest`] (compile or cache, link), and [`run`] runs one.
 
 mod cache;
 mod compile;
@@ -24,9 +27,11 @@ mod engine;
 mod guard;
 mod lane;
 mod limits;
+mod load;
 mod meter;
 mod outcome;
 mod report;
+mod run;
 mod stdio;
 mod watch;
 mod world;
@@ -34,23 +39,20 @@ mod world;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Engine, InstancePre, Linker, Module, Store};
-use wasmtime_wasi::cli::{StdinStream, StdoutStream};
+use anyhow::Context as _;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, InstancePre};
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
 pub use compile::{CompileLimits, child_main as compile_child};
 pub use connection::{Connection, Endpoint, Transport};
-use cpu::Charged;
 use guard::p1::GuardedP1;
 use guard::p2::{GuardedFs, GuardedSockets, GuardedView, P2Guard};
 pub use guard::{DiskQuota, FdBudget, GuardCounts, Usage as DiskUsage, quotas};
-use guard::{Guard, PreopenRules, Refusals};
 use lane::BusyLane;
 pub use limits::{Limits, Preopen, PreopenQuota};
 pub use meter::Meter;
@@ -197,22 +199,6 @@ impl GuardedView for State<P2Wasi> {
     }
 }
 
-/// Resources (open files, streams) a guest may hold at once when
-/// `rlimit_files` does not say fewer: each holds host memory, and a file
-/// a host descriptor.
-const MAX_RESOURCES: usize = 10_000;
-
-/// The size of a guest's resource table: `rlimit_files`, at most
-/// [`MAX_RESOURCES`]. Stdin, stdout, stderr and preopened directories take
-/// entries too, as descriptors 0-2 count for RLIMIT_NOFILE. A guest that
-/// opens one more is ended, `Outcome::FilesLimit` (wasmtime-wasi has no
-/// EMFILE for a full table: it fails the call).
-fn max_resources(limits: Limits) -> usize {
-    limits
-        .files
-        .map_or(MAX_RESOURCES, |n| (n as usize).min(MAX_RESOURCES))
-}
-
 impl Sandbox {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(opts: &SandboxOptions) -> anyhow::Result<Self> {
@@ -258,150 +244,6 @@ impl Sandbox {
             cache: Mutex::new(None),
         })
     }
-
-    /// Compiles a guest (a core module or a component, binary or text) and
-    /// prepares it for fast instantiation.
-    pub fn load(&self, bytes: &[u8]) -> anyhow::Result<Guest> {
-        self.load_or_not(bytes, true)?
-            .context("the guest was neither compiled nor cached")
-    }
-
-    /// Like [`Sandbox::load`], but only from the compiled-code cache:
-    /// `None` when the guest would have to be compiled.
-    pub fn load_cached(&self, bytes: &[u8]) -> anyhow::Result<Option<Guest>> {
-        self.load_or_not(bytes, false)
-    }
-
-    fn load_or_not(&self, bytes: &[u8], may_compile: bool) -> anyhow::Result<Option<Guest>> {
-        use wasmtime::wasmparser::Parser;
-        if may_compile {
-            compile::check_shape(bytes, &self.compile)?;
-        }
-        let mut asks_connection = false;
-        let (kind, origin) = if Parser::is_component(bytes) {
-            let Some((component, origin)) = self
-                .compile::<Component>(bytes, may_compile)
-                .context("invalid component")?
-            else {
-                return Ok(None);
-            };
-            asks_connection = connection::is_imported(&self.engine, &component);
-            let pre = link_component(&self.engine, &component)?;
-            (GuestKind::Component(pre), origin)
-        } else if let Some(what) = not_wasm(bytes) {
-            bail!(
-                "not a WebAssembly module or component (no `\\0asm` header: {what}); a guest \
-                 is built for wasm32-wasip1 (a module) or wasm32-wasip2 (a component), e.g. \
-                 `cargo build --release --target wasm32-wasip2`; a script runs under an \
-                 interpreter guest, as the README's \"Scripts\" section shows"
-            );
-        } else if Parser::is_core_wasm(bytes) || std::str::from_utf8(bytes).is_ok() {
-            // Text is accepted too: `.wat` guests are handy for tests.
-            let Some((module, origin)) = self
-                .compile::<Module>(bytes, may_compile)
-                .context("invalid module")?
-            else {
-                return Ok(None);
-            };
-            let pre = link_module(&self.engine, &module)?;
-            (GuestKind::Module(pre), origin)
-        } else {
-            bail!(
-                "not a WebAssembly module or component (no `\\0asm` header); a guest is built \
-                 for wasm32-wasip1 (a module) or wasm32-wasip2 (a component)"
-            );
-        };
-        Ok(Some(Guest {
-            engine: self.engine.clone(),
-            lane: self.lane.clone(),
-            stop_all: self.stop_all.clone(),
-            fd_budget: self.fd_budget.clone(),
-            kind,
-            origin,
-            asks_connection,
-        }))
-    }
-
-    /// Native code for `bytes`, from the cache when there is one, else
-    /// compiled within the compile limits (`None` if it may not be).
-    fn compile<A: cache::Artefact>(
-        &self,
-        bytes: &[u8],
-        may_compile: bool,
-    ) -> anyhow::Result<Option<(A, Origin)>> {
-        if !may_compile {
-            let hit = self.cache().and_then(|c| c.get(&self.engine, bytes));
-            return Ok(hit.map(|a| (a, Origin::Cached)));
-        }
-        let precompile = || match &self.compile.isolate {
-            Some(exe) => {
-                compile::precompile_isolated(exe, bytes, A::KIND, self.pooling, &self.compile)
-            }
-            None => A::precompile(&self.engine, bytes).map_err(anyhow::Error::from),
-        };
-        let compiled = match (self.cache(), &self.compile.isolate) {
-            (Some(cache), _) => cache.get_or_compile(&self.engine, bytes, precompile)?,
-            (None, Some(_)) => {
-                let code = precompile()?;
-                // SAFETY: `code` is the compiler process's output: this very
-                // binary, for an engine of this one's settings; wasmtime
-                // checks its header against the engine again.
-                let artefact = unsafe { A::from_code(&self.engine, &code) }?;
-                (artefact, Origin::Compiled)
-            }
-            (None, None) => (A::compile(&self.engine, bytes)?, Origin::Compiled),
-        };
-        Ok(Some(compiled))
-    }
-
-    /// The engine a compiler process makes (`wasinetd __compile`): the
-    /// settings of a daemon's engine, `pooling` or not.
-    pub fn compiler_engine(pooling: bool) -> anyhow::Result<Engine> {
-        let opts = SandboxOptions {
-            max_instances: 1,
-            ..SandboxOptions::default()
-        };
-        Engine::new(&engine::engine_config(&opts, pooling)).map_err(anyhow::Error::from)
-    }
-
-    /// The compiled-code cache, if one is configured and safe to use. Its
-    /// path is checked to still name the folder that was vetted at every
-    /// load (start-up, reloads); if it does not, it is vetted afresh.
-    fn cache(&self) -> Option<Arc<Cache>> {
-        let mut slot = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(Some(cache)) = &*slot
-            && let Err(e) = cache.still_at_its_path()
-        {
-            tracing::warn!(
-                "cache directory `{}` changed since it was vetted ({e:#}); vetting it again",
-                cache.dir().display()
-            );
-            *slot = None;
-        }
-        slot.get_or_insert_with(|| Cache::open(&self.cache_setting).map(Arc::new))
-            .clone()
-    }
-
-    /// What compiling one guest may cost.
-    pub fn compile_limits(&self) -> &CompileLimits {
-        &self.compile
-    }
-
-    /// Removes cached code unused for [`MAX_AGE`]; call once every guest of
-    /// the config is loaded. Does nothing if no guest touched the cache.
-    pub fn prune_cache(&self) {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(Some(cache)) = cache {
-            let removed = cache.prune(MAX_AGE);
-            if removed > 0 {
-                tracing::info!(
-                    "removed {removed} file(s) unused for {} days from cache `{}`",
-                    MAX_AGE.as_secs() / 86_400,
-                    cache.dir().display()
-                );
-            }
-        }
-    }
 }
 
 impl Sandbox {
@@ -419,35 +261,6 @@ impl Drop for Sandbox {
     }
 }
 
-fn link_module(engine: &Engine, module: &Module) -> anyhow::Result<InstancePre<State<GuardedP1>>> {
-    if module.get_export("_start").is_none() {
-        bail!("the module exports no `_start`: it is not a WASI command");
-    }
-    let mut linker = Linker::new(engine);
-    guard::p1::add_to_linker(&mut linker, |s: &mut State<GuardedP1>| &mut s.wasi)
-        .map_err(anyhow::Error::from)?;
-    linker
-        .instantiate_pre(module)
-        .map_err(anyhow::Error::from)
-        .context("the module needs imports that wasinetd does not provide")
-}
-
-fn link_component(
-    engine: &Engine,
-    component: &Component,
-) -> anyhow::Result<CommandPre<State<P2Wasi>>> {
-    let mut linker = wasmtime::component::Linker::new(engine);
-    guard::p2::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
-    connection::add_to_linker(&mut linker, |s: &mut State<P2Wasi>| &mut s.wasi.connection)?;
-    let pre = linker
-        .instantiate_pre(component)
-        .map_err(anyhow::Error::from)
-        .context("the component needs imports that wasinetd does not provide")?;
-    CommandPre::new(pre)
-        .map_err(anyhow::Error::from)
-        .context("the component is not a `wasi:cli/command`")
-}
-
 impl Guest {
     /// Whether this guest is a preview 2 component (else a preview 1 module).
     pub fn is_component(&self) -> bool {
@@ -463,232 +276,5 @@ impl Guest {
     /// Whether the native code was compiled now or mapped from the cache.
     pub fn origin(&self) -> Origin {
         self.origin
-    }
-
-    /// Runs the guest once in a fresh instance; returns how it ended and
-    /// what it used.
-    ///
-    /// Dropping the returned future stops the guest and frees its instance.
-    pub async fn run<I, O, E>(&self, mut inv: Invocation<'_, I, O, E>) -> RunReport
-    where
-        I: StdinStream + 'static,
-        O: StdoutStream + 'static,
-        E: StdoutStream + 'static,
-    {
-        let limits = inv.limits;
-        let outside = inv.watch.take();
-        let started = Instant::now();
-        // From now: the start function runs at instantiation, and the
-        // deadline must cover it.
-        let deadline = limits.runtime.and_then(|max| started.checked_add(max));
-        let watch = Watch::new(
-            limits.cpu,
-            deadline,
-            self.stop_all.clone(),
-            self.lane.clone(),
-        );
-        let clock = watch.clock.clone();
-        let seat = watch.seat.clone();
-        let mut usage = Usage::default();
-        let rules: Vec<PreopenRules> = inv
-            .preopens
-            .iter()
-            .enumerate()
-            .map(|(i, p)| PreopenRules {
-                quota: inv.quotas.get(i).cloned().flatten(),
-                symlinks: p.symlinks,
-            })
-            .collect();
-        let preopens = rules.len();
-        let refusals = Arc::new(Refusals::default());
-        let run = async {
-            // The preopened directories are descriptors too.
-            let Some(guard) = Guard::new(
-                self.fd_budget.clone(),
-                rules,
-                refusals.clone(),
-                clock.clone(),
-            ) else {
-                return Outcome::Failed(format!(
-                    "the guests' descriptor budget ({}) is spent",
-                    self.fd_budget.total()
-                ));
-            };
-            let (wasi, connection) = match world::wasi_builder(inv) {
-                Ok(built) => built,
-                Err(e) => return Outcome::Failed(format!("{e:#}")),
-            };
-            let parts = Parts {
-                wasi,
-                guard,
-                limits,
-                watch,
-            };
-            match &self.kind {
-                GuestKind::Module(pre) => self.run_module(pre, parts, preopens, &mut usage).await,
-                GuestKind::Component(pre) => {
-                    self.run_component(pre, parts, connection, &mut usage).await
-                }
-            }
-        };
-        // A busy guest holds a lane only while it runs, not while it waits.
-        let run = lane::Seated::new(run, seat);
-        // Every poll of the run is the guest's CPU, host calls included.
-        let run = Charged::new(run, clock.clone());
-        // While it waits (on its client, a timer), only a timer can end it;
-        // while it runs, the epoch callback checks the same deadline.
-        let run = async {
-            match deadline {
-                Some(at) => tokio::time::timeout_at(at.into(), run)
-                    .await
-                    .unwrap_or(Outcome::RuntimeLimit),
-                None => run.await,
-            }
-        };
-        let outcome = match outside {
-            Some(watch) => tokio::select! {
-                outcome = run => outcome,
-                outcome = watch => outcome,
-            },
-            None => run.await,
-        };
-        RunReport {
-            outcome,
-            instantiate: usage.instantiate,
-            cpu: clock.used(),
-            memory_peak: usage.memory_peak,
-            refused: refusals.read(),
-        }
-    }
-
-    async fn run_module(
-        &self,
-        pre: &InstancePre<State<GuardedP1>>,
-        parts: Parts,
-        preopens: usize,
-        usage: &mut Usage,
-    ) -> Outcome {
-        let Parts {
-            mut wasi,
-            guard,
-            limits,
-            watch,
-        } = parts;
-        let mut p1 = wasi.build_p1();
-        // Its files, directories and streams live in this table, as a
-        // component's do in its own.
-        wasmtime_wasi::WasiView::ctx(&mut p1)
-            .table
-            .set_max_capacity(max_resources(limits));
-        let p1 = GuardedP1::new(p1, guard, preopens);
-        let mut run = Metered {
-            store: self.store(p1, limits, watch),
-            usage,
-        };
-        let result = async {
-            let started = Instant::now();
-            let instance = pre.instantiate_async(&mut run.store).await?;
-            run.usage.instantiate = Some(started.elapsed());
-            let start = instance.get_typed_func::<(), ()>(&mut run.store, "_start")?;
-            start.call_async(&mut run.store, ()).await
-        }
-        .await;
-        match result {
-            Ok(()) => Outcome::Exited(0),
-            Err(e) => Outcome::from_error(&e, run.store.data()),
-        }
-    }
-
-    async fn run_component(
-        &self,
-        pre: &CommandPre<State<P2Wasi>>,
-        parts: Parts,
-        connection: Connection,
-        usage: &mut Usage,
-    ) -> Outcome {
-        let Parts {
-            mut wasi,
-            guard,
-            limits,
-            watch,
-        } = parts;
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(max_resources(limits));
-        let ctx = P2Wasi {
-            ctx: wasi.build(),
-            table,
-            connection,
-            guard: P2Guard::new(guard),
-        };
-        let mut run = Metered {
-            store: self.store(ctx, limits, watch),
-            usage,
-        };
-        let result = async {
-            let started = Instant::now();
-            let command = pre.instantiate_async(&mut run.store).await?;
-            run.usage.instantiate = Some(started.elapsed());
-            command.wasi_cli_run().call_run(&mut run.store).await
-        }
-        .await;
-        match result {
-            Ok(Ok(())) => Outcome::Exited(0),
-            // `wasi:cli/run` returning its error variant is exit status 1.
-            Ok(Err(())) => Outcome::Exited(1),
-            Err(e) => Outcome::from_error(&e, run.store.data()),
-        }
-    }
-
-    fn store<W: Send + 'static>(&self, wasi: W, limits: Limits, watch: Watch) -> Store<State<W>> {
-        let meter = Meter::new(limits.memory);
-        let mut store = Store::new(&self.engine, State { wasi, meter, watch });
-        store.limiter(|s| &mut s.meter);
-        // Every tick a running guest is checked against its limits and
-        // gives its thread back (see `watch`).
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut cx| cx.data_mut().watch.on_tick());
-        store
-    }
-}
-
-/// A run's parts before its store is made.
-struct Parts {
-    wasi: WasiCtxBuilder,
-    guard: Guard,
-    limits: Limits,
-    watch: Watch,
-}
-
-/// What a run used so far, for its [`RunReport`].
-#[derive(Default)]
-struct Usage {
-    instantiate: Option<Duration>,
-    memory_peak: u64,
-}
-
-/// A run's store, which leaves its meter's readings in `usage` when it is
-/// dropped: at the end of the run, or when the wall-clock limit cuts it off.
-struct Metered<'u, W: 'static> {
-    store: Store<State<W>>,
-    usage: &'u mut Usage,
-}
-
-impl<W: 'static> Drop for Metered<'_, W> {
-    fn drop(&mut self) {
-        self.usage.memory_peak = self.store.data().meter.memory_peak();
-    }
-}
-
-/// What a file that is plainly not a guest is, for the error: a native
-/// program or a script (text that is not WebAssembly text).
-fn not_wasm(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x7fELF") {
-        Some("it is a native executable")
-    } else if bytes.starts_with(b"#!") {
-        Some("it is a script")
-    } else if bytes.starts_with(b"MZ") || bytes.starts_with(&[0xcf, 0xfa, 0xed, 0xfe]) {
-        Some("it is a native executable for another system")
-    } else {
-        None
     }
 }

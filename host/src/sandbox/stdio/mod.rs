@@ -1,0 +1,121 @@
+//! A guest's stdio: the connection as stdin/stdout, and stderr as log lines.
+//!
+//! wasmtime-wasi's default adapters put a tokio task and a channel behind
+//! every stdio stream (three tasks per connection) and read stdin ahead of
+//! the guest without bound. Here the guest's streams go straight to the
+//! socket instead: a write is one `write(2)`, waiting is tokio's readiness,
+//! and nothing is spawned per connection. Reads go through one small buffer
+//! per connection ([`READ_AHEAD`](stdin::READ_AHEAD)): a guest reading a
+//! byte at a time costs one `read(2)` per buffer, not per byte, and nothing
+//! is read ahead of the guest beyond that one buffer. The socket is shared (`Arc`) with the
+//! caller, who gets it back whole once the guest is gone, to flush what is
+//! left, shut down the write side and drain the input.
+//!
+//! [`GuestLog`] turns stderr into one log line per guest line, tagged with
+//! service and connection id, with bounded memory.
+//!
+//! This file holds what the three share, the [`Socket`] and [`drain`];
+//! [`stdin`], [`stdout`] and [`stderr`] are one stream each.
+
+mod stderr;
+mod stdin;
+mod stdout;
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+pub use stderr::GuestLog;
+pub use stdin::SocketStdin;
+pub use stdout::SocketStdout;
+
+/// The most a single read or write moves, as wasmtime-wasi's own streams.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// A connected socket a guest can use as stdio: tokio's TCP and Unix
+/// streams, whose readiness and non-blocking I/O work through `&self`.
+pub trait Socket: Send + Sync + 'static {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Resolves once the peer is gone for good: the connection was reset
+    /// (an error is pending on the socket). A peer that only shut down its
+    /// write side is still there: it may be waiting for the answer.
+    fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_read(self, buf)
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_write_ready(self, cx)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_write(self, buf)
+    }
+    fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.ready(tokio::io::Interest::ERROR).await;
+        })
+    }
+}
+
+impl Socket for tokio::net::UnixStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::UnixStream::poll_read_ready(self, cx)
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::net::UnixStream::try_read(self, buf)
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::UnixStream::poll_write_ready(self, cx)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        tokio::net::UnixStream::try_write(self, buf)
+    }
+    fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.ready(tokio::io::Interest::ERROR).await;
+        })
+    }
+}
+
+/// Non-blocking read that treats "would block" as no data yet.
+fn try_read_some<S: Socket>(sock: &S, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match sock.try_read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads and discards what the client sent and the guest did not read,
+/// until end of stream, `limit` time or `max` bytes: closing a socket with
+/// unread input makes the kernel send RST, and the client loses the answer.
+pub async fn drain<S: Socket>(sock: &S, limit: Duration, max: u64) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0u64;
+    let read_all = poll_fn(|cx| {
+        loop {
+            if total >= max {
+                return Poll::Ready(());
+            }
+            if std::task::ready!(sock.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(());
+            }
+            match try_read_some(sock, &mut buf) {
+                Ok(Some(0)) | Err(_) => return Poll::Ready(()),
+                Ok(Some(n)) => total += n as u64,
+                Ok(None) => {}
+            }
+        }
+    });
+    let _ = tokio::time::timeout(limit, read_all).await;
+}
