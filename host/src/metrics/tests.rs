@@ -1,5 +1,6 @@
 //! The tests of `metrics`: counting, and the Prometheus text.
 
+use super::prometheus::escape;
 use super::*;
 
 #[test]
