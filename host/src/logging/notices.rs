@@ -5,7 +5,8 @@
 
 use std::net::SocketAddr;
 
-use super::{CONN, Line, with_flags};
+use super::CONN;
+use super::line::{Line, with_flags};
 use crate::admission::Refusal;
 use crate::admission::deny::Denial;
 use crate::config::{DenyTime, LogFlags, ServiceSpec};

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{CONN, Line};
+use super::CONN;
+use super::line::Line;
 use crate::admission::Refusal;
 use crate::config::ServiceSpec;
 

@@ -23,7 +23,7 @@ use crate::sandbox::{Kind, Outcome, RunReport};
 
 use histogram::Histogram;
 pub use prometheus::{Daemon, Row, render};
-pub use socket::{ConnCounts, CountedSocket};
+pub use socket::CountedSocket;
 
 /// Connection duration buckets (upper bounds, seconds).
 const DURATION_BUCKETS: &[f64] = &[

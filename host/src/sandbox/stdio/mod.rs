@@ -34,8 +34,9 @@ pub use stdout::SocketStdout;
 /// The most a single read or write moves, as wasmtime-wasi's own streams.
 const MAX_CHUNK: usize = 64 * 1024;
 
-/// A connected socket a guest can use as stdio: tokio's TCP and Unix
-/// streams, whose readiness and non-blocking I/O work through `&self`.
+/// A connected socket a guest can use as stdio, whose readiness and
+/// non-blocking I/O work through `&self`, as tokio's streams do (the
+/// connection path's `conn::stream::Stream` is one).
 pub trait Socket: Send + Sync + 'static {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
@@ -45,46 +46,6 @@ pub trait Socket: Send + Sync + 'static {
     /// (an error is pending on the socket). A peer that only shut down its
     /// write side is still there: it may be waiting for the answer.
     fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
-}
-
-impl Socket for tokio::net::TcpStream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::net::TcpStream::poll_read_ready(self, cx)
-    }
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        tokio::net::TcpStream::try_read(self, buf)
-    }
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::net::TcpStream::poll_write_ready(self, cx)
-    }
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        tokio::net::TcpStream::try_write(self, buf)
-    }
-    fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.ready(tokio::io::Interest::ERROR).await;
-        })
-    }
-}
-
-impl Socket for tokio::net::UnixStream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::net::UnixStream::poll_read_ready(self, cx)
-    }
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        tokio::net::UnixStream::try_read(self, buf)
-    }
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        tokio::net::UnixStream::poll_write_ready(self, cx)
-    }
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        tokio::net::UnixStream::try_write(self, buf)
-    }
-    fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            let _ = self.ready(tokio::io::Interest::ERROR).await;
-        })
-    }
 }
 
 /// Non-blocking read that treats "would block" as no data yet.
