@@ -7,21 +7,31 @@
 //! limited (memory, CPU time, wall-clock time).
 //!
 //! # Layout
-//! From the bottom up; a module imports only modules below it.
-//! - [`build_info`], [`bundled`]: what this binary is; the guests built in
-//! - [`sandbox`]: the engine, guests compiled once, one instance per run;
-//!   a leaf: what a run has to say leaves through a `Report`
-//! - [`config`]: the xinetd config language to validated `ServiceSpec`s,
-//!   address rules and time windows ([`config::access`]) included
+//! From the bottom up, as the `layering` test below holds it: a module
+//! names only modules of a lower layer (none of its own), so no import runs
+//! back up and there is no cycle; a type two modules share lives in the
+//! lower one. docs/architecture.md walks through it, and through the life
+//! of a connection and of a reload.
+//! - [`build_info`], [`bundled`], [`sandbox`]: what this binary is; the
+//!   guests built in; the engine, guests compiled once, one instance per
+//!   run. The sandbox is a leaf: a run gets all it needs in its
+//!   `Invocation`, speaks through the `Report` it was given, and returns a
+//!   `RunReport`
+//! - [`config`]: the xinetd config language to validated `ServiceSpec`s
+//!   (where each listens: `Listen`), address rules and time windows
+//!   ([`config::access`]) included
 //! - [`admission`]: who gets a guest: checks and their order, the shares
 //!   of `--limit`, `per_source`, `cps`, the load average, the sensors'
 //!   deny list
 //! - [`logging`]: log set-up, the per-connection line, `log_type` sinks, JSON
-//! - [`metrics`]: per-service counters and their Prometheus text form
-//! - [`conn`]: one connection's life: accept, admit, run, relay, finish
-//! - [`server`]: the daemon: prepare, listeners, reload (SIGHUP), dump
-//!   (SIGUSR1), the admin listener, systemd, shutdown
-//! - [`cli`], [`commands`]: the command line, and what each command does
+//! - [`metrics`]: per-service counters and their Prometheus text
+//! - [`conn`]: one connection's life: accept, admit, run, relay, finish;
+//!   one stream type and one peer type for every transport
+//! - [`server`]: the daemon: prepare, listeners (and Unix socket files),
+//!   compiling after start-up, reload (SIGHUP), dump (SIGUSR1), the admin
+//!   listener, systemd, the guests' descriptor budget, shutdown
+//! - [`cli`]: the command line
+//! - [`commands`]: what each command does
 
 // Public: what the binary (main.rs) and the benchmarks use; the rest is
 // the daemon's own.

@@ -5,8 +5,8 @@
 //! Both are decided from the peer's address and the clock alone, so the
 //! service decides them before any guest exists (xinetd checks addresses
 //! after it has forked). Reading config lines is `config`'s job; counting
-//! connections (`per_source`, `cps`) is `admission`'s; the order of the
-//! checks is `service`'s.
+//! connections (`per_source`, `cps`) and the order of the checks are
+//! `admission`'s.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -4,8 +4,9 @@
 //!
 //! The loop takes a global instance permit *before* accepting, so when every
 //! pool slot is busy new connections wait in the kernel's backlog instead of
-//! being accepted and dropped; a per-service refusal (address, time,
-//! instances, per_source, cps) is decided right after accept, before any
+//! being accepted and dropped; a refusal (the checks of `admission`: a
+//! sensor's deny list, address, time, load, `instances`, a share of
+//! `--limit`, `per_source`, `cps`) is decided right after accept, before any
 //! instantiation, and the refused connection is closed politely in a task
 //! of its own. Accept errors (out of file descriptors, a peer that reset
 //! first) are logged and survived.

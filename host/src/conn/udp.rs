@@ -9,7 +9,7 @@
 //! dropped. Nothing queues: a datagram that finds the service at its
 //! `instances` is dropped, so a flood costs at most `instances` guests and
 //! the kernel's receive buffer. Refusals are logged at most once a second
-//! per service in full, the rest summed up in one `dropped N datagrams`
+//! per socket in full, the rest summed up in one `dropped N datagrams`
 //! line per second.
 //!
 //! Which sockets are bound and kept is `server::listeners`' business; the
