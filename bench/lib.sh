@@ -67,9 +67,14 @@ measure_peers() { # tsv
     local tsv=$1 hz peer c run line t0 t1 s0 s1 ok cores us
     hz=$(getconf CLK_TCK)
     printf 'peer\tc\trun\tok\terrors\tconn_per_s\tp50_ms\tp99_ms\tcpu_cores\tcpu_us_per_conn\n' > "$tsv"
-    for peer in $PEERS; do
-        for c in $CONCURRENCY; do
-            for run in $(seq 1 "$REPEAT"); do
+    local order
+    for run in $(seq 1 "$REPEAT"); do
+        # Every other round the other way round, so no peer always runs
+        # first (a machine's drift within a round would favour one).
+        order=$PEERS
+        ((run % 2 == 0)) && order=$(tr ' ' '\n' <<<"$PEERS" | tac | tr '\n' ' ')
+        for peer in $order; do
+            for c in $CONCURRENCY; do
                 start_server "$peer"
                 "$LOADGEN" "127.0.0.1:$PORT" -c "$c" -d 1 --threads "$THREADS" >/dev/null
                 t0=$(cpu_ticks "$SERVER_PID"); s0=$(date +%s.%N)

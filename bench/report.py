@@ -5,7 +5,10 @@ Usage: report.py peers.tsv chart.svg  (markdown on stdout)
 
 For every (peer, c) the median run by conn/s is kept; ratios are taken
 against xinetd and against the in-process server *of the same run*, which is
-what survives this machine's drift. Standard library only.
+what survives this machine's drift. With several rounds (REPEAT), a second
+table gives each peer's ratios to every other peer's in the same round
+(`base` first, if there is one): median and range over the rounds.
+Standard library only.
 """
 
 import csv
@@ -14,11 +17,16 @@ import sys
 from collections import defaultdict
 
 
-def load(path):
+def rows_of(path):
     rows = defaultdict(list)
     with open(path) as f:
         for r in csv.DictReader(f, delimiter="\t"):
             rows[(r["peer"], int(r["c"]))].append(r)
+    return rows
+
+
+def load(path):
+    rows = rows_of(path)
     picked = {}
     for key, runs in rows.items():
         runs.sort(key=lambda r: float(r["conn_per_s"] or 0))
@@ -101,11 +109,44 @@ def chart(picked, peers, cs, path):
         f.write("\n".join(svg) + "\n")
 
 
+def rounds(path, peers, cs):
+    """Per-round ratios of each peer to a reference peer of the same round:
+    conn/s and server CPU per connection, median [min-max] over rounds."""
+    rows = rows_of(path)
+    if max((len(v) for v in rows.values()), default=0) < 2:
+        return ""
+    ref = "base" if "base" in peers else peers[0]
+    out = [
+        f"\nPer-round ratios to `{ref}` (median [range] over rounds):\n",
+        f"| peer | c | rounds | conn/s × {ref} | CPU/conn × {ref} | conn/s median [range] | CPU µs/conn median [range] |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    fmt = lambda xs, f: f"{statistics.median(xs):{f}} [{min(xs):{f}}-{max(xs):{f}}]"
+    for p in peers:
+        for c in cs:
+            mine = {r["run"]: r for r in rows.get((p, c), [])}
+            base = {r["run"]: r for r in rows.get((ref, c), [])}
+            both = [k for k in mine if k in base]
+            if not both:
+                continue
+            speed = [num(mine[k], "conn_per_s") / num(base[k], "conn_per_s") for k in both]
+            cpu = [num(mine[k], "cpu_us_per_conn") / num(base[k], "cpu_us_per_conn") for k in both]
+            out.append(
+                f"| {p} | {c} | {len(both)} | {fmt(speed, '.2f')} | {fmt(cpu, '.2f')} | "
+                f"{fmt([num(mine[k], 'conn_per_s') for k in both], '.0f')} | "
+                f"{fmt([num(mine[k], 'cpu_us_per_conn') for k in both], '.0f')} |"
+            )
+    return "\n".join(out)
+
+
 def main():
     picked = load(sys.argv[1])
     md, peers, cs = table(picked)
     chart(picked, peers, cs, sys.argv[2])
     print(md)
+    extra = rounds(sys.argv[1], peers, cs)
+    if extra:
+        print(extra)
 
 
 if __name__ == "__main__":

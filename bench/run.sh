@@ -16,9 +16,14 @@
 # are missing, builds everything in release):
 #   bench/run.sh                          # ~4 min: 10 s per run, c=16 and 64
 #   DURATION=3 PEERS="wasinetd native" bench/run.sh   # a quick look
-# Knobs: DURATION [10] s per run, CONCURRENCY ["16 64"], REPEAT [1] (the
-# median run is reported), PEERS ["wasinetd xinetd tcpserver ssa native"],
-# THREADS [2] loader threads, OUT [bench/results] where results go.
+#   BASE=7a4f326 PEERS="base wasinetd" REPEAT=5 DURATION=5 bench/run.sh
+#                                         # A/B: a change against REV
+# Knobs: DURATION [10] s per run, CONCURRENCY ["16 64"], REPEAT [1] rounds
+# (each round runs every peer once, so peers share the machine's drift; the
+# report shows the median and range over rounds), PEERS ["wasinetd xinetd
+# tcpserver ssa native"], THREADS [2] loader threads, OUT [bench/results]
+# where results go, BASE [none]: a git revision whose release build serves
+# the same config as the peer `base` (add it to PEERS).
 #
 # Output: a markdown table on stdout and in $OUT/peers.md, raw rows in
 # $OUT/peers.tsv, a chart in $OUT/peers.svg; server logs in $OUT/logs/.
@@ -45,10 +50,29 @@ need_apt=()
 apt_install ${need_apt[@]+"${need_apt[@]}"}
 say "building (release)"
 rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null 2>&1
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -n "${BASE:-}" ]; then
+    # Built first, in a worktree sharing the target directory (so its
+    # dependencies are not built again), and copied away: the build of the
+    # checkout below puts its own binary back in place.
+    say "building $BASE (release) for the peer base"
+    git worktree add -q --detach "$WORK/base-src" "$BASE"
+    (cd "$WORK/base-src" && CARGO_TARGET_DIR=$TARGET cargo build --release -q -p wasinetd)
+    cp "$TARGET/release/wasinetd" "$WORK/wasinetd-base"
+    git worktree remove --force "$WORK/base-src"
+fi
 cargo build --release -q -p wasinetd
 cargo build --release -q --manifest-path "$BENCH/tools/Cargo.toml" --target-dir "$BENCH/tools/target"
 gcc -O2 -static -o "$WORK/hello" "$BENCH/handlers/hello.c"
-WASINETD=${CARGO_TARGET_DIR:-$ROOT/target}/release/wasinetd
+WASINETD=$TARGET/release/wasinetd
+if [ -n "${BASE:-}" ]; then
+    [ -z "$(git status --porcelain -- host guests Cargo.toml Cargo.lock)" ] ||
+        say "warning: the checkout has uncommitted changes; its row is HEAD plus them"
+    head=$(git rev-parse --short=12 HEAD)
+    "$WASINETD" --version | grep -q "$head" ||
+        { say "the checkout's binary is not HEAD's: $("$WASINETD" --version)"; exit 1; }
+    say "base: $("$WORK/wasinetd-base" --version); wasinetd: $("$WASINETD" --version)"
+fi
 LOADGEN=$BENCH/tools/target/release/loadgen
 NATIVE=$BENCH/tools/target/release/native
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -70,6 +94,7 @@ start_server() { # name; sets SERVER_PID
     local log=$OUT/logs/$1.log
     case $1 in
         wasinetd) "$WASINETD" -f "$WORK/wasinetd.conf" --limit 2000 2>"$log" & ;;
+        base) "$WORK/wasinetd-base" -f "$WORK/wasinetd.conf" --limit 2000 2>"$log" & ;;
         xinetd) xinetd -dontfork -f "$WORK/xinetd.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
         tcpserver) tcpserver -HRl0 -c 1000 127.0.0.1 "$PORT" "$WORK/hello" 2>"$log" & ;;
         ssa) SYSTEMD_LOG_LEVEL=notice systemd-socket-activate --inetd -a -l "127.0.0.1:$PORT" "$WORK/hello" 2>"$log" & ;;
