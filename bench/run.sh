@@ -7,6 +7,10 @@
 #   tcpserver   ucspi-tcp, fork+exec of the same handler
 #   ssa         systemd-socket-activate --inetd -a, fork+exec of the same
 #   native      an in-process tokio server, no isolation (bench/tools native)
+#   wasinetd-std  wasinetd serving guests/hello-std: the same answer written
+#               the ordinary way (read_line, then write! a line at a time to
+#               Rust's line-buffered stdout: six writes), not in PEERS by
+#               default
 #
 # Everything is on loopback, every load is bounded in time and count, and
 # the figures that matter are the ratios between rows of the same run (this
@@ -17,7 +21,8 @@
 #   bench/run.sh                          # ~4 min: 10 s per run, c=16 and 64
 #   DURATION=3 PEERS="wasinetd native" bench/run.sh   # a quick look
 #   BASE=7a4f326 PEERS="base wasinetd" REPEAT=5 DURATION=5 bench/run.sh
-#                                         # A/B: a change against REV
+#                                         # A/B: a change against REV (base-std
+#                                         # serves hello-std with REV's build)
 # Knobs: DURATION [10] s per run, CONCURRENCY ["16 64"], REPEAT [1] rounds
 # (each round runs every peer once, so peers share the machine's drift; the
 # report shows the median and range over rounds), PEERS ["wasinetd xinetd
@@ -62,6 +67,7 @@ if [ -n "${BASE:-}" ]; then
     git worktree remove --force "$WORK/base-src"
 fi
 cargo build --release -q -p wasinetd
+cargo build --release -q --manifest-path "$ROOT/guests/Cargo.toml" --target wasm32-wasip1 -p hello-std
 cargo build --release -q --manifest-path "$BENCH/tools/Cargo.toml" --target-dir "$BENCH/tools/target"
 gcc -O2 -static -o "$WORK/hello" "$BENCH/handlers/hello.c"
 WASINETD=$TARGET/release/wasinetd
@@ -88,6 +94,9 @@ service hello-http
 	log_on_success	=
 }
 EOF
+# The same service, the guest written the ordinary way.
+sed "s|type\t\t= INTERNAL UNLISTED|type\t\t= UNLISTED\n\tserver\t\t= $ROOT/guests/target/wasm32-wasip1/release/hello-std.wasm|" \
+    "$WORK/wasinetd.conf" > "$WORK/wasinetd-std.conf"
 xinetd_conf bench-hello "$WORK/hello"
 
 start_server() { # name; sets SERVER_PID
@@ -95,6 +104,8 @@ start_server() { # name; sets SERVER_PID
     case $1 in
         wasinetd) "$WASINETD" -f "$WORK/wasinetd.conf" --limit 2000 2>"$log" & ;;
         base) "$WORK/wasinetd-base" -f "$WORK/wasinetd.conf" --limit 2000 2>"$log" & ;;
+        wasinetd-std) "$WASINETD" -f "$WORK/wasinetd-std.conf" --limit 2000 2>"$log" & ;;
+        base-std) "$WORK/wasinetd-base" -f "$WORK/wasinetd-std.conf" --limit 2000 2>"$log" & ;;
         xinetd) xinetd -dontfork -f "$WORK/xinetd.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
         tcpserver) tcpserver -HRl0 -c 1000 127.0.0.1 "$PORT" "$WORK/hello" 2>"$log" & ;;
         ssa) SYSTEMD_LOG_LEVEL=notice systemd-socket-activate --inetd -a -l "127.0.0.1:$PORT" "$WORK/hello" 2>"$log" & ;;

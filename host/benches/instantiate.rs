@@ -66,6 +66,7 @@ fn main() -> anyhow::Result<()> {
                         allow_connect: Default::default(),
                         report: std::sync::Arc::new(Unheard),
                         watch: None,
+                        gathered: None,
                     })
                     .await;
                 let took = started.elapsed();

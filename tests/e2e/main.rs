@@ -11,6 +11,7 @@ mod config_golden;
 mod connection;
 mod egress;
 mod examples;
+mod gathering;
 mod guards;
 mod guests;
 mod hostile;

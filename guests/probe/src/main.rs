@@ -39,7 +39,9 @@ modes:
   sleep [SECS]         sleep SECS seconds (default: forever)
   fs OP...             run each OP: ls:PATH, cat:PATH or write:PATH:TEXT
   stderr N             write N lines to stderr, then print \"done\"
-  readall              read stdin to EOF and print how many bytes came";
+  readall              read stdin to EOF and print how many bytes came
+  pieces N [END]       print `piece <i>` for i in 0..N, each line its own write, then END:
+                       exit:CODE (default exit:0), panic, spin, or read (stdin to EOF, then exit 0)";
 
 /// Bytes per `big` write.
 const BIG_CHUNK: usize = 64 * 1024;
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         "fs" => fs_ops::fs(&mut out, rest),
         "stderr" => stderr(&mut out, rest),
         "readall" => readall(&mut out, rest),
+        "pieces" => pieces(&mut out, rest),
         "" => Err(Failure::Usage("missing mode".into())),
         _ => Err(Failure::Usage(format!("unknown mode `{mode}`"))),
     };
@@ -191,6 +194,29 @@ fn readall(out: &mut Out, rest: &[String]) -> Result<(), Failure> {
     let n = io::copy(&mut io::stdin().lock(), &mut io::sink())?;
     say!(out, "read {n} bytes");
     Ok(())
+}
+
+/// `pieces N [END]`: an answer in N pieces, each `piece <i>` line written
+/// and flushed on its own, then the end END asks for, to show that no
+/// piece is lost or reordered however the guest ends.
+fn pieces(out: &mut Out, rest: &[String]) -> Result<(), Failure> {
+    at_most(rest, 2)?;
+    let n: u64 = required(number(rest.first(), "N")?, "N")?;
+    for i in 0..n {
+        say!(out, "piece {i}");
+    }
+    match rest.get(1).map_or("exit:0", String::as_str) {
+        "panic" => panic!("probe panicked on purpose after its pieces"),
+        "spin" => stress::spin(out, &[]),
+        "read" => {
+            io::copy(&mut io::stdin().lock(), &mut io::sink())?;
+            Ok(())
+        }
+        end => match end.strip_prefix("exit:").map(str::parse::<i32>) {
+            Some(Ok(code)) => process::exit(code),
+            _ => Err(Failure::Usage(format!("unknown end `{end}`"))),
+        },
+    }
 }
 
 /// Parses `arg` as the number called `name`, if it is there.

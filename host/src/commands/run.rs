@@ -99,6 +99,7 @@ pub fn run(args: RunArgs, cache: CacheSetting, compile: CompileLimits) -> anyhow
             allow_connect: allow_connect.into(),
             report: remarks,
             watch: None,
+            gathered: None,
         }))
         .outcome;
     if outcome.is_abnormal() {

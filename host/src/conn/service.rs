@@ -200,6 +200,7 @@ impl Service {
             connection,
         );
         run.watch = Some(Box::pin(watch_client(&*sock, self.spec.limits.idle)));
+        run.gathered = Some(&stdout);
         let report = guest.run(run).await;
         drop(admission);
 
@@ -237,6 +238,7 @@ impl Service {
             allow_connect: self.spec.allow_connect.clone(),
             report: remarks,
             watch: None,
+            gathered: None,
         }
     }
 

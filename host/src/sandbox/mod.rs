@@ -58,7 +58,7 @@ pub use limits::{Limits, Preopen, PreopenQuota};
 pub use meter::Meter;
 pub use outcome::{Kind, Outcome, RunReport};
 pub use report::{Report, Unheard};
-pub use stdio::{GuestLog, Socket, SocketStdin, SocketStdout, drain};
+pub use stdio::{GATHER, Gathered, GuestLog, Socket, SocketStdin, SocketStdout, drain};
 use watch::{StopAll, Watch};
 
 /// Engine-wide settings, fixed at start-up.
@@ -130,6 +130,9 @@ pub struct Invocation<'a, I, O, E> {
     /// The caller's watch on the run from outside (its client gone, or
     /// quiet too long): when it resolves, the run ends with its outcome.
     pub watch: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>>,
+    /// The stdout that gathers small writes ([`SocketStdout`]), told to
+    /// send them whenever the guest waits.
+    pub gathered: Option<&'a dyn Gathered>,
 }
 
 /// A compiled, linked, pre-instantiated guest. Cheap to clone.

@@ -50,6 +50,7 @@ impl Guest {
     {
         let limits = inv.limits;
         let outside = inv.watch.take();
+        let gathered = inv.gathered.take();
         let started = Instant::now();
         // From now: the start function runs at instantiation, and the
         // deadline must cover it.
@@ -104,6 +105,15 @@ impl Guest {
                 }
             }
         };
+        // Whatever the guest waits for, what it wrote goes out first.
+        let mut run = Box::pin(run);
+        let run = std::future::poll_fn(move |cx| {
+            let poll = run.as_mut().poll(cx);
+            if let (true, Some(out)) = (poll.is_pending(), gathered) {
+                out.send_gathered(cx);
+            }
+            poll
+        });
         // A busy guest holds a lane only while it runs, not while it waits.
         let run = lane::Seated::new(run, seat);
         // Every poll of the run is the guest's CPU, host calls included.

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use stderr::GuestLog;
 pub use stdin::SocketStdin;
-pub use stdout::SocketStdout;
+pub use stdout::{GATHER, Gathered, SocketStdout};
 
 /// The most a single read or write moves, as wasmtime-wasi's own streams.
 const MAX_CHUNK: usize = 64 * 1024;
