@@ -67,7 +67,8 @@ if [ -n "${BASE:-}" ]; then
     git worktree remove --force "$WORK/base-src"
 fi
 cargo build --release -q -p wasinetd
-cargo build --release -q --manifest-path "$ROOT/guests/Cargo.toml" --target wasm32-wasip1 -p hello-std
+cargo build --release -q --manifest-path "$ROOT/guests/Cargo.toml" --target-dir "$ROOT/guests/target" \
+    --target wasm32-wasip1 -p hello-std
 cargo build --release -q --manifest-path "$BENCH/tools/Cargo.toml" --target-dir "$BENCH/tools/target"
 gcc -O2 -static -o "$WORK/hello" "$BENCH/handlers/hello.c"
 WASINETD=$TARGET/release/wasinetd
