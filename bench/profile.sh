@@ -8,8 +8,8 @@
 #   bench/profile.sh                  # c=16 for 10 s
 #   C=64 DURATION=5 GUEST=guests/target/wasm32-wasip1/release/hello-std.wasm bench/profile.sh
 #   WASINETD=/path/to/other/wasinetd bench/profile.sh   # another build, same load
-# Output: the report on stdout; perf.data and the full report in $OUT
-# [bench/results/profile].
+# Output: the report on stdout; perf.data (not committed) and the full
+# report (report.txt) in $OUT [bench/results/profile].
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,9 +61,10 @@ line=$("$LOADGEN" "127.0.0.1:$PORT" -c "$C" -d "$DURATION" --threads "$THREADS")
 wait "$PERF" || true
 say "$line"
 perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
-    grep -v '^#' | grep -v '^$' > "$OUT/report.txt"
+    grep -v '^#' | grep -v '^$' | sed 's/  */ /g; s/ - - *$//' > "$OUT/report.txt"
 echo "top symbols (share of the daemon's samples), $line:"
 head -40 "$OUT/report.txt"
 echo
 echo "by shared object:"
-perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -10
+perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null |
+    grep -v '^#' | grep -v '^$' | sed 's/  */ /g' | head -10
