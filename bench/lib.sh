@@ -61,10 +61,37 @@ stop_server() {
 # CPU of a process and its reaped children, in clock ticks.
 cpu_ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
 
-# Every peer at every concurrency, REPEAT times, each on a fresh server
-# after a one-second warm-up: one TSV row a run, in TSV (and on stderr).
+# One measurement with the second, independent loader: wrk, HTTP/1.1 with
+# `Connection: close` (so one connection per request, as loadgen makes),
+# printed in loadgen's words (ok= errors= conn_per_s= p50_ms= p99_ms=).
+wrk_line() { # concurrency seconds
+    local out
+    out=$(wrk -t "$THREADS" -c "$1" -d "${2}s" --latency -H 'Connection: close' \
+        "http://127.0.0.1:$PORT/" 2>&1) || true
+    python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+def ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+def pct(p):
+    m = re.search(rf"^\s*{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    return f"{ms(*m.groups()):.3f}" if m else "nan"
+ok = re.search(r"(\d+) requests in", out)
+rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+errs += int(non2xx.group(1)) if non2xx else 0
+print(f"ok={ok.group(1) if ok else 0} errors={errs} conn_per_s={rate.group(1) if rate else 'nan'} "
+      f"p50_ms={pct(50)} p99_ms={pct(99)}")
+PY
+}
+
+# Every peer at every concurrency, REPEAT rounds, each on a fresh server
+# after a one-second warm-up, measured by every loader in LOADERS in turn
+# (`loadgen`, and `wrk` if asked: its rows are named PEER@wrk): one TSV
+# row a measurement (and on stderr).
 measure_peers() { # tsv
-    local tsv=$1 hz peer c run line t0 t1 s0 s1 ok cores us
+    local tsv=$1 hz peer c run line t0 t1 s0 s1 ok cores us loader name
     hz=$(getconf CLK_TCK)
     printf 'peer\tc\trun\tok\terrors\tconn_per_s\tp50_ms\tp99_ms\tcpu_cores\tcpu_us_per_conn\n' > "$tsv"
     local order
@@ -77,16 +104,22 @@ measure_peers() { # tsv
             for c in $CONCURRENCY; do
                 start_server "$peer"
                 "$LOADGEN" "127.0.0.1:$PORT" -c "$c" -d 1 --threads "$THREADS" >/dev/null
-                t0=$(cpu_ticks "$SERVER_PID"); s0=$(date +%s.%N)
-                line=$("$LOADGEN" "127.0.0.1:$PORT" -c "$c" -d "$DURATION" --threads "$THREADS")
-                t1=$(cpu_ticks "$SERVER_PID"); s1=$(date +%s.%N)
+                for loader in ${LOADERS:-loadgen}; do
+                    t0=$(cpu_ticks "$SERVER_PID"); s0=$(date +%s.%N)
+                    case $loader in
+                        loadgen) line=$("$LOADGEN" "127.0.0.1:$PORT" -c "$c" -d "$DURATION" --threads "$THREADS"); name=$peer ;;
+                        wrk) line=$(wrk_line "$c" "$DURATION"); name=$peer@wrk ;;
+                        *) say "unknown loader $loader"; exit 2 ;;
+                    esac
+                    t1=$(cpu_ticks "$SERVER_PID"); s1=$(date +%s.%N)
+                    get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$line"; }
+                    ok=$(get ok)
+                    cores=$(awk -v a="$t0" -v b="$t1" -v s="$s0" -v e="$s1" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)/hz/(e-s)}')
+                    us=$(awk -v a="$t0" -v b="$t1" -v ok="$ok" -v hz="$hz" 'BEGIN{ if (ok>0) printf "%.0f", (b-a)/hz*1e6/ok; else print "nan" }')
+                    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$run" "$ok" "$(get errors)" \
+                        "$(get conn_per_s)" "$(get p50_ms)" "$(get p99_ms)" "$cores" "$us" | tee -a "$tsv" >&2
+                done
                 stop_server
-                get() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$line"; }
-                ok=$(get ok)
-                cores=$(awk -v a="$t0" -v b="$t1" -v s="$s0" -v e="$s1" -v hz="$hz" 'BEGIN{printf "%.2f", (b-a)/hz/(e-s)}')
-                us=$(awk -v a="$t0" -v b="$t1" -v ok="$ok" -v hz="$hz" 'BEGIN{ if (ok>0) printf "%.0f", (b-a)/hz*1e6/ok; else print "nan" }')
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$peer" "$c" "$run" "$ok" "$(get errors)" \
-                    "$(get conn_per_s)" "$(get p50_ms)" "$(get p99_ms)" "$cores" "$us" | tee -a "$tsv" >&2
             done
         done
     done

@@ -41,6 +41,11 @@ def num(r, k):
         return float("nan")
 
 
+def loader(p):
+    """The loader suffix of a row's name (`@wrk`), or nothing (loadgen)."""
+    return p[p.index("@"):] if "@" in p else ""
+
+
 def table(picked):
     peers = []
     for p, _ in picked:
@@ -56,8 +61,9 @@ def table(picked):
             r = picked.get((p, c))
             if not r:
                 continue
-            x = picked.get(("xinetd", c))
-            n = picked.get(("native", c))
+            # Ratios within one loader's rows.
+            x = picked.get(("xinetd" + loader(p), c))
+            n = picked.get(("native" + loader(p), c))
             ratio = lambda a, b, k: (f"{num(a, k) / num(b, k):.2f}" if b and num(b, k) > 0 else "–")
             out.append(
                 f"| {p} | {c} | {num(r, 'conn_per_s'):.0f} | {ratio(r, x, 'conn_per_s')} | "
@@ -115,9 +121,9 @@ def rounds(path, peers, cs):
     rows = rows_of(path)
     if max((len(v) for v in rows.values()), default=0) < 2:
         return ""
-    ref = "base" if "base" in peers else peers[0]
+    ref = "base" if "base" in peers else peers[0].split("@")[0]
     out = [
-        f"\nPer-round ratios to `{ref}` (median [range] over rounds):\n",
+        f"\nPer-round ratios to `{ref}` of the same loader (median [range] over rounds):\n",
         f"| peer | c | rounds | conn/s × {ref} | CPU/conn × {ref} | conn/s median [range] | CPU µs/conn median [range] |",
         "|---|--:|--:|--:|--:|--:|--:|",
     ]
@@ -125,7 +131,7 @@ def rounds(path, peers, cs):
     for p in peers:
         for c in cs:
             mine = {r["run"]: r for r in rows.get((p, c), [])}
-            base = {r["run"]: r for r in rows.get((ref, c), [])}
+            base = {r["run"]: r for r in rows.get((ref + loader(p), c), [])}
             both = [k for k in mine if k in base]
             if not both:
                 continue

@@ -28,7 +28,9 @@
 # report shows the median and range over rounds), PEERS ["wasinetd xinetd
 # tcpserver ssa native"], THREADS [2] loader threads, OUT [bench/results]
 # where results go, BASE [none]: a git revision whose release build serves
-# the same config as the peer `base` (add it to PEERS).
+# the same config as the peer `base` (add it to PEERS), LOADERS ["loadgen"]:
+# add `wrk` to measure every row with it too (HTTP/1.1, Connection: close;
+# its rows are PEER@wrk, its ratios taken against its own rows).
 #
 # Output: a markdown table on stdout and in $OUT/peers.md, raw rows in
 # $OUT/peers.tsv, a chart in $OUT/peers.svg; server logs in $OUT/logs/.
@@ -52,6 +54,7 @@ need_apt=()
 [[ " $PEERS " == *" xinetd "* ]] && ! command -v xinetd >/dev/null && need_apt+=(xinetd)
 [[ " $PEERS " == *" tcpserver "* ]] && ! command -v tcpserver >/dev/null && need_apt+=(ucspi-tcp)
 [[ " $PEERS " == *" ssa "* ]] && ! command -v systemd-socket-activate >/dev/null && need_apt+=(systemd)
+[[ " ${LOADERS:-} " == *" wrk "* ]] && ! command -v wrk >/dev/null && need_apt+=(wrk)
 apt_install ${need_apt[@]+"${need_apt[@]}"}
 say "building (release)"
 rustup target add wasm32-wasip1 wasm32-wasip2 >/dev/null 2>&1
