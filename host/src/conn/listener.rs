@@ -11,17 +11,14 @@
 //! of its own. Accept errors (out of file descriptors, a peer that reset
 //! first) are logged and survived.
 
-use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::unix::AsyncFd;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{GuestSource, SocketOptions};
@@ -29,7 +26,7 @@ use crate::conn::in_flight::{InFlight, Ticket};
 use crate::conn::redirect;
 use crate::conn::sensor;
 use crate::conn::service::Service;
-use crate::conn::stream::{Peer, StdStream, Stream};
+use crate::conn::stream::{Peer, Stream};
 use crate::logging::{self, RefusalLog};
 
 /// A socket bound to `addr` (port 0 picks a free port), non-blocking, with
@@ -89,7 +86,7 @@ pub fn cannot_start(
 
 /// Applies `flags = NODELAY` / `KEEPALIVE` to an accepted connection (Linux
 /// does not carry them over from the listener).
-fn tune(stream: &std::net::TcpStream, opts: &SocketOptions) -> std::io::Result<()> {
+fn tune(stream: &TcpStream, opts: &SocketOptions) -> std::io::Result<()> {
     if opts.nodelay {
         stream.set_nodelay(true)?;
     }
@@ -157,46 +154,7 @@ pub fn now(current: &Current) -> Option<Arc<Service>> {
 /// Accepts connections on a TCP listener until the daemon stops or a
 /// reload retires it.
 pub async fn accept_loop(current: Current, listener: TcpListener, shared: Shared) {
-    // Watched for readiness by this runtime, accepted with accept4(2):
-    // a connection is registered with a reactor once, where it is served,
-    // not here and again there (two `epoll_ctl`s fewer per connection).
-    let watched = listener.into_std().and_then(|listener| {
-        // SAFETY: the std listener owns its descriptor, which stays open
-        // and the same until the `AsyncFd` (which owns the listener) is
-        // dropped.
-        unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
-            .map_err(|e| io::Error::other(e.to_string()))
-    });
-    let listener = match watched {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!("cannot watch a listening socket: {e}");
-            return;
-        }
-    };
     serve_listener(current, Listener::Tcp(listener), shared).await;
-}
-
-/// One connection from a listener watched by [`AsyncFd`]: non-blocking
-/// and close-on-exec from the start, registered with no reactor.
-fn accept_tcp(listener: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
-    let fd = listener.as_raw_fd();
-    // SAFETY: accept4 writes at most `*len` bytes of the peer's address
-    // into the storage socket2 gives it, and sets `*len`; the descriptor
-    // it returns is new and owned by nobody else.
-    let (conn, addr) = unsafe {
-        socket2::SockAddr::try_init(|storage, len| {
-            let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
-            match libc::accept4(fd, storage.cast(), len, flags) {
-                -1 => Err(io::Error::last_os_error()),
-                fd => Ok(OwnedFd::from_raw_fd(fd)),
-            }
-        })?
-    };
-    let peer = addr
-        .as_socket()
-        .ok_or_else(|| io::Error::other("a TCP listener accepted a peer with no IP address"))?;
-    Ok((std::net::TcpStream::from(conn), peer))
 }
 
 /// Like [`accept_loop`], on a Unix stream socket.
@@ -205,7 +163,7 @@ pub async fn unix_accept_loop(current: Current, listener: UnixListener, shared: 
 }
 
 enum Listener {
-    Tcp(AsyncFd<std::net::TcpListener>),
+    Tcp(TcpListener),
     Unix(UnixListener),
 }
 
@@ -223,24 +181,11 @@ async fn serve_listener(mut current: Current, listener: Listener, mut shared: Sh
         let accepted = tokio::select! {
             accepted = async {
                 match &listener {
-                    Listener::Tcp(l) => loop {
-                        let mut ready = match l.readable().await {
-                            Ok(ready) => ready,
-                            Err(e) => break Err(e),
-                        };
-                        if let Ok(accepted) = ready.try_io(|l| accept_tcp(l.get_ref())) {
-                            break accepted.map(|(s, p)| (StdStream::Tcp(s), Peer::Ip(p)));
-                        }
-                    },
-                    // Few and rarely hot: accepted by tokio, which reads the
-                    // peer's credentials, then taken off this reactor.
-                    Listener::Unix(l) => match l.accept().await {
-                        Ok((s, p)) => {
-                            let peer = Peer::unix(&s, &p);
-                            Stream::Unix(s).into_std().map(|s| (s, peer))
-                        }
-                        Err(e) => Err(e),
-                    },
+                    Listener::Tcp(l) => l.accept().await.map(|(s, p)| (Stream::Tcp(s), Peer::Ip(p))),
+                    Listener::Unix(l) => l.accept().await.map(|(s, p)| {
+                        let peer = Peer::unix(&s, &p);
+                        (Stream::Unix(s), peer)
+                    }),
                 }
             } => accepted,
             _ = sleep_until(refusals.flush_at()) => {
@@ -264,7 +209,7 @@ async fn serve_listener(mut current: Current, listener: Listener, mut shared: Sh
                 continue;
             }
         };
-        if let StdStream::Tcp(tcp) = &stream
+        if let Stream::Tcp(tcp) = &stream
             && let Err(e) = tune(tcp, &service.spec.socket)
         {
             tracing::warn!(
@@ -282,7 +227,7 @@ fn handle(
     service: &Arc<Service>,
     shared: &Shared,
     permit: OwnedSemaphorePermit,
-    stream: StdStream,
+    stream: Stream,
     peer: Peer,
     refusals: &mut RefusalLog,
 ) {
@@ -291,16 +236,21 @@ fn handle(
     match service.admit(permit, &peer, &shared.shares) {
         Ok(admission) => {
             if let GuestSource::Sensor(time) = service.spec.guest {
-                if let Some(stream) = here(service, stream) {
-                    sensor::trip(admission, stream, &peer, conn, time);
-                }
+                sensor::trip(admission, stream, &peer, conn, time);
                 return;
             }
             let ticket = shared.track(conn, service, &peer);
             let service = service.clone();
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!("cannot hand over a connection of `{}`: {e}", service.name());
+                    return;
+                }
+            };
             shared.guests.spawn(async move {
-                // Registered with the guests' runtime's reactor, in the
-                // connection's own task.
+                // Taken off the control runtime's reactor above, registered
+                // with the guests' runtime's here, in the connection's task.
                 let mut stream = match Stream::register(stream) {
                     Ok(stream) => stream,
                     Err(e) => {
@@ -328,17 +278,7 @@ fn handle(
             // Logged (or counted, in a flood) before the close, so a client
             // that sees the close can rely on the line being there.
             refusals.refused(&service.spec, conn, peer.ip(), reason, Instant::now());
-            if let Some(stream) = here(service, stream) {
-                super::close::turn_away(service.gate(), stream);
-            }
+            super::close::turn_away(service.gate(), stream);
         }
     }
-}
-
-/// A connection closed by this (the control) runtime, registered with its
-/// reactor: a refused one, a sensor's.
-fn here(service: &Service, stream: StdStream) -> Option<Stream> {
-    Stream::register(stream)
-        .inspect_err(|e| tracing::warn!("cannot take a connection of `{}`: {e}", service.name()))
-        .ok()
 }
