@@ -257,3 +257,46 @@ fn admin_off_the_loopback_needs_admin_any() {
     assert!(stderr.contains("not a loopback address"), "{stderr}");
     assert!(!stderr.contains("listening"), "{stderr}");
 }
+
+/// The orchestrators' probes: `/livez` stays 200 through a service that
+/// cannot listen and through the drain (a restart would not help either);
+/// `/readyz` is 503 for both, naming why, as `/health` is.
+#[test]
+fn livez_holds_through_a_broken_service_and_the_drain_readyz_does_not() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = service(
+        "slow",
+        &module("probe"),
+        "\tserver_args = sleep\n\truntime_max = 60s",
+    ) + &format!(
+        "service blocked\n{{\n\ttype = UNLISTED\n\tbind = 127.0.0.1\n\tport = {port}\n\tserver = {}\n}}\n",
+        module("hello-http").display()
+    );
+    let (server, admin) = start_with_admin(&config, &["slow"], &["--shutdown-grace", "30s"]);
+    // Compiled after start-up, then found unable to bind.
+    let deadline = Instant::now() + PATIENCE;
+    let (status, body) = loop {
+        assert_eq!(get(admin, "/livez"), (200, "alive\n".into()));
+        let (status, body) = get(admin, "/readyz");
+        if body.contains("not listening") || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not listening: blocked"), "{body}");
+    assert_eq!(get(admin, "/health"), (status, body));
+
+    let mut client = connect(server.addr("slow"));
+    let mut buf = [0; 9];
+    client.read_exact(&mut buf).unwrap();
+    signal(server.child(), "TERM");
+    server.log.wait_for(&["stopped accepting"]);
+    assert_eq!(get(admin, "/livez"), (200, "alive\n".into()));
+    assert_eq!(
+        get(admin, "/readyz"),
+        (503, "unavailable: stopping\n".into())
+    );
+    drop(taken);
+}

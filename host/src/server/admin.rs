@@ -1,8 +1,18 @@
 //! The admin listener (`--admin ADDR`, off by default): `GET /metrics`
-//! (Prometheus text), `GET /health` (200 or 503) and `GET /status` (JSON),
-//! over plain HTTP/1.1, one request per connection.
+//! (Prometheus text), `GET /health` (200 or 503), `GET /status` (JSON), and
+//! the orchestrators' probes `GET /livez` and `GET /readyz`, over plain
+//! HTTP/1.1, one request per connection.
 //!
-//! Three fixed paths do not need an HTTP library: the request head is read
+//! `/livez` answers 200 whenever this listener can answer at all: it runs
+//! on the daemon's own thread, with the accept loops and the signal
+//! handling, so an answer means the daemon's loop is alive. Nothing a
+//! service does (not listening, compiling, broken, busy) and no drain
+//! fails it: an orchestrator that restarts on it must not restart a daemon
+//! that is only waiting for a port or finishing its connections. `/readyz`
+//! is `/health`: 200 while every configured service listens and the daemon
+//! is not draining, else 503 and why.
+//!
+//! Five fixed paths do not need an HTTP library: the request head is read
 //! with a byte bound and a timeout, only its request line is looked at, and
 //! every answer carries `Content-Length` and `Connection: close`. Each
 //! connection is a task of its own on the daemon's runtime (no guest runs
@@ -276,10 +286,11 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
                 metrics::render(&services, &daemon),
             )
         }
-        "/health" => match view.unhealthy() {
+        "/health" | "/readyz" => match view.unhealthy() {
             None => reply(OK, TEXT, "ok\n".into()),
             Some(why) => reply(UNAVAILABLE, TEXT, format!("unavailable: {why}\n")),
         },
+        "/livez" => reply(OK, TEXT, "alive\n".into()),
         "/status" => {
             let mut body = view.status().to_string();
             body.push('\n');
@@ -288,7 +299,7 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
         _ => reply(
             NOT_FOUND,
             TEXT,
-            "not found; try /metrics, /health or /status\n".into(),
+            "not found; try /metrics, /health, /status, /livez or /readyz\n".into(),
         ),
     };
     if head_only {
