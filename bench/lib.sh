@@ -41,6 +41,19 @@ xinetd_conf() { # name server [server_args]
     } > "$WORK/xinetd.conf"
 }
 
+# The wasmtime CLI of the daemon's own wasmtime version (from Cargo.lock),
+# installed once into a cache directory; prints its path.
+wasmtime_cli() {
+    local v root
+    v=$(awk '/^name = "wasmtime"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock")
+    root=${XDG_CACHE_HOME:-$HOME/.cache}/wasinetd-bench/wasmtime-$v
+    if [ ! -x "$root/bin/wasmtime" ]; then
+        say "installing wasmtime-cli $v into $root (once; ~15 min on 2 cores)"
+        cargo install -q wasmtime-cli --version "$v" --locked --root "$root" >&2
+    fi
+    echo "$root/bin/wasmtime"
+}
+
 # Waits until something accepts on $PORT, up to TRIES times 50 ms; else
 # shows peer NAME's log and stops the run.
 wait_for_port() { # name tries

@@ -7,6 +7,11 @@
 #   tcpserver   ucspi-tcp, fork+exec of the same handler
 #   ssa         systemd-socket-activate --inetd -a, fork+exec of the same
 #   native      an in-process tokio server, no isolation (bench/tools native)
+#   xinetd-wasmtime  xinetd fork+exec of `wasmtime run` on hello-http (compiled
+#               ahead with `wasmtime compile`): the do-it-yourself sandbox; the
+#               wasmtime CLI of the daemon's wasmtime version is installed
+#               once into ~/.cache/wasinetd-bench (~15 min); not in PEERS by
+#               default
 #   wasinetd-std  wasinetd serving guests/hello-std: the same answer written
 #               the ordinary way (read_line, then write! a line at a time to
 #               Rust's line-buffered stdout: six writes), not in PEERS by
@@ -51,7 +56,7 @@ source "$BENCH/lib.sh"
 
 # --- set-up -----------------------------------------------------------------
 need_apt=()
-[[ " $PEERS " == *" xinetd "* ]] && ! command -v xinetd >/dev/null && need_apt+=(xinetd)
+[[ " $PEERS " == *" xinetd"* ]] && ! command -v xinetd >/dev/null && need_apt+=(xinetd)
 [[ " $PEERS " == *" tcpserver "* ]] && ! command -v tcpserver >/dev/null && need_apt+=(ucspi-tcp)
 [[ " $PEERS " == *" ssa "* ]] && ! command -v systemd-socket-activate >/dev/null && need_apt+=(systemd)
 [[ " ${LOADERS:-} " == *" wrk "* ]] && ! command -v wrk >/dev/null && need_apt+=(wrk)
@@ -101,6 +106,14 @@ EOF
 # The same service, the guest written the ordinary way.
 sed "s|type\t\t= INTERNAL UNLISTED|type\t\t= UNLISTED\n\tserver\t\t= $ROOT/guests/target/wasm32-wasip1/release/hello-std.wasm|" \
     "$WORK/wasinetd.conf" > "$WORK/wasinetd-std.conf"
+if [[ " $PEERS " == *" xinetd-wasmtime "* ]]; then
+    WASMTIME=$(wasmtime_cli)
+    cargo build --release -q --manifest-path "$ROOT/guests/Cargo.toml" --target-dir "$ROOT/guests/target" \
+        --target wasm32-wasip1 -p hello-http
+    "$WASMTIME" compile "$ROOT/guests/target/wasm32-wasip1/release/hello-http.wasm" -o "$WORK/hello-http.cwasm"
+    xinetd_conf bench-wasmtime "$WASMTIME" "run --allow-precompiled $WORK/hello-http.cwasm"
+    mv "$WORK/xinetd.conf" "$WORK/xinetd-wasmtime.conf"
+fi
 xinetd_conf bench-hello "$WORK/hello"
 
 start_server() { # name; sets SERVER_PID
@@ -111,6 +124,7 @@ start_server() { # name; sets SERVER_PID
         wasinetd-std) "$WASINETD" -f "$WORK/wasinetd-std.conf" --limit 2000 2>"$log" & ;;
         base-std) "$WORK/wasinetd-base" -f "$WORK/wasinetd-std.conf" --limit 2000 2>"$log" & ;;
         xinetd) xinetd -dontfork -f "$WORK/xinetd.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
+        xinetd-wasmtime) xinetd -dontfork -f "$WORK/xinetd-wasmtime.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
         tcpserver) tcpserver -HRl0 -c 1000 127.0.0.1 "$PORT" "$WORK/hello" 2>"$log" & ;;
         ssa) SYSTEMD_LOG_LEVEL=notice systemd-socket-activate --inetd -a -l "127.0.0.1:$PORT" "$WORK/hello" 2>"$log" & ;;
         native) "$NATIVE" "127.0.0.1:$PORT" 2>"$log" & ;;
