@@ -49,9 +49,12 @@ mod server;
 
 #[cfg(test)]
 mod layering {
-    //! The layout above, enforced: a module names (`crate::NAME`) only
-    //! modules in a layer below its own, so no import runs back up and no
-    //! two modules import each other.
+    //! The layout above, enforced: a module names only modules in a layer
+    //! below its own, so no import runs back up and no two modules import
+    //! each other. A room is named by `crate::NAME`, by each first name of
+    //! a `crate::{...}` group (over as many lines as it takes), and by a
+    //! `super::` path that climbs to the crate root (counting the inline
+    //! modules around it).
 
     use std::path::Path;
 
@@ -87,6 +90,157 @@ mod layering {
         }
     }
 
+    /// The module path of a source file: `conn/service.rs` is
+    /// `conn::service`, `conn/mod.rs` is `conn`.
+    fn module_path(rel: &Path) -> Vec<String> {
+        let mut parts: Vec<String> = rel
+            .components()
+            .map(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_owned()
+            })
+            .collect();
+        if parts.last().is_some_and(|p| p == "mod") {
+            parts.pop();
+        }
+        parts
+    }
+
+    /// The identifier at the start of `text`.
+    fn ident(text: &str) -> &str {
+        let end = text
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(text.len());
+        &text[..end]
+    }
+
+    /// The rooms `text` (what follows a path that reached the crate root)
+    /// names: one name, or each first name of a `{a, b::c, ...}` group,
+    /// which may span lines.
+    fn names_after(text: &str) -> Vec<&str> {
+        let Some(group) = text.strip_prefix('{') else {
+            return vec![ident(text)];
+        };
+        let mut names = Vec::new();
+        let mut depth = 0;
+        let mut item_start = Some(0);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => item_start = Some(i + 1),
+                c if c.is_whitespace() => {
+                    if item_start == Some(i) {
+                        item_start = Some(i + 1);
+                    }
+                }
+                _ => {
+                    if let Some(at) = item_start.take() {
+                        names.push(ident(&group[at..]));
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// How many inline modules (`mod NAME { ... }`) enclose each of
+    /// `positions` (ascending byte offsets in `text`).
+    fn inline_depths(text: &str, positions: &[usize]) -> Vec<usize> {
+        let mut stack: Vec<bool> = Vec::new();
+        let mut depths = Vec::with_capacity(positions.len());
+        let mut next = positions.iter().peekable();
+        for (i, c) in text.char_indices() {
+            while next.peek().is_some_and(|&&p| p <= i) {
+                next.next();
+                depths.push(stack.iter().filter(|&&m| m).count());
+            }
+            match c {
+                '{' => {
+                    let head = text[..i].trim_end();
+                    let name =
+                        head.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                    stack.push(name.trim_end().ends_with("mod") && name.len() < head.len());
+                }
+                '}' => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
+        depths.resize(positions.len(), stack.iter().filter(|&&m| m).count());
+        depths
+    }
+
+    /// Every room a file's text names, with its line: through `crate::`,
+    /// and through as many `super::` as it takes to reach the crate root
+    /// from `path` (its module path) and the inline modules around it.
+    fn rooms_named<'t>(text: &'t str, path: &[String]) -> Vec<(usize, &'t str)> {
+        let line_of = |at: usize| text[..at].matches('\n').count() + 1;
+        let mut named = Vec::new();
+        for (at, _) in text.match_indices("crate::") {
+            let before = text[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue; // `my_crate::`
+            }
+            for name in names_after(&text[at + "crate::".len()..]) {
+                named.push((line_of(at), name));
+            }
+        }
+        // Runs of `super::` that start a path: (start, end, how many).
+        let mut runs = Vec::new();
+        let mut at = 0;
+        while let Some(found) = text[at..].find("super::") {
+            let start = at + found;
+            let mut end = start;
+            while text[end..].starts_with("super::") {
+                end += "super::".len();
+            }
+            let continues = text[..start]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            if !continues {
+                runs.push((start, end, (end - start) / "super::".len()));
+            }
+            at = end;
+        }
+        let starts: Vec<usize> = runs.iter().map(|r| r.0).collect();
+        for ((start, end, ups), inline) in runs.into_iter().zip(inline_depths(text, &starts)) {
+            if ups == path.len() + inline {
+                for name in names_after(&text[end..]) {
+                    named.push((line_of(start), name));
+                }
+            }
+        }
+        named
+    }
+
+    #[test]
+    fn paths_to_rooms_are_found_in_every_form() {
+        let path = ["conn".to_owned(), "service".to_owned()];
+        let text = "use crate::admission::Gatekeeper;\n\
+                    use crate::{\n    config::{Cap, ServiceSpec},\n    logging,\n};\n\
+                    use super::super::server::Roster;\n\
+                    use super::close;\n\
+                    let x = my_crate::metrics;\n\
+                    mod tests {\n    use super::super::super::admission;\n    use super::super::close;\n}\n";
+        let names: Vec<(usize, &str)> = rooms_named(text, &path);
+        assert_eq!(
+            names,
+            [
+                (1, "admission"),
+                (2, "config"),
+                (2, "logging"),
+                (6, "server"),
+                (10, "admission")
+            ]
+        );
+    }
+
     #[test]
     fn no_module_uses_one_above_it() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -95,30 +249,19 @@ mod layering {
         let mut wrong = Vec::new();
         for file in files {
             let rel = file.strip_prefix(&src).unwrap();
-            let top = rel
-                .components()
-                .next()
-                .unwrap()
-                .as_os_str()
-                .to_string_lossy();
-            let module = top.trim_end_matches(".rs");
+            let path = module_path(rel);
+            let module = path[0].as_str();
             if matches!(module, "lib" | "main") {
                 continue;
             }
             let own = layer_of(module);
             let text = std::fs::read_to_string(&file).unwrap();
-            for (i, line) in text.lines().enumerate() {
-                for used in line.split("crate::").skip(1) {
-                    let name: String = used
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    if name.is_empty() || name == module {
-                        continue;
-                    }
-                    if layer_of(&name) >= own {
-                        wrong.push(format!("{}:{}: {module} uses {name}", rel.display(), i + 1));
-                    }
+            for (line, name) in rooms_named(&text, &path) {
+                if name.is_empty() || name == module || name == "self" {
+                    continue;
+                }
+                if layer_of(name) >= own {
+                    wrong.push(format!("{}:{line}: {module} uses {name}", rel.display()));
                 }
             }
         }
