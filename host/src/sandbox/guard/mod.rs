@@ -43,14 +43,15 @@ use super::cpu::CpuClock;
 /// The part of the guests' budget one guest may hold: a quarter.
 pub const SHARE: u64 = 4;
 
-/// File work being timed for the guest's CPU: from its start until
-/// [`FileWork::charge`].
+/// File work being timed for the guest's CPU: from its start until it is
+/// dropped (the call returns, fails early, or is cancelled), when the time
+/// is added to the guest's CPU. Hold it for the whole call:
+/// `let _work = guard.file_work(true);`.
 pub struct FileWork(Option<(Arc<CpuClock>, Instant)>);
 
-impl FileWork {
-    /// Adds the time since the work began to the guest's CPU.
-    pub fn charge(self) {
-        if let Some((clock, started)) = self.0 {
+impl Drop for FileWork {
+    fn drop(&mut self) {
+        if let Some((clock, started)) = self.0.take() {
             clock.charge(started.elapsed());
         }
     }

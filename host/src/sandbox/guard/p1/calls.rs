@@ -30,12 +30,10 @@ macro_rules! charged_if_file {
             fd: types::Fd,
             $($arg: $ty),*
         ) -> $ret {
-            let work = self
+            let _work = self
                 .guard_ref()
                 .file_work(self.fds.contains_key(&u32::from(fd)));
-            let result: $ret = async { self.wasi.$name(memory, fd, $($arg),*).await }.await;
-            work.charge();
-            result
+            self.wasi.$name(memory, fd, $($arg),*).await
         }
     )*};
 }
@@ -46,10 +44,8 @@ macro_rules! charged_if_file {
 macro_rules! charged {
     ($(async fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
         async fn $name(&mut self, memory: &mut GuestMemory<'_>, $($arg: $ty),*) -> $ret {
-            let work = self.guard_ref().file_work(true);
-            let result: $ret = async { self.wasi.$name(memory, $($arg),*).await }.await;
-            work.charge();
-            result
+            let _work = self.guard_ref().file_work(true);
+            self.wasi.$name(memory, $($arg),*).await
         }
     )*};
 }

@@ -25,76 +25,71 @@ impl GuardedP1 {
         fs_rights_inheriting: types::Rights,
         fdflags: types::Fdflags,
     ) -> Result<types::Fd, types::Error> {
-        let work = self.guard_ref().file_work(true);
-        let result: Result<types::Fd, types::Error> = async {
-            let preopen = self.preopen_of(dirfd);
-            let target = self
-                .wasi
-                .path_filestat_get(memory, dirfd, dirflags, path)
-                .await
-                .ok();
-            if target.is_some_and(|t| {
-                !matches!(
-                    t.filetype,
-                    types::Filetype::RegularFile | types::Filetype::Directory
-                )
-            }) {
-                return Err(types::Errno::Acces.into());
+        let _work = self.guard_ref().file_work(true);
+        let preopen = self.preopen_of(dirfd);
+        let target = self
+            .wasi
+            .path_filestat_get(memory, dirfd, dirflags, path)
+            .await
+            .ok();
+        if target.is_some_and(|t| {
+            !matches!(
+                t.filetype,
+                types::Filetype::RegularFile | types::Filetype::Directory
+            )
+        }) {
+            return Err(types::Errno::Acces.into());
+        }
+        self.guard.open().map_err(errno)?;
+        let changes = oflags.intersects(types::Oflags::CREAT | types::Oflags::TRUNC);
+        let existing = if changes && self.guard.quota(preopen).is_some() {
+            Some(self.stat_at(memory, dirfd, path).await)
+        } else {
+            None
+        };
+        let creates = oflags.contains(types::Oflags::CREAT) && matches!(existing, Some(None));
+        if creates && let Err(e) = self.guard.add_entry(preopen) {
+            self.guard.close();
+            return Err(errno(e));
+        }
+        let opened = self
+            .wasi
+            .path_open(
+                memory,
+                dirfd,
+                dirflags,
+                path,
+                oflags,
+                fs_rights_base,
+                fs_rights_inheriting,
+                fdflags,
+            )
+            .await;
+        match opened {
+            Ok(fd) => {
+                if oflags.contains(types::Oflags::TRUNC)
+                    && let Some(Some(stat)) = existing
+                    && stat.filetype == types::Filetype::RegularFile
+                {
+                    self.guard.shrink(preopen, stat.size);
+                }
+                self.fds.insert(
+                    u32::from(fd),
+                    Held {
+                        preopen,
+                        counted: true,
+                    },
+                );
+                Ok(fd)
             }
-            self.guard.open().map_err(errno)?;
-            let changes = oflags.intersects(types::Oflags::CREAT | types::Oflags::TRUNC);
-            let existing = if changes && self.guard.quota(preopen).is_some() {
-                Some(self.stat_at(memory, dirfd, path).await)
-            } else {
-                None
-            };
-            let creates = oflags.contains(types::Oflags::CREAT) && matches!(existing, Some(None));
-            if creates && let Err(e) = self.guard.add_entry(preopen) {
+            Err(e) => {
                 self.guard.close();
-                return Err(errno(e));
-            }
-            let opened = self
-                .wasi
-                .path_open(
-                    memory,
-                    dirfd,
-                    dirflags,
-                    path,
-                    oflags,
-                    fs_rights_base,
-                    fs_rights_inheriting,
-                    fdflags,
-                )
-                .await;
-            match opened {
-                Ok(fd) => {
-                    if oflags.contains(types::Oflags::TRUNC)
-                        && let Some(Some(stat)) = existing
-                        && stat.filetype == types::Filetype::RegularFile
-                    {
-                        self.guard.shrink(preopen, stat.size);
-                    }
-                    self.fds.insert(
-                        u32::from(fd),
-                        Held {
-                            preopen,
-                            counted: true,
-                        },
-                    );
-                    Ok(fd)
+                if creates {
+                    self.guard.remove_entry(preopen);
                 }
-                Err(e) => {
-                    self.guard.close();
-                    if creates {
-                        self.guard.remove_entry(preopen);
-                    }
-                    Err(e)
-                }
+                Err(e)
             }
         }
-        .await;
-        work.charge();
-        result
     }
 
     /// `fd_close`: gives the descriptor back.
@@ -103,21 +98,16 @@ impl GuardedP1 {
         memory: &mut GuestMemory<'_>,
         fd: types::Fd,
     ) -> Result<(), types::Error> {
-        let work = self
+        let _work = self
             .guard_ref()
             .file_work(self.fds.contains_key(&u32::from(fd)));
-        let result: Result<(), types::Error> = async {
-            self.wasi.fd_close(memory, fd).await?;
-            if let Some(held) = self.fds.remove(&u32::from(fd))
-                && held.counted
-            {
-                self.guard.close();
-            }
-            Ok(())
+        self.wasi.fd_close(memory, fd).await?;
+        if let Some(held) = self.fds.remove(&u32::from(fd))
+            && held.counted
+        {
+            self.guard.close();
         }
-        .await;
-        work.charge();
-        result
+        Ok(())
     }
 
     /// `fd_renumber`: the number replaced gives its descriptor back; the
@@ -128,23 +118,18 @@ impl GuardedP1 {
         from_fd: types::Fd,
         to_fd: types::Fd,
     ) -> Result<(), types::Error> {
-        let work = self
+        let _work = self
             .guard_ref()
             .file_work(self.fds.contains_key(&u32::from(from_fd)));
-        let result: Result<(), types::Error> = async {
-            self.wasi.fd_renumber(memory, from_fd, to_fd).await?;
-            if let Some(replaced) = self.fds.remove(&u32::from(to_fd))
-                && replaced.counted
-            {
-                self.guard.close();
-            }
-            if let Some(moved) = self.fds.remove(&u32::from(from_fd)) {
-                self.fds.insert(u32::from(to_fd), moved);
-            }
-            Ok(())
+        self.wasi.fd_renumber(memory, from_fd, to_fd).await?;
+        if let Some(replaced) = self.fds.remove(&u32::from(to_fd))
+            && replaced.counted
+        {
+            self.guard.close();
         }
-        .await;
-        work.charge();
-        result
+        if let Some(moved) = self.fds.remove(&u32::from(from_fd)) {
+            self.fds.insert(u32::from(to_fd), moved);
+        }
+        Ok(())
     }
 }

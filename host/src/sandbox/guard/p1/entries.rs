@@ -17,19 +17,14 @@ impl GuardedP1 {
         dirfd: types::Fd,
         path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let work = self.guard_ref().file_work(true);
-        let result: Result<(), types::Error> = async {
-            let preopen = self.preopen_of(dirfd);
-            self.guard.add_entry(preopen).map_err(errno)?;
-            let made = self.wasi.path_create_directory(memory, dirfd, path).await;
-            if made.is_err() {
-                self.guard.remove_entry(preopen);
-            }
-            made
+        let _work = self.guard_ref().file_work(true);
+        let preopen = self.preopen_of(dirfd);
+        self.guard.add_entry(preopen).map_err(errno)?;
+        let made = self.wasi.path_create_directory(memory, dirfd, path).await;
+        if made.is_err() {
+            self.guard.remove_entry(preopen);
         }
-        .await;
-        work.charge();
-        result
+        made
     }
 
     /// `path_symlink`: one more entry, where the preopen allows symlinks.
@@ -40,25 +35,20 @@ impl GuardedP1 {
         dirfd: types::Fd,
         dest_path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let work = self.guard_ref().file_work(true);
-        let result: Result<(), types::Error> = async {
-            let preopen = self.preopen_of(dirfd);
-            if !self.guard.allows_symlinks(preopen) {
-                return Err(errno(Refused::Symlink));
-            }
-            self.guard.add_entry(preopen).map_err(errno)?;
-            let made = self
-                .wasi
-                .path_symlink(memory, src_path, dirfd, dest_path)
-                .await;
-            if made.is_err() {
-                self.guard.remove_entry(preopen);
-            }
-            made
+        let _work = self.guard_ref().file_work(true);
+        let preopen = self.preopen_of(dirfd);
+        if !self.guard.allows_symlinks(preopen) {
+            return Err(errno(Refused::Symlink));
         }
-        .await;
-        work.charge();
-        result
+        self.guard.add_entry(preopen).map_err(errno)?;
+        let made = self
+            .wasi
+            .path_symlink(memory, src_path, dirfd, dest_path)
+            .await;
+        if made.is_err() {
+            self.guard.remove_entry(preopen);
+        }
+        made
     }
 
     /// `path_link`: one more entry in the preopen the link is made in.
@@ -71,22 +61,17 @@ impl GuardedP1 {
         target_fd: types::Fd,
         target_path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let work = self.guard_ref().file_work(true);
-        let result: Result<(), types::Error> = async {
-            let preopen = self.preopen_of(target_fd);
-            self.guard.add_entry(preopen).map_err(errno)?;
-            let made = self
-                .wasi
-                .path_link(memory, src_fd, src_flags, src_path, target_fd, target_path)
-                .await;
-            if made.is_err() {
-                self.guard.remove_entry(preopen);
-            }
-            made
+        let _work = self.guard_ref().file_work(true);
+        let preopen = self.preopen_of(target_fd);
+        self.guard.add_entry(preopen).map_err(errno)?;
+        let made = self
+            .wasi
+            .path_link(memory, src_fd, src_flags, src_path, target_fd, target_path)
+            .await;
+        if made.is_err() {
+            self.guard.remove_entry(preopen);
         }
-        .await;
-        work.charge();
-        result
+        made
     }
 
     /// `path_unlink_file`: one entry fewer, and the file's bytes once it
@@ -97,25 +82,20 @@ impl GuardedP1 {
         dirfd: types::Fd,
         path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let work = self.guard_ref().file_work(true);
-        let result: Result<(), types::Error> = async {
-            let preopen = self.preopen_of(dirfd);
-            let gone = match self.guard.quota(preopen) {
-                Some(_) => self.stat_at(memory, dirfd, path).await,
-                None => None,
-            };
-            self.wasi.path_unlink_file(memory, dirfd, path).await?;
-            if let Some(stat) = gone {
-                self.guard.remove_entry(preopen);
-                if stat.nlink <= 1 && stat.filetype == types::Filetype::RegularFile {
-                    self.guard.shrink(preopen, stat.size);
-                }
+        let _work = self.guard_ref().file_work(true);
+        let preopen = self.preopen_of(dirfd);
+        let gone = match self.guard.quota(preopen) {
+            Some(_) => self.stat_at(memory, dirfd, path).await,
+            None => None,
+        };
+        self.wasi.path_unlink_file(memory, dirfd, path).await?;
+        if let Some(stat) = gone {
+            self.guard.remove_entry(preopen);
+            if stat.nlink <= 1 && stat.filetype == types::Filetype::RegularFile {
+                self.guard.shrink(preopen, stat.size);
             }
-            Ok(())
         }
-        .await;
-        work.charge();
-        result
+        Ok(())
     }
 
     /// `path_remove_directory`: one entry fewer.
@@ -125,15 +105,10 @@ impl GuardedP1 {
         dirfd: types::Fd,
         path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let work = self.guard_ref().file_work(true);
-        let result: Result<(), types::Error> = async {
-            self.wasi.path_remove_directory(memory, dirfd, path).await?;
-            self.guard.remove_entry(self.preopen_of(dirfd));
-            Ok(())
-        }
-        .await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.wasi.path_remove_directory(memory, dirfd, path).await?;
+        self.guard.remove_entry(self.preopen_of(dirfd));
+        Ok(())
     }
 
     /// `path_rename`: across preopens, the entry and its bytes move from
@@ -147,62 +122,57 @@ impl GuardedP1 {
         dest_fd: types::Fd,
         dest_path: GuestPtr<str>,
     ) -> Result<(), types::Error> {
-        let work = self.guard_ref().file_work(true);
-        let result: Result<(), types::Error> = async {
-            let (from, to) = (self.preopen_of(src_fd), self.preopen_of(dest_fd));
-            let counted = self.guard.quota(from).is_some() || self.guard.quota(to).is_some();
-            let (moved, replaced) = if counted {
-                (
-                    self.stat_at(memory, src_fd, src_path).await,
-                    self.stat_at(memory, dest_fd, dest_path).await,
-                )
+        let _work = self.guard_ref().file_work(true);
+        let (from, to) = (self.preopen_of(src_fd), self.preopen_of(dest_fd));
+        let counted = self.guard.quota(from).is_some() || self.guard.quota(to).is_some();
+        let (moved, replaced) = if counted {
+            (
+                self.stat_at(memory, src_fd, src_path).await,
+                self.stat_at(memory, dest_fd, dest_path).await,
+            )
+        } else {
+            (None, None)
+        };
+        let size = |s: &types::Filestat| {
+            if s.filetype == types::Filetype::RegularFile {
+                s.size
             } else {
-                (None, None)
-            };
-            let size = |s: &types::Filestat| {
-                if s.filetype == types::Filetype::RegularFile {
-                    s.size
-                } else {
-                    0
-                }
-            };
-            // Across preopens, what moves is taken from the destination's quota
-            // first, then given back to the source's.
-            let across = from != to;
-            if across && let Some(m) = &moved {
-                self.guard.add_entry(to).map_err(errno)?;
-                if let Err(e) = self.guard.grow(to, size(m)) {
-                    self.guard.remove_entry(to);
-                    return Err(errno(e));
-                }
+                0
             }
-            let renamed = self
-                .wasi
-                .path_rename(memory, src_fd, src_path, dest_fd, dest_path)
-                .await;
-            match (&renamed, &moved) {
-                (Ok(()), Some(m)) => {
-                    if across {
-                        self.guard.remove_entry(from);
-                        self.guard.shrink(from, size(m));
-                    }
-                    if let Some(r) = &replaced {
-                        self.guard.remove_entry(to);
-                        if r.nlink <= 1 {
-                            self.guard.shrink(to, size(r));
-                        }
-                    }
-                }
-                (Err(_), Some(m)) if across => {
-                    self.guard.remove_entry(to);
-                    self.guard.shrink(to, size(m));
-                }
-                _ => {}
+        };
+        // Across preopens, what moves is taken from the destination's quota
+        // first, then given back to the source's.
+        let across = from != to;
+        if across && let Some(m) = &moved {
+            self.guard.add_entry(to).map_err(errno)?;
+            if let Err(e) = self.guard.grow(to, size(m)) {
+                self.guard.remove_entry(to);
+                return Err(errno(e));
             }
-            renamed
         }
-        .await;
-        work.charge();
-        result
+        let renamed = self
+            .wasi
+            .path_rename(memory, src_fd, src_path, dest_fd, dest_path)
+            .await;
+        match (&renamed, &moved) {
+            (Ok(()), Some(m)) => {
+                if across {
+                    self.guard.remove_entry(from);
+                    self.guard.shrink(from, size(m));
+                }
+                if let Some(r) = &replaced {
+                    self.guard.remove_entry(to);
+                    if r.nlink <= 1 {
+                        self.guard.shrink(to, size(r));
+                    }
+                }
+            }
+            (Err(_), Some(m)) if across => {
+                self.guard.remove_entry(to);
+                self.guard.shrink(to, size(m));
+            }
+            _ => {}
+        }
+        renamed
     }
 }

@@ -63,23 +63,18 @@ impl GuardedP1 {
         fd: types::Fd,
         ciovs: types::CiovecArray,
     ) -> Result<types::Size, types::Error> {
-        let work = self
+        let _work = self
             .guard_ref()
             .file_work(self.fds.contains_key(&u32::from(fd)));
-        let result: Result<types::Size, types::Error> = async {
-            if !self.fds.contains_key(&u32::from(fd)) {
-                // Stdio, the hot path: no file, no quota.
-                return self.wasi.fd_write(memory, fd, ciovs).await;
-            }
-            let len = total(memory, ciovs)?;
-            self.write_within_quota(memory, fd, len, None, async |wasi, memory| {
-                wasi.fd_write(memory, fd, ciovs).await
-            })
-            .await
+        if !self.fds.contains_key(&u32::from(fd)) {
+            // Stdio, the hot path: no file, no quota.
+            return self.wasi.fd_write(memory, fd, ciovs).await;
         }
-        .await;
-        work.charge();
-        result
+        let len = total(memory, ciovs)?;
+        self.write_within_quota(memory, fd, len, None, async |wasi, memory| {
+            wasi.fd_write(memory, fd, ciovs).await
+        })
+        .await
     }
 
     /// `fd_pwrite`, within the quota.
@@ -90,19 +85,14 @@ impl GuardedP1 {
         ciovs: types::CiovecArray,
         offset: types::Filesize,
     ) -> Result<types::Size, types::Error> {
-        let work = self
+        let _work = self
             .guard_ref()
             .file_work(self.fds.contains_key(&u32::from(fd)));
-        let result: Result<types::Size, types::Error> = async {
-            let len = total(memory, ciovs)?;
-            self.write_within_quota(memory, fd, len, Some(offset), async |wasi, memory| {
-                wasi.fd_pwrite(memory, fd, ciovs, offset).await
-            })
-            .await
-        }
-        .await;
-        work.charge();
-        result
+        let len = total(memory, ciovs)?;
+        self.write_within_quota(memory, fd, len, Some(offset), async |wasi, memory| {
+            wasi.fd_pwrite(memory, fd, ciovs, offset).await
+        })
+        .await
     }
 
     /// `fd_filestat_set_size`, within the quota.
@@ -112,18 +102,13 @@ impl GuardedP1 {
         fd: types::Fd,
         size: types::Filesize,
     ) -> Result<(), types::Error> {
-        let work = self
+        let _work = self
             .guard_ref()
             .file_work(self.fds.contains_key(&u32::from(fd)));
-        let result: Result<(), types::Error> = async {
-            self.write_within_quota(memory, fd, 0, Some(size), async |wasi, memory| {
-                wasi.fd_filestat_set_size(memory, fd, size).await
-            })
-            .await
-        }
-        .await;
-        work.charge();
-        result
+        self.write_within_quota(memory, fd, 0, Some(size), async |wasi, memory| {
+            wasi.fd_filestat_set_size(memory, fd, size).await
+        })
+        .await
     }
 }
 

@@ -192,34 +192,26 @@ impl types::HostDescriptor for GuardedFs<'_> {
         len: types::Filesize,
         advice: types::Advice,
     ) -> FsResult<()> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<()> = async { self.fs.advise(fd, offset, len, advice).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.advise(fd, offset, len, advice).await
     }
     async fn sync_data(&mut self, fd: Resource<types::Descriptor>) -> FsResult<()> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<()> = async { self.fs.sync_data(fd).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.sync_data(fd).await
     }
     async fn get_flags(
         &mut self,
         fd: Resource<types::Descriptor>,
     ) -> FsResult<types::DescriptorFlags> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<types::DescriptorFlags> = async { self.fs.get_flags(fd).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.get_flags(fd).await
     }
     async fn get_type(
         &mut self,
         fd: Resource<types::Descriptor>,
     ) -> FsResult<types::DescriptorType> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<types::DescriptorType> = async { self.fs.get_type(fd).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.get_type(fd).await
     }
     async fn set_times(
         &mut self,
@@ -227,10 +219,8 @@ impl types::HostDescriptor for GuardedFs<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<()> = async { self.fs.set_times(fd, atim, mtim).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.set_times(fd, atim, mtim).await
     }
     async fn read(
         &mut self,
@@ -238,22 +228,16 @@ impl types::HostDescriptor for GuardedFs<'_> {
         len: types::Filesize,
         offset: types::Filesize,
     ) -> FsResult<(Vec<u8>, bool)> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<(Vec<u8>, bool)> = async { self.fs.read(fd, len, offset).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.read(fd, len, offset).await
     }
     async fn sync(&mut self, fd: Resource<types::Descriptor>) -> FsResult<()> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<()> = async { self.fs.sync(fd).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.sync(fd).await
     }
     async fn stat(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::DescriptorStat> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<types::DescriptorStat> = async { self.fs.stat(fd).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.stat(fd).await
     }
     async fn stat_at(
         &mut self,
@@ -261,11 +245,8 @@ impl types::HostDescriptor for GuardedFs<'_> {
         path_flags: types::PathFlags,
         path: String,
     ) -> FsResult<types::DescriptorStat> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<types::DescriptorStat> =
-            async { self.fs.stat_at(fd, path_flags, path).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.stat_at(fd, path_flags, path).await
     }
     async fn set_times_at(
         &mut self,
@@ -275,21 +256,16 @@ impl types::HostDescriptor for GuardedFs<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<()> =
-            async { self.fs.set_times_at(fd, path_flags, path, atim, mtim).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.set_times_at(fd, path_flags, path, atim, mtim).await
     }
     async fn readlink_at(
         &mut self,
         fd: Resource<types::Descriptor>,
         path: String,
     ) -> FsResult<String> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<String> = async { self.fs.readlink_at(fd, path).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.readlink_at(fd, path).await
     }
     fn read_via_stream(
         &mut self,
@@ -303,20 +279,15 @@ impl types::HostDescriptor for GuardedFs<'_> {
         a: Resource<types::Descriptor>,
         b: Resource<types::Descriptor>,
     ) -> wasmtime::Result<bool> {
-        let work = self.guard_ref().file_work(true);
-        let result: wasmtime::Result<bool> = async { self.fs.is_same_object(a, b).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.is_same_object(a, b).await
     }
     async fn metadata_hash(
         &mut self,
         fd: Resource<types::Descriptor>,
     ) -> FsResult<types::MetadataHashValue> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<types::MetadataHashValue> =
-            async { self.fs.metadata_hash(fd).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.metadata_hash(fd).await
     }
     async fn metadata_hash_at(
         &mut self,
@@ -324,11 +295,8 @@ impl types::HostDescriptor for GuardedFs<'_> {
         path_flags: types::PathFlags,
         path: String,
     ) -> FsResult<types::MetadataHashValue> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<types::MetadataHashValue> =
-            async { self.fs.metadata_hash_at(fd, path_flags, path).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.metadata_hash_at(fd, path_flags, path).await
     }
 }
 
@@ -337,11 +305,8 @@ impl types::HostDirectoryEntryStream for GuardedFs<'_> {
         &mut self,
         stream: Resource<types::DirectoryEntryStream>,
     ) -> FsResult<Option<types::DirectoryEntry>> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<Option<types::DirectoryEntry>> =
-            async { self.fs.read_directory_entry(stream).await }.await;
-        work.charge();
-        result
+        let _work = self.guard_ref().file_work(true);
+        self.fs.read_directory_entry(stream).await
     }
 
     fn drop(&mut self, stream: Resource<types::DirectoryEntryStream>) -> wasmtime::Result<()> {

@@ -60,27 +60,22 @@ impl GuardedFs<'_> {
         buf: Vec<u8>,
         offset: types::Filesize,
     ) -> FsResult<types::Filesize> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<types::Filesize> = async {
-            let preopen = self.guard.preopen_of(&fd);
-            if self.guard.guard.quota(preopen).is_none() {
-                return self.fs.write(fd, buf, offset).await;
-            }
-            let before = self.size(&fd).unwrap_or(0);
-            let bound = offset
-                .saturating_add(buf.len() as u64)
-                .saturating_sub(before);
-            self.guard.guard.grow(preopen, bound).map_err(fs_error)?;
-            let written = self.fs.write(again(&fd), buf, offset).await;
-            let after = self.size(&fd).unwrap_or(before);
-            self.guard
-                .guard
-                .shrink(preopen, bound.saturating_sub(after.saturating_sub(before)));
-            written
+        let _work = self.guard_ref().file_work(true);
+        let preopen = self.guard.preopen_of(&fd);
+        if self.guard.guard.quota(preopen).is_none() {
+            return self.fs.write(fd, buf, offset).await;
         }
-        .await;
-        work.charge();
-        result
+        let before = self.size(&fd).unwrap_or(0);
+        let bound = offset
+            .saturating_add(buf.len() as u64)
+            .saturating_sub(before);
+        self.guard.guard.grow(preopen, bound).map_err(fs_error)?;
+        let written = self.fs.write(again(&fd), buf, offset).await;
+        let after = self.size(&fd).unwrap_or(before);
+        self.guard
+            .guard
+            .shrink(preopen, bound.saturating_sub(after.saturating_sub(before)));
+        written
     }
 
     /// `set-size`, within the quota; a file made smaller gives back what it
@@ -90,28 +85,23 @@ impl GuardedFs<'_> {
         fd: Resource<types::Descriptor>,
         size: types::Filesize,
     ) -> FsResult<()> {
-        let work = self.guard_ref().file_work(true);
-        let result: FsResult<()> = async {
-            let preopen = self.guard.preopen_of(&fd);
-            if self.guard.guard.quota(preopen).is_none() {
-                return self.fs.set_size(fd, size).await;
-            }
-            let before = self.size(&fd).unwrap_or(0);
-            let bound = size.saturating_sub(before);
-            self.guard.guard.grow(preopen, bound).map_err(fs_error)?;
-            let set = self.fs.set_size(again(&fd), size).await;
-            let after = self.size(&fd).unwrap_or(before);
-            self.guard
-                .guard
-                .shrink(preopen, bound.saturating_sub(after.saturating_sub(before)));
-            if after < before {
-                self.guard.guard.shrink(preopen, before - after);
-            }
-            set
+        let _work = self.guard_ref().file_work(true);
+        let preopen = self.guard.preopen_of(&fd);
+        if self.guard.guard.quota(preopen).is_none() {
+            return self.fs.set_size(fd, size).await;
         }
-        .await;
-        work.charge();
-        result
+        let before = self.size(&fd).unwrap_or(0);
+        let bound = size.saturating_sub(before);
+        self.guard.guard.grow(preopen, bound).map_err(fs_error)?;
+        let set = self.fs.set_size(again(&fd), size).await;
+        let after = self.size(&fd).unwrap_or(before);
+        self.guard
+            .guard
+            .shrink(preopen, bound.saturating_sub(after.saturating_sub(before)));
+        if after < before {
+            self.guard.guard.shrink(preopen, before - after);
+        }
+        set
     }
 }
 
