@@ -228,6 +228,9 @@ pub enum Command {
         kind: String,
         /// `pooling` or `on-demand`: the engine the code is for.
         engine: String,
+        /// Bytes each of the daemon's linear memories reserves (its
+        /// `--limit` decides).
+        memory_reservation: u64,
         /// The most functions the guest may have.
         functions: u64,
         /// The largest function body.
@@ -299,6 +302,8 @@ pub struct CompileArgs {
 pub struct ServeArgs {
     /// Guests that may run at once across all services (xinetd's -limit);
     /// connections beyond it wait in the listen backlog [default: 1000].
+    /// Past about 12,000, each guest's memory is capped below 4 GiB so the
+    /// pool fits the address space (256 MiB at 100,000; logged at start).
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
 

@@ -79,6 +79,38 @@ fn memory_bomb_is_stopped_at_rlimit_as() {
     }
 }
 
+/// `--limit 100000` (C100K) asks for 200,000 linear memories: at 4 GiB of
+/// address space each they would not fit the process's 128 TiB, and the
+/// pool (then every instance on demand) would fail. Each memory reserves
+/// 256 MiB instead, which caps a guest below a larger `rlimit_as`.
+#[test]
+fn a_limit_of_100000_guests_fits_the_address_space_and_caps_each_memory() {
+    let config = with_neighbour(service(
+        "bomb",
+        &module("probe"),
+        "\tserver_args = membomb\n\trlimit_as = 1G",
+    ));
+    let server = TestServer::start_with(&config, &["bomb", "hello"], |cmd| {
+        cmd.args(["--limit", "100000"]);
+    });
+    server
+        .log
+        .wait_for(&["linear memory is capped at 256 MiB", "--limit 100000"]);
+    assert!(
+        !server.log.has(&["pooling allocator unavailable"]),
+        "{:#?}",
+        server.log.lines()
+    );
+    let out = exchange_text(server.addr("bomb"), "");
+    let failed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("allocation failed at "))
+        .unwrap_or_else(|| panic!("the guest never saw a failed allocation: {out}"));
+    let mib: u64 = failed.trim_end_matches(" MiB").parse().unwrap();
+    assert!((128..256).contains(&mib), "{out}");
+    assert_neighbour_serves(&server);
+}
+
 #[test]
 fn guest_that_neither_reads_nor_ends_is_stopped_at_runtime_max() {
     let config = with_neighbour(service(

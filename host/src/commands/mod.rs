@@ -52,10 +52,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Compile {
             kind,
             engine,
+            memory_reservation,
             functions,
             function_bytes,
         }) => {
-            let engine = Sandbox::compiler_engine(engine == "pooling")?;
+            let engine = Sandbox::compiler_engine(engine == "pooling", memory_reservation)?;
             Ok(crate::sandbox::compile_child(
                 &kind,
                 engine,

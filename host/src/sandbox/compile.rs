@@ -139,12 +139,13 @@ impl Kind {
 const INVALID: u8 = 65;
 
 /// Compiles `bytes` in a child process of `exe` within `limits`, for an
-/// engine made with `pooling`; returns the native code.
+/// engine made with `pooling` or not whose memories reserve
+/// `memory_reservation` bytes; returns the native code.
 pub fn precompile_isolated(
     exe: &std::path::Path,
     bytes: &[u8],
     kind: Kind,
-    pooling: bool,
+    (pooling, memory_reservation): (bool, u64),
     limits: &CompileLimits,
 ) -> anyhow::Result<Vec<u8>> {
     let memory = limits.memory;
@@ -152,6 +153,7 @@ pub fn precompile_isolated(
     cmd.arg("__compile")
         .arg(kind.arg())
         .arg(if pooling { "pooling" } else { "on-demand" })
+        .arg(memory_reservation.to_string())
         .arg(limits.max_functions.to_string())
         .arg(limits.max_function_bytes.to_string())
         .stdin(Stdio::piped())
@@ -244,7 +246,7 @@ pub fn precompile_isolated(
     }
 }
 
-/// `wasinetd __compile module|component pooling|on-demand FUNCTIONS
+/// `wasinetd __compile module|component pooling|on-demand RESERVATION FUNCTIONS
 /// FUNCTION_BYTES`: the child's side. Reads the guest on stdin, checks its
 /// shape (text is only known once parsed, here, within the limits), writes
 /// its native code on stdout.

@@ -90,9 +90,13 @@ impl Sandbox {
             return Ok(hit.map(|a| (a, Origin::Cached)));
         }
         let precompile = || match &self.compile.isolate {
-            Some(exe) => {
-                compile::precompile_isolated(exe, bytes, A::KIND, self.pooling, &self.compile)
-            }
+            Some(exe) => compile::precompile_isolated(
+                exe,
+                bytes,
+                A::KIND,
+                (self.pooling, engine::reservation_for(self.max_instances)),
+                &self.compile,
+            ),
             None => A::precompile(&self.engine, bytes).map_err(anyhow::Error::from),
         };
         let compiled = match (self.cache(), &self.compile.isolate) {
@@ -111,13 +115,16 @@ impl Sandbox {
     }
 
     /// The engine a compiler process makes (`wasinetd __compile`): the
-    /// settings of a daemon's engine, `pooling` or not.
-    pub fn compiler_engine(pooling: bool) -> anyhow::Result<Engine> {
+    /// settings of a daemon's engine, `pooling` or not, whose memories
+    /// reserve `memory_reservation` bytes (the code's bounds checks depend
+    /// on it), with a pool of one slot.
+    pub fn compiler_engine(pooling: bool, memory_reservation: u64) -> anyhow::Result<Engine> {
         let opts = SandboxOptions {
             max_instances: 1,
             ..SandboxOptions::default()
         };
-        Engine::new(&engine::engine_config(&opts, pooling)).map_err(anyhow::Error::from)
+        Engine::new(&engine::config_with(&opts, pooling, memory_reservation))
+            .map_err(anyhow::Error::from)
     }
 
     /// The compiled-code cache, if one is configured and safe to use. Its

@@ -100,9 +100,10 @@ pub struct Sandbox {
     ticker_stop: Arc<AtomicBool>,
     cache_setting: CacheSetting,
     compile: CompileLimits,
-    /// Whether the engine pools instances (the compiler process makes its
-    /// engine alike, so that the code fits).
+    /// Whether the engine pools instances, and for how many guests (the
+    /// compiler process makes its engine alike, so that the code fits).
     pooling: bool,
+    max_instances: u32,
     /// Opened on the first load, so that a config with no loadable guest
     /// never creates a cache directory; `Some(None)`: no cache.
     cache: Mutex<Option<Option<Arc<Cache>>>>,
@@ -219,6 +220,13 @@ impl Sandbox {
                 (engine, false)
             }
         };
+        if let Some(cap) = engine::memory_cap(opts) {
+            tracing::info!(
+                "each guest's linear memory is capped at {} MiB: --limit {} leaves each memory that much of the address space",
+                cap >> 20,
+                opts.max_instances
+            );
+        }
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let stop = ticker_stop.clone();
@@ -244,6 +252,7 @@ impl Sandbox {
             cache_setting: opts.cache.clone(),
             compile: opts.compile.clone(),
             pooling,
+            max_instances: opts.max_instances,
             cache: Mutex::new(None),
         })
     }
