@@ -80,6 +80,9 @@ impl Socket for Stream {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         each!(self, s => s.try_read(buf))
     }
+    fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        each!(self, s => s.try_read_buf(buf))
+    }
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         each!(self, s => s.poll_write_ready(cx))
     }

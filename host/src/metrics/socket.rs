@@ -79,6 +79,12 @@ impl<S: Socket> Socket for CountedSocket<S> {
         Ok(n)
     }
 
+    fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        let n = self.stream.try_read_buf(buf)?;
+        self.count_in(n);
+        Ok(n)
+    }
+
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.stream.poll_write_ready(cx)
     }

@@ -27,6 +27,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 pub use stderr::GuestLog;
 pub use stdin::SocketStdin;
 pub use stdout::{GATHER, Gathered, SocketStdout};
@@ -40,6 +41,17 @@ const MAX_CHUNK: usize = 64 * 1024;
 pub trait Socket: Send + Sync + 'static {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// [`try_read`](Self::try_read) into `buf`'s spare capacity, appended:
+    /// a socket that can read into memory not yet written (tokio's
+    /// `try_read_buf`) saves zeroing the buffer first, and the pages a
+    /// short read leaves untouched stay out of the process's memory.
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let start = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let read = self.try_read(&mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        read
+    }
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     /// Resolves once the peer is gone for good: the connection was reset
@@ -48,9 +60,13 @@ pub trait Socket: Send + Sync + 'static {
     fn gone(&self) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
-/// Non-blocking read that treats "would block" as no data yet.
-fn try_read_some<S: Socket>(sock: &S, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    match sock.try_read(buf) {
+/// Bytes [`drain`] reads at once.
+const DRAIN_CHUNK: usize = 16 * 1024;
+
+/// Non-blocking read into `buf`'s spare capacity that treats "would block"
+/// as no data yet.
+fn try_read_some<S: Socket>(sock: &S, buf: &mut BytesMut) -> io::Result<Option<usize>> {
+    match sock.try_read_buf(buf) {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => Err(e),
@@ -60,8 +76,13 @@ fn try_read_some<S: Socket>(sock: &S, buf: &mut [u8]) -> io::Result<Option<usize
 /// Reads and discards what the client sent and the guest did not read,
 /// until end of stream, `limit` time or `max` bytes: closing a socket with
 /// unread input makes the kernel send RST, and the client loses the answer.
+///
+/// The buffer is on the heap, taken once there is something to read: in
+/// the future, as an array, it would make every connection's task 16 KiB
+/// larger for its whole life (a held connection's memory, and a copy of it
+/// at each spawn).
 pub async fn drain<S: Socket>(sock: &S, limit: Duration, max: u64) {
-    let mut buf = [0u8; 16 * 1024];
+    let mut buf = BytesMut::new();
     let mut total = 0u64;
     let read_all = poll_fn(|cx| {
         loop {
@@ -71,6 +92,8 @@ pub async fn drain<S: Socket>(sock: &S, limit: Duration, max: u64) {
             if std::task::ready!(sock.poll_read_ready(cx)).is_err() {
                 return Poll::Ready(());
             }
+            buf.clear();
+            buf.reserve(DRAIN_CHUNK);
             match try_read_some(sock, &mut buf) {
                 Ok(Some(0)) | Err(_) => return Poll::Ready(()),
                 Ok(Some(n)) => total += n as u64,

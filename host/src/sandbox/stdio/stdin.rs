@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use wasmtime_wasi::cli::{IsTerminal, StdinStream};
 use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
 
-use super::{MAX_CHUNK, Socket, try_read_some};
+use super::{MAX_CHUNK, Socket};
 
 /// How much is read from the client at once for the guest: the most that
 /// is ever read ahead of what the guest asked for.
@@ -51,13 +51,12 @@ impl<S: Socket> SocketStdin<S> {
     fn take(&self, size: usize) -> io::Result<Option<Bytes>> {
         let mut ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
         if ahead.is_empty() {
-            ahead.resize(READ_AHEAD, 0);
-            match try_read_some(&*self.sock, &mut ahead) {
-                Ok(Some(n)) => ahead.truncate(n),
-                other => {
-                    ahead.clear();
-                    return other.map(|n| n.map(|_| Bytes::new()));
-                }
+            ahead.reserve(READ_AHEAD);
+            match self.sock.try_read_buf(&mut ahead) {
+                Ok(0) => return Ok(Some(Bytes::new())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
         let n = size.min(ahead.len());
