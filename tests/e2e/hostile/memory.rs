@@ -36,3 +36,19 @@ fn memory_big_guests_touched_is_given_back_when_they_end() {
         assert_neighbour_answers(&server);
     }
 }
+
+/// A guest touches a few pages; with transparent huge pages each touch
+/// could make 2 MiB resident (THP `always` on the pool, mimalloc's heap
+/// asking for them), so the daemon turns them off for itself.
+#[test]
+fn memory_the_daemon_keeps_huge_pages_out_of_its_guests_and_heap() {
+    let server = TestServer::start(&neighbour(), &["hello"]);
+    assert_neighbour_answers(&server);
+    let pid = server.child().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .expect("THP_enabled in /proc/PID/status (Linux 5.0+)");
+    assert_eq!(thp.trim(), "0", "{status}");
+}
