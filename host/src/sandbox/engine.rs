@@ -89,6 +89,35 @@ pub(super) fn config_with(opts: &SandboxOptions, pooling: bool, reservation: u64
     cfg
 }
 
+/// Memory areas (VMAs) one live guest maps: its memory's accessible part
+/// and image, its stack and guard page, its table: 6 for a module
+/// (`bench/extras.sh hold`: 114,086 areas at 19,000 held), more for a
+/// component.
+const AREAS_PER_GUEST: u64 = 8;
+/// Areas the daemon maps besides its guests'.
+const AREAS_BASE: u64 = 1024;
+
+/// Warns when the kernel's `vm.max_map_count` (65,530 by default: about
+/// 8,000 guests) is too low for `max_instances` live guests: past it a
+/// new guest's memory cannot be mapped and its connection fails.
+pub(super) fn check_map_count(max_instances: u32) {
+    let Some(max) = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    let need = AREAS_BASE + AREAS_PER_GUEST * u64::from(max_instances);
+    if max < need {
+        tracing::warn!(
+            "vm.max_map_count {max} maps about {} live guests ({AREAS_PER_GUEST} memory areas \
+             each), fewer than --limit {max_instances}; past it new guests fail: raise it \
+             (sysctl -w vm.max_map_count={need})",
+            max.saturating_sub(AREAS_BASE) / AREAS_PER_GUEST
+        );
+    }
+}
+
 /// The cap on each guest's linear memory when `opts.max_instances` shrinks
 /// the reservation below wasmtime's full one; `None` when it does not.
 pub(super) fn memory_cap(opts: &SandboxOptions) -> Option<u64> {

@@ -220,6 +220,7 @@ impl Sandbox {
                 (engine, false)
             }
         };
+        engine::check_map_count(opts.max_instances);
         if let Some(cap) = engine::memory_cap(opts) {
             tracing::info!(
                 "each guest's linear memory is capped at {} MiB: --limit {} leaves each memory that much of the address space",
