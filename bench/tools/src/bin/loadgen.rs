@@ -10,16 +10,19 @@
 //! `--raw`: send nothing, count a connection ok when the server closes it
 //! (to keep a busy-looping neighbour service at its instance cap).
 //!
-//! `loadgen ADDR --hold N`: opens N connections to an echo service, proves
-//! each has a live guest (one byte echoed), reports, waits for a line on
-//! stdin, then sends a line on every connection and checks every answer.
+//! `loadgen ADDR --hold N [--sources K]`: opens N connections to an echo
+//! service, proves each has a live guest (one byte echoed), reports, waits
+//! for a line on stdin, then sends a line on every connection and checks
+//! every answer. With K sources, connection i comes from 127.1.0.1 + i % K
+//! (loopback: all of 127.0.0.0/8 is local), so past ~28,000 connections
+//! the source ports of one address do not run out.
 
 use std::io::{BufRead, ErrorKind};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
 const BODY: &[u8] = b"Hello, World!";
@@ -54,7 +57,8 @@ fn main() {
         .expect("runtime");
     let hold: usize = arg(&args, "--hold", 0);
     if hold > 0 {
-        rt.block_on(hold_mode(addr, hold));
+        let sources: u32 = arg(&args, "--sources", 1);
+        rt.block_on(hold_mode(addr, hold, sources));
         return;
     }
     let c: usize = arg(&args, "-c", 16);
@@ -151,15 +155,34 @@ async fn one(addr: SocketAddr, buf: &mut Vec<u8>, raw: bool) -> std::io::Result<
     Ok(raw || (buf.starts_with(b"HTTP/1.1 200 OK\r\n") && buf.ends_with(BODY)))
 }
 
-async fn hold_mode(addr: SocketAddr, n: usize) {
+/// A connection to `addr` from `source`, any port.
+async fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(addr).await
+}
+
+async fn hold_mode(addr: SocketAddr, n: usize, sources: u32) {
     let started = Instant::now();
     let mut conns = Vec::with_capacity(n);
     let mut failed = 0usize;
-    for _ in 0..n {
-        match TcpStream::connect(addr).await {
+    let mut first_error = None;
+    for i in 0..n {
+        let connected = if sources > 1 {
+            connect_from(Ipv4Addr::from(0x7f01_0001 + i as u32 % sources), addr).await
+        } else {
+            TcpStream::connect(addr).await
+        };
+        match connected {
             Ok(s) => conns.push(s),
-            Err(_) => failed += 1,
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
         }
+    }
+    if let Some(e) = first_error {
+        eprintln!("loadgen: {failed} connects failed, the first with: {e}");
     }
     // One byte echoed back proves a live guest behind each connection.
     let mut live = 0usize;
