@@ -206,6 +206,7 @@ impl GuardedView for State<P2Wasi> {
 impl Sandbox {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(opts: &SandboxOptions) -> anyhow::Result<Self> {
+        engine::check_map_count(opts.max_instances);
         let (engine, pooling) = match Engine::new(&engine::engine_config(opts, true)) {
             Ok(engine) => (engine, true),
             Err(e) => {
@@ -220,7 +221,6 @@ impl Sandbox {
                 (engine, false)
             }
         };
-        engine::check_map_count(opts.max_instances);
         if let Some(cap) = engine::memory_cap(opts) {
             tracing::info!(
                 "each guest's linear memory is capped at {} MiB: --limit {} leaves each memory that much of the address space",
