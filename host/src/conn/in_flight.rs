@@ -26,8 +26,8 @@ pub struct Entry {
     /// The service that admitted it (the version it runs on may be an
     /// older one, after a reload).
     pub service: Arc<str>,
-    /// The client, as the connection's log line names it.
-    pub peer: String,
+    /// The client (put in words only when a dump asks: [`Entry::peer`]).
+    peer: Peer,
     /// When it was admitted.
     pub since: Instant,
 }
@@ -57,7 +57,7 @@ impl InFlight {
     ) -> Ticket {
         let entry = Entry {
             service,
-            peer: describe(peer),
+            peer: peer.clone(),
             since: Instant::now(),
         };
         self.lock().insert(conn, entry);
@@ -86,8 +86,15 @@ impl InFlight {
     }
 }
 
-/// A peer as the dump shows it: `IP:PORT` (IPv4 clients of a dual-stack
-/// listener as plain IPv4), or `unix:PATH` / `unix:uid=N` / `unix`.
+impl Entry {
+    /// The client as the dump shows it: `IP:PORT` (IPv4 clients of a
+    /// dual-stack listener as plain IPv4), or `unix:PATH` / `unix:uid=N` /
+    /// `unix`.
+    pub fn peer(&self) -> String {
+        describe(&self.peer)
+    }
+}
+
 fn describe(peer: &Peer) -> String {
     match peer {
         Peer::Ip(addr) => {
@@ -114,7 +121,10 @@ mod tests {
         drop(tx);
         let list = registry.list();
         assert_eq!(list.len(), 1);
-        assert_eq!((list[0].0, list[0].1.peer.as_str()), (7, "127.0.0.1:4000"));
+        assert_eq!(
+            (list[0].0, list[0].1.peer().as_str()),
+            (7, "127.0.0.1:4000")
+        );
         assert!(rx.try_recv().is_err(), "the ticket keeps the channel open");
         drop(ticket);
         assert!(registry.is_empty());

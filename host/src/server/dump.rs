@@ -72,7 +72,7 @@ pub(super) fn dump(daemon: &Daemon, stopping: bool) {
         crate::logging::dump_line(&[
             field("conn", *conn),
             field("service", &*entry.service),
-            field("peer", entry.peer.as_str()),
+            field("peer", entry.peer()),
             field("age_s", (age * 1000.0).round() / 1000.0),
         ]);
     }
