@@ -12,6 +12,11 @@
 #               wasmtime CLI of the daemon's wasmtime version is installed
 #               once into ~/.cache/wasinetd-bench (~15 min); not in PEERS by
 #               default
+#   wasmtime-serve  `wasmtime serve` (the same wasmtime CLI) on
+#               bench/handlers/hello-wasi-http, the same answer as a wasi:http
+#               proxy component: a fresh instance per request, under the
+#               loaders' `Connection: close` (`-S cli`: the Rust std
+#               component imports wasi:cli); not in PEERS by default
 #   wasinetd-std  wasinetd serving guests/hello-std: the same answer written
 #               the ordinary way (read_line, then write! a line at a time to
 #               Rust's line-buffered stdout: six writes), not in PEERS by
@@ -106,8 +111,16 @@ EOF
 # The same service, the guest written the ordinary way.
 sed "s|type\t\t= INTERNAL UNLISTED|type\t\t= UNLISTED\n\tserver\t\t= $ROOT/guests/target/wasm32-wasip1/release/hello-std.wasm|" \
     "$WORK/wasinetd.conf" > "$WORK/wasinetd-std.conf"
-if [[ " $PEERS " == *" xinetd-wasmtime "* ]]; then
+if [[ " $PEERS " == *" xinetd-wasmtime "* || " $PEERS " == *" wasmtime-serve "* ]]; then
     WASMTIME=$(wasmtime_cli)
+fi
+if [[ " $PEERS " == *" wasmtime-serve "* ]]; then
+    cargo build --release -q --manifest-path "$BENCH/handlers/hello-wasi-http/Cargo.toml" \
+        --target-dir "$BENCH/handlers/hello-wasi-http/target" --target wasm32-wasip2
+    "$WASMTIME" compile "$BENCH/handlers/hello-wasi-http/target/wasm32-wasip2/release/hello_wasi_http.wasm" \
+        -o "$WORK/hello-wasi-http.cwasm"
+fi
+if [[ " $PEERS " == *" xinetd-wasmtime "* ]]; then
     cargo build --release -q --manifest-path "$ROOT/guests/Cargo.toml" --target-dir "$ROOT/guests/target" \
         --target wasm32-wasip1 -p hello-http
     "$WASMTIME" compile "$ROOT/guests/target/wasm32-wasip1/release/hello-http.wasm" -o "$WORK/hello-http.cwasm"
@@ -125,6 +138,7 @@ start_server() { # name; sets SERVER_PID
         base-std) "$WORK/wasinetd-base" -f "$WORK/wasinetd-std.conf" --limit 2000 2>"$log" & ;;
         xinetd) xinetd -dontfork -f "$WORK/xinetd.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
         xinetd-wasmtime) xinetd -dontfork -f "$WORK/xinetd-wasmtime.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
+        wasmtime-serve) "$WASMTIME" serve -S cli --addr "127.0.0.1:$PORT" --allow-precompiled "$WORK/hello-wasi-http.cwasm" 2>"$log" & ;;
         tcpserver) tcpserver -HRl0 -c 1000 127.0.0.1 "$PORT" "$WORK/hello" 2>"$log" & ;;
         ssa) SYSTEMD_LOG_LEVEL=notice systemd-socket-activate --inetd -a -l "127.0.0.1:$PORT" "$WORK/hello" 2>"$log" & ;;
         native) "$NATIVE" "127.0.0.1:$PORT" 2>"$log" & ;;
