@@ -4,7 +4,9 @@
 //! answer is not chunked and the loaders check it byte for byte).
 
 use wasi::exports::http::incoming_handler::Guest;
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 const BODY: &[u8] = b"Hello, World!";
 
@@ -21,7 +23,9 @@ impl Guest for Hello {
         let body = response.body().expect("the body, taken once");
         ResponseOutparam::set(out, Ok(response));
         let stream = body.write().expect("the body's stream, taken once");
-        stream.blocking_write_and_flush(BODY).expect("13 bytes fit one write");
+        stream
+            .blocking_write_and_flush(BODY)
+            .expect("13 bytes fit one write");
         drop(stream);
         OutgoingBody::finish(body, None).expect("body complete");
     }
