@@ -48,7 +48,11 @@ fn arg<T: std::str::FromStr>(args: &[String], flag: &str, default: T) -> T {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let addr: SocketAddr = args.get(1).expect("usage: loadgen ADDR [-c N] [-d SECS]").parse().expect("ADDR");
+    let addr: SocketAddr = args
+        .get(1)
+        .expect("usage: loadgen ADDR [-c N] [-d SECS]")
+        .parse()
+        .expect("ADDR");
     let threads: usize = arg(&args, "--threads", 2);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -116,7 +120,13 @@ fn main() {
     );
 }
 
-async fn client(addr: SocketAddr, deadline: Instant, max: u64, timeout: Duration, raw: bool) -> Tally {
+async fn client(
+    addr: SocketAddr,
+    deadline: Instant,
+    max: u64,
+    timeout: Duration,
+    raw: bool,
+) -> Tally {
     let mut t = Tally::default();
     let mut buf = Vec::with_capacity(256);
     for _ in 0..max {
@@ -127,7 +137,8 @@ async fn client(addr: SocketAddr, deadline: Instant, max: u64, timeout: Duration
         match tokio::time::timeout(timeout, one(addr, &mut buf, raw)).await {
             Ok(Ok(true)) => {
                 t.ok += 1;
-                t.latencies_us.push(begin.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                t.latencies_us
+                    .push(begin.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 continue;
             }
             Ok(Ok(false)) => t.bad += 1,
@@ -195,7 +206,10 @@ async fn hold_mode(addr: SocketAddr, n: usize, sources: u32) {
                 s.read_exact(&mut b).await?;
                 std::io::Result::Ok(b[0] == b'+')
             };
-            let ok = matches!(tokio::time::timeout(Duration::from_secs(10), ok).await, Ok(Ok(true)));
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(10), ok).await,
+                Ok(Ok(true))
+            );
             (i, s, ok)
         }));
     }
@@ -228,7 +242,10 @@ async fn hold_mode(addr: SocketAddr, n: usize, sources: u32) {
                 let out = out.strip_prefix(b"+").unwrap_or(&out);
                 std::io::Result::Ok(out == msg.as_bytes())
             };
-            matches!(tokio::time::timeout(Duration::from_secs(60), ok).await, Ok(Ok(true)))
+            matches!(
+                tokio::time::timeout(Duration::from_secs(60), ok).await,
+                Ok(Ok(true))
+            )
         }));
     }
     let mut correct = 0usize;
