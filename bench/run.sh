@@ -78,6 +78,10 @@ if [ -n "${BASE:-}" ]; then
     (cd "$WORK/base-src" && CARGO_TARGET_DIR=$TARGET cargo build --release -q -p wasinetd)
     cp "$TARGET/release/wasinetd" "$WORK/wasinetd-base"
     git worktree remove --force "$WORK/base-src"
+    # Both builds share the build script's output folder (same package,
+    # same relative path): make the checkout's build run its own script
+    # again, or it compiles with the environment REV's script left.
+    touch "$ROOT/host/build.rs"
 fi
 cargo build --release -q -p wasinetd
 cargo build --release -q --manifest-path "$ROOT/guests/Cargo.toml" --target-dir "$ROOT/guests/target" \
