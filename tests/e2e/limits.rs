@@ -68,11 +68,7 @@ fn memory_bomb_is_stopped_at_rlimit_as() {
         let out = exchange_text(server.addr("bomb"), "");
         assert!(out.starts_with("allocating\n"), "{out}");
         // The guest saw its allocation fail below the cap, never above it.
-        let failed = out
-            .lines()
-            .find_map(|l| l.strip_prefix("allocation failed at "))
-            .unwrap_or_else(|| panic!("the guest never saw a failed allocation: {out}"));
-        let mib: u64 = failed.trim_end_matches(" MiB").parse().unwrap();
+        let mib = allocation_failed_at(&out);
         assert!((8..16).contains(&mib), "{out}");
         server.log.wait_for(&["memory limit", "service=bomb"]);
         assert_neighbour_serves(&server);
@@ -105,11 +101,7 @@ fn a_limit_past_what_full_reservations_fit_caps_each_memory() {
         server.log.lines()
     );
     let out = exchange_text(server.addr("bomb"), "");
-    let failed = out
-        .lines()
-        .find_map(|l| l.strip_prefix("allocation failed at "))
-        .unwrap_or_else(|| panic!("the guest never saw a failed allocation: {out}"));
-    let mib: u64 = failed.trim_end_matches(" MiB").parse().unwrap();
+    let mib = allocation_failed_at(&out);
     assert!((512..1024).contains(&mib), "{out}");
     assert_neighbour_serves(&server);
 }
@@ -178,11 +170,7 @@ fn rlimit_data_and_rlimit_rss_cap_linear_memory_as_rlimit_as_does() {
         );
         let server = TestServer::start(&config, &["bomb"]);
         let out = exchange_text(server.addr("bomb"), "");
-        let failed = out
-            .lines()
-            .find_map(|l| l.strip_prefix("allocation failed at "))
-            .unwrap_or_else(|| panic!("{attr}: the guest never saw a failed allocation: {out}"));
-        let mib: u64 = failed.trim_end_matches(" MiB").parse().unwrap();
+        let mib = allocation_failed_at(&out);
         assert!((8..16).contains(&mib), "{attr}: {out}");
         server.log.wait_for(&["memory limit", "service=bomb"]);
     }
@@ -233,4 +221,14 @@ fn rlimit_files_caps_the_handles_a_guest_holds() {
     server
         .log
         .wait_for(&["WARN", "files limit service=capped conn="]);
+}
+
+/// The MiB at which the probe's `membomb` saw an allocation fail, from its
+/// output (the guest saw its limit: it was not simply killed).
+fn allocation_failed_at(out: &str) -> u64 {
+    let failed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("allocation failed at "))
+        .unwrap_or_else(|| panic!("the guest never saw a failed allocation: {out}"));
+    failed.trim_end_matches(" MiB").parse().unwrap()
 }
