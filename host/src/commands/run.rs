@@ -100,6 +100,7 @@ pub fn run(args: RunArgs, cache: CacheSetting, compile: CompileLimits) -> anyhow
             report: remarks,
             watch: None,
             gathered: None,
+            pool: Default::default(),
         }))
         .outcome;
     if outcome.is_abnormal() {

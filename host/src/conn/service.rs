@@ -22,7 +22,7 @@ use crate::config::{Cap, ServiceSpec};
 use crate::logging::{self, Traffic};
 use crate::metrics::{CountedSocket, ServiceMetrics};
 use crate::sandbox::{
-    Connection, DiskQuota, Endpoint, Guest, GuestLog, Invocation, Outcome, RunReport, Socket,
+    Connection, DiskQuota, Endpoint, Guest, GuestLog, Invocation, Outcome, Pool, RunReport, Socket,
     SocketStdin, SocketStdout, Transport, drain,
 };
 
@@ -43,6 +43,8 @@ pub struct Service {
     metrics: Arc<ServiceMetrics>,
     /// The quota of each preopen, over its directory's usage.
     quotas: Vec<Option<DiskQuota>>,
+    /// What it shares with the other services of its tenant.
+    pool: Arc<Pool>,
 }
 
 /// A slot in the service's `instances`, one in the global pool, one in
@@ -83,6 +85,7 @@ impl Service {
             guest,
             active: Arc::default(),
             metrics: Arc::default(),
+            pool: Arc::default(),
         }
     }
 
@@ -239,6 +242,7 @@ impl Service {
             report: remarks,
             watch: None,
             gathered: None,
+            pool: self.pool.clone(),
         }
     }
 

@@ -5,7 +5,11 @@
 //! has several), so `rlimit_as` is a total, as a process's address-space
 //! limit is. CPU is counted by [`cpu`](super::cpu), per poll of the run.
 
+use std::sync::Arc;
+
 use wasmtime::ResourceLimiter;
+
+use super::pool::Pool;
 
 /// Per-connection memory limit and usage, kept in the store's data.
 #[derive(Debug)]
@@ -14,6 +18,10 @@ pub struct Meter {
     memory_used: u64,
     memory_peak: u64,
     memory_denied: bool,
+    /// Whether the last refusal was the pool's sum, not `memory_limit`.
+    pool_denied: bool,
+    /// The tenant's pool the memory is also taken from, given back on drop.
+    pool: Arc<Pool>,
 }
 
 /// Table elements one instance may hold; far above what compilers emit for
@@ -21,14 +29,22 @@ pub struct Meter {
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl Meter {
-    /// A meter enforcing `memory_limit` bytes.
-    pub fn new(memory_limit: u64) -> Self {
+    /// A meter enforcing `memory_limit` bytes, and `pool`'s sum.
+    pub fn new(memory_limit: u64, pool: Arc<Pool>) -> Self {
         Self {
             memory_limit,
             memory_used: 0,
             memory_peak: 0,
             memory_denied: false,
+            pool_denied: false,
+            pool,
         }
+    }
+
+    /// Whether a growth was refused because the tenant's summed `memory`
+    /// had no room (rather than the guest's own `rlimit_as`).
+    pub fn pool_denied(&self) -> bool {
+        self.pool_denied
     }
 
     /// Whether a memory growth was refused for passing the limit.
@@ -56,6 +72,11 @@ impl ResourceLimiter for Meter {
             self.memory_denied = true;
             return Ok(false);
         }
+        if !self.pool.reserve(grow) {
+            self.memory_denied = true;
+            self.pool_denied = true;
+            return Ok(false);
+        }
         self.memory_used += grow;
         self.memory_peak = self.memory_peak.max(self.memory_used);
         Ok(true)
@@ -71,13 +92,19 @@ impl ResourceLimiter for Meter {
     }
 }
 
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.pool.release(self.memory_used);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn memory_is_a_total_across_memories() {
-        let mut m = Meter::new(100);
+        let mut m = Meter::new(100, Arc::default());
         assert!(m.memory_growing(0, 60, None).unwrap());
         assert!(!m.memory_growing(0, 60, None).unwrap());
         assert!(m.memory_denied());

@@ -30,6 +30,7 @@ mod limits;
 mod load;
 mod meter;
 mod outcome;
+mod pool;
 mod report;
 mod run;
 mod stdio;
@@ -57,6 +58,7 @@ use lane::BusyLane;
 pub use limits::{Limits, Preopen, PreopenQuota};
 pub use meter::Meter;
 pub use outcome::{Kind, Outcome, RunReport};
+pub use pool::Pool;
 pub use report::{Report, Unheard};
 pub use stdio::{GATHER, Gathered, GuestLog, Socket, SocketStdin, SocketStdout, drain};
 use watch::{StopAll, Watch};
@@ -134,6 +136,8 @@ pub struct Invocation<'a, I, O, E> {
     /// The stdout that gathers small writes ([`SocketStdout`]), told to
     /// send them whenever the guest waits.
     pub gathered: Option<&'a dyn Gathered>,
+    /// The tenant's pool the run belongs to (memory sum, lane weight).
+    pub pool: Arc<Pool>,
 }
 
 /// A compiled, linked, pre-instantiated guest. Cheap to clone.

@@ -60,7 +60,9 @@ impl Guest {
             deadline,
             self.stop_all.clone(),
             self.lane.clone(),
+            inv.pool.clone(),
         );
+        let pool = inv.pool.clone();
         let clock = watch.clock.clone();
         let seat = watch.seat.clone();
         let mut usage = Usage::default();
@@ -135,10 +137,12 @@ impl Guest {
             },
             None => run.await,
         };
+        let cpu = clock.used();
+        pool.charge_cpu(cpu);
         RunReport {
             outcome,
             instantiate: usage.instantiate,
-            cpu: clock.used(),
+            cpu,
             memory_peak: usage.memory_peak,
             refused: refusals.read(),
         }
@@ -223,7 +227,7 @@ impl Guest {
     }
 
     fn store<W: Send + 'static>(&self, wasi: W, limits: Limits, watch: Watch) -> Store<State<W>> {
-        let meter = Meter::new(limits.memory);
+        let meter = Meter::new(limits.memory, watch.pool.clone());
         let mut store = Store::new(&self.engine, State { wasi, meter, watch });
         store.limiter(|s| &mut s.meter);
         // Every tick a running guest is checked against its limits and

@@ -19,6 +19,7 @@ use wasmtime::{Trap, UpdateDeadline};
 
 use super::cpu::CpuClock;
 use super::lane::{self, BusyLane, Seat};
+use super::pool::Pool;
 
 /// What ended a guest from outside its own code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub struct Watch {
     deadline: Option<Instant>,
     stop_all: StopAll,
     lane: BusyLane,
+    /// The tenant's pool the run belongs to.
+    pub pool: Arc<Pool>,
     /// The lane this run holds while busy; [`lane::Seated`] gives it back
     /// whenever the run waits.
     pub seat: Seat,
@@ -65,6 +68,7 @@ impl Watch {
         deadline: Option<Instant>,
         stop_all: StopAll,
         lane: BusyLane,
+        pool: Arc<Pool>,
     ) -> Self {
         Self {
             clock: Arc::default(),
@@ -72,6 +76,7 @@ impl Watch {
             deadline,
             stop_all,
             lane,
+            pool,
             seat: Seat::default(),
             stopped: None,
         }
