@@ -61,6 +61,11 @@ pub enum Refusal {
     Sensor,
     /// The datagram services together run their share of `--limit`.
     Datagrams,
+    /// The service's tenant already runs its `instances` guests, all its
+    /// services together.
+    TenantInstances,
+    /// The service's tenant's live guests hold all of its `memory`.
+    TenantMemory,
 }
 
 impl Refusal {
@@ -75,6 +80,8 @@ impl Refusal {
             Refusal::Load => "load",
             Refusal::Sensor => "sensor",
             Refusal::Datagrams => "datagrams",
+            Refusal::TenantInstances => "tenant instances",
+            Refusal::TenantMemory => "tenant memory",
         }
     }
 }

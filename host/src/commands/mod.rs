@@ -170,6 +170,7 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
         tracing::error!("{e}");
     }
     crate::logging::sink::install(crate::logging::sink::open(&config.services)?);
+    crate::conn::tenant::apply(&config.tenants);
     let listeners = config.services.len() + usize::from(opts.admin.is_some());
     let sandbox = Arc::new(Sandbox::new(&SandboxOptions {
         max_instances: opts.max_instances,

@@ -18,6 +18,10 @@ pub enum ReadError {
     NotAFile(&'static str),
     /// Larger than the limit, in bytes.
     TooLarge(u64),
+    /// Writable by others than its owner: its permission bits.
+    Writable(u32),
+    /// A symlink, where only a file itself is read.
+    Symlink,
 }
 
 impl std::fmt::Display for ReadError {
@@ -26,6 +30,14 @@ impl std::fmt::Display for ReadError {
             ReadError::Io(e) => e.fmt(f),
             ReadError::NotAFile(what) => write!(f, "it is {what}, not a regular file"),
             ReadError::TooLarge(max) => write!(f, "it is larger than the limit of {}", size(*max)),
+            ReadError::Writable(mode) => write!(
+                f,
+                "it is writable by others than its owner (mode {mode:04o}); `chmod go-w` it"
+            ),
+            ReadError::Symlink => write!(
+                f,
+                "it is a symlink; a tenant's files are read as themselves"
+            ),
         }
     }
 }
@@ -80,6 +92,46 @@ pub fn read(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
         return Err(ReadError::TooLarge(max));
     }
     Ok(bytes)
+}
+
+/// The permission bits of `meta` when its group or others may write it.
+pub fn writable_by_others(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mode = meta.mode() & 0o7777;
+    (mode & 0o022 != 0).then_some(mode)
+}
+
+/// Like [`read_text`], for a file a tenant may own: not through a symlink
+/// (the tenant could point it anywhere), and not when anyone but its owner
+/// may write it (checked on the open file, so a swap after the check
+/// changes nothing).
+pub fn read_text_owned(path: &Path, max: u64) -> Result<String, ReadError> {
+    let file = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(ReadError::Symlink),
+        opened => opened?,
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile("not a regular file"));
+    }
+    if let Some(mode) = writable_by_others(&meta) {
+        return Err(ReadError::Writable(mode));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::TooLarge(max));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        ReadError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "it is not UTF-8 text",
+        ))
+    })
 }
 
 /// Like [`read`], as UTF-8 text.

@@ -30,13 +30,23 @@ pub const MAX_FILES: usize = 1000;
 /// The most bytes one load reads, in all its files.
 pub const MAX_TOTAL: u64 = 16 << 20;
 
-/// Reads `text` (the file `origin`) and what it includes; returns the
-/// blocks and the config's digest (see [`Config::digest`](super::Config)).
-pub(super) fn read_all(text: &str, origin: &Path, diags: &mut Diags) -> (Vec<RawBlock>, String) {
+/// What a config's files hold: its blocks in reading order (a tenant's
+/// service blocks marked with their tenant), its `tenant` blocks, and its
+/// digest (see [`Config::digest`](super::Config)).
+pub(super) struct Read {
+    pub blocks: Vec<RawBlock>,
+    pub tenants: Vec<RawBlock>,
+    pub digest: String,
+}
+
+/// Reads `text` (the file `origin`) and what it includes.
+pub(super) fn read_all(text: &str, origin: &Path, diags: &mut Diags) -> Read {
     let top = canonical(origin);
     let mut reader = Reader {
         diags,
         blocks: Vec::new(),
+        tenants: Vec::new(),
+        tenant: None,
         next_seq: 0,
         stack: vec![top.clone()],
         read: HashSet::from([top]),
@@ -46,7 +56,11 @@ pub(super) fn read_all(text: &str, origin: &Path, diags: &mut Diags) -> (Vec<Raw
     reader.file(text, origin.to_path_buf());
     let digest = reader.digest.finalize();
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    (reader.blocks, hex)
+    Read {
+        blocks: reader.blocks,
+        tenants: reader.tenants,
+        digest: hex,
+    }
 }
 
 /// Whether `includedir` reads a file of this name: xinetd skips names that
@@ -59,6 +73,9 @@ pub(super) fn is_included_name(name: &OsStr) -> bool {
 struct Reader<'d> {
     diags: &'d mut Diags,
     blocks: Vec<RawBlock>,
+    tenants: Vec<RawBlock>,
+    /// The tenant whose files are being read, if any.
+    tenant: Option<String>,
     next_seq: usize,
     /// Canonical paths of the files being read, outermost first.
     stack: Vec<PathBuf>,
@@ -80,14 +97,30 @@ impl Reader<'_> {
             self.digest.update(part);
         }
         let parsed = parse::parse(text, path.clone(), seq);
-        let mut report = Report::new(self.diags, seq, &path, None);
+        let tenant = self.tenant.clone();
+        let mut report = Report::new(self.diags, seq, &path, None).of(tenant.as_deref());
         for (line, message) in parsed.problems {
             report.error(line, message);
+        }
+        if let Some(tenant) = &tenant {
+            self.tenant_file(parsed.items, tenant, seq, &path);
+            return;
         }
         let base = path.parent().unwrap_or(Path::new(""));
         for item in parsed.items {
             match item {
                 Item::Block(block) => self.blocks.push(block),
+                Item::Tenant(block) => {
+                    let line = block.line;
+                    let dir = (block.attrs.iter())
+                        .find(|a| a.name == "includedir")
+                        .and_then(|a| a.values.first().cloned());
+                    let name = block.service.clone();
+                    self.tenants.push(block);
+                    if let (Some(dir), Some(name)) = (dir, name) {
+                        self.tenant_dir(&base.join(dir), name, seq, &path, line);
+                    }
+                }
                 Item::IncludeFile { path: target, line } => {
                     self.include(&base.join(target), seq, &path, line);
                 }
@@ -110,9 +143,73 @@ impl Reader<'_> {
         }
     }
 
+    /// The items of a file of `tenant`: its `service` blocks, marked as
+    /// the tenant's; anything else is the admin's to write.
+    fn tenant_file(&mut self, items: Vec<Item>, tenant: &str, seq: usize, path: &Path) {
+        for item in items {
+            let (line, what) = match item {
+                Item::Block(mut block) if block.service.is_some() => {
+                    block.tenant = Some(tenant.to_string());
+                    self.blocks.push(block);
+                    continue;
+                }
+                Item::Block(block) => (block.line, "`defaults`"),
+                Item::Tenant(block) => (block.line, "`tenant`"),
+                Item::IncludeFile { line, .. } => (line, "`includefile`"),
+                Item::IncludeDir { line, .. } => (line, "`includedir`"),
+            };
+            let message = format!(
+                "a file of tenant {tenant} may hold `service` blocks only; {what} is the host \
+                 admin's"
+            );
+            Report::new(self.diags, seq, path, None)
+                .of(Some(tenant))
+                .error(line, message);
+        }
+    }
+
+    /// Reads the service files of `tenant` in `dir` (its `includedir`,
+    /// named at `line` of `from`). The folder and each file may be owned
+    /// by the tenant, but written by no one else than their owner (and
+    /// root): a file anyone else could write could say anything.
+    fn tenant_dir(&mut self, dir: &Path, tenant: String, seq: usize, from: &Path, line: u32) {
+        let problem = match fs::metadata(dir) {
+            Ok(meta) if !meta.is_dir() => Some("it is not a folder".to_string()),
+            Ok(meta) => files::writable_by_others(&meta).map(|mode| {
+                format!(
+                    "it is writable by others than its owner (mode {mode:04o}); `chmod go-w` it"
+                )
+            }),
+            Err(e) => Some(e.to_string()),
+        };
+        let listed = match problem {
+            None => list_dir(dir).map_err(|e| e.to_string()),
+            Some(problem) => Err(problem),
+        };
+        match listed {
+            Ok(targets) => {
+                let outer = self.tenant.replace(tenant);
+                for target in targets {
+                    self.include(&target, seq, from, line);
+                }
+                self.tenant = outer;
+            }
+            Err(e) => {
+                let message = format!(
+                    "cannot read the folder of tenant {tenant} `{}`: {e}",
+                    dir.display()
+                );
+                Report::new(self.diags, seq, from, None)
+                    .of(Some(&tenant))
+                    .error(line, message);
+            }
+        }
+    }
+
     /// Reads `target`, named at `line` of `from` (load-order number `seq`).
     fn include(&mut self, target: &Path, seq: usize, from: &Path, line: u32) {
-        let mut report = Report::new(self.diags, seq, from, None);
+        let tenant = self.tenant.clone();
+        let mut report = Report::new(self.diags, seq, from, None).of(tenant.as_deref());
         if self.stack.len() > MAX_DEPTH {
             let message = format!(
                 "includes nest deeper than {MAX_DEPTH} levels at `{}`",
@@ -148,7 +245,11 @@ impl Reader<'_> {
             return;
         }
         let left = MAX_TOTAL.saturating_sub(self.bytes);
-        match files::read_text(target, left.min(MAX_FILE)) {
+        let text = match &tenant {
+            Some(_) => files::read_text_owned(target, left.min(MAX_FILE)),
+            None => files::read_text(target, left.min(MAX_FILE)),
+        };
+        match text {
             Ok(text) => {
                 self.bytes += text.len() as u64;
                 self.read.insert(key.clone());
@@ -218,8 +319,8 @@ mod tests {
     fn read(path: &Path) -> (Vec<RawBlock>, super::super::Config) {
         let mut diags = Diags::default();
         let text = fs::read_to_string(path).unwrap();
-        let (blocks, _) = read_all(&text, path, &mut diags);
-        (blocks, diags.into_config(Vec::new(), String::new()))
+        let read = read_all(&text, path, &mut diags);
+        (read.blocks, diags.into_config(Vec::new(), String::new()))
     }
 
     fn names(blocks: &[RawBlock]) -> Vec<String> {
@@ -234,7 +335,7 @@ mod tests {
         fs::write(dir.join("conf.d/a"), "service a {\n}\n").unwrap();
         let digest = || {
             let text = fs::read_to_string(dir.join("top")).unwrap();
-            read_all(&text, &dir.join("top"), &mut Diags::default()).1
+            read_all(&text, &dir.join("top"), &mut Diags::default()).digest
         };
         let first = digest();
         assert_eq!(first.len(), 16);

@@ -50,12 +50,14 @@ pub mod resolve;
 mod service;
 mod socket;
 mod spec;
+mod tenant;
 mod transport;
 mod values;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -66,6 +68,7 @@ pub use parts::{
     Cap, DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, Listen, LogFlags,
     LogType, MaxLoad, Preopen, PreopenQuota, SocketOptions, UnixListen,
 };
+pub use tenant::TenantSpec;
 
 use crate::config::access::{AddressRules, TimeWindow};
 
@@ -99,6 +102,11 @@ pub struct Config {
     pub errors: Vec<ConfigError>,
     /// Things that load but do nothing (e.g. `user`), in file order.
     pub warnings: Vec<ConfigError>,
+    /// Every valid `tenant` block, in file order.
+    pub tenants: Vec<Arc<TenantSpec>>,
+    /// Tenants with an error in their own files (or their folder): a reload
+    /// keeps their previous services rather than failing.
+    pub broken_tenants: Vec<String>,
     /// What was read, in 16 hex digits: the first 64 bits of a SHA-256 of
     /// every file's path and text in the order read. Equal digests mean
     /// the same files said the same things (the services database and the
@@ -141,6 +149,9 @@ pub struct ConfigError {
     pub line: u32,
     /// The id of the service whose block holds the line, if any.
     pub service: Option<String>,
+    /// The tenant whose files hold the line (or whose folder could not be
+    /// read), if any: its problem, not the admin's.
+    pub tenant: Option<String>,
     /// Lowercase, with names and values in backticks.
     pub message: String,
 }
@@ -212,6 +223,8 @@ pub struct ServiceSpec {
     pub log_on_failure: LogFlags,
     /// Where its connection lines go (`log_type`); `None` is stderr.
     pub log_type: Option<LogType>,
+    /// The tenant whose files hold it, if any.
+    pub tenant: Option<Arc<TenantSpec>>,
 }
 
 /// Where a service's `server`, `port` and `listen_unix` are written, so
@@ -335,9 +348,11 @@ pub(crate) fn load_with(path: &Path, env: &Env) -> anyhow::Result<Config> {
 /// [`parse_str`] with its services file and environment given.
 pub(crate) fn parse_str_with(text: &str, origin: &Path, env: &Env) -> Config {
     let mut diags = Diags::default();
-    let (blocks, digest) = include::read_all(text, origin, &mut diags);
-    let services = spec::build(blocks, env, &mut diags);
-    diags.into_config(services, digest)
+    let read = include::read_all(text, origin, &mut diags);
+    let (services, tenants) = spec::build(read.blocks, read.tenants, env, &mut diags);
+    let mut config = diags.into_config(services, read.digest);
+    config.tenants = tenants;
+    config
 }
 
 /// Errors and warnings as they are found, each with the load-order number of
@@ -345,11 +360,18 @@ pub(crate) fn parse_str_with(text: &str, origin: &Path, env: &Env) -> Config {
 #[derive(Default)]
 struct Diags {
     list: Vec<(usize, bool, ConfigError)>,
+    broken_tenants: Vec<String>,
 }
 
 impl Diags {
     fn push(&mut self, seq: usize, warning: bool, error: ConfigError) {
         self.list.push((seq, warning, error));
+    }
+
+    fn tenant_broken(&mut self, tenant: &str) {
+        if !self.broken_tenants.iter().any(|t| t == tenant) {
+            self.broken_tenants.push(tenant.to_string());
+        }
     }
 
     fn into_config(mut self, services: Vec<ServiceSpec>, digest: String) -> Config {
@@ -360,6 +382,8 @@ impl Diags {
             services,
             errors: errors.into_iter().map(|d| d.2).collect(),
             warnings: warnings.into_iter().map(|d| d.2).collect(),
+            tenants: Vec::new(),
+            broken_tenants: self.broken_tenants,
             digest,
         }
     }
@@ -371,6 +395,8 @@ struct Report<'a> {
     seq: usize,
     file: &'a Path,
     service: Option<String>,
+    /// The tenant whose files hold the problems, if any.
+    tenant: Option<String>,
     /// Errors reported through this value so far.
     errors: usize,
 }
@@ -382,12 +408,22 @@ impl<'a> Report<'a> {
             seq,
             file,
             service,
+            tenant: None,
             errors: 0,
         }
     }
 
+    /// The same, for problems in a file of `tenant` (none: the admin's).
+    fn of(mut self, tenant: Option<&str>) -> Self {
+        self.tenant = tenant.map(str::to_string);
+        self
+    }
+
     fn error(&mut self, line: u32, message: impl Into<String>) {
         self.errors += 1;
+        if let Some(tenant) = &self.tenant {
+            self.diags.tenant_broken(tenant);
+        }
         self.emit(line, false, message.into());
     }
 
@@ -400,6 +436,7 @@ impl<'a> Report<'a> {
             file: self.file.to_path_buf(),
             line,
             service: self.service.clone(),
+            tenant: self.tenant.clone(),
             message,
         };
         self.diags.push(self.seq, warning, error);
@@ -442,6 +479,7 @@ mod tests {
             file: PathBuf::from("conf.d/echo"),
             line: 7,
             service: Some("echo".into()),
+            tenant: None,
             message: "unknown attribute `x`".into(),
         };
         assert_eq!(e.to_string(), "conf.d/echo:7: unknown attribute `x`");

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// The words that start a top-level line.
-const TOP_LEVEL: [&str; 4] = ["service", "defaults", "includefile", "includedir"];
+const TOP_LEVEL: [&str; 5] = ["service", "defaults", "tenant", "includefile", "includedir"];
 
 /// How an attribute line combines its words with what was there before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +37,14 @@ pub(super) struct RawAttr {
     pub line: u32,
 }
 
-/// A `defaults` block, or a `service NAME` block.
+/// A `defaults` block, a `service NAME` block, or a `tenant NAME` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RawBlock {
-    /// `None` for `defaults`.
+    /// `None` for `defaults`; the tenant's name for a `tenant` block.
     pub service: Option<String>,
+    /// The tenant whose `includedir` the file was found in, if any (set by
+    /// `include`, which knows where a file came from).
+    pub tenant: Option<String>,
     /// The file the block is in (its attributes are too).
     pub file: PathBuf,
     /// Load-order number of `file`.
@@ -57,8 +60,16 @@ pub(super) struct RawBlock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Item {
     Block(RawBlock),
-    IncludeFile { path: String, line: u32 },
-    IncludeDir { path: String, line: u32 },
+    /// A `tenant NAME` block (its name in `service`).
+    Tenant(RawBlock),
+    IncludeFile {
+        path: String,
+        line: u32,
+    },
+    IncludeDir {
+        path: String,
+        line: u32,
+    },
 }
 
 /// What one file said: its items, and the top-level lines that could not be
@@ -110,13 +121,19 @@ impl<'t> Parser<'t> {
             let keyword = words.first().map(|w| w.to_ascii_lowercase());
             match keyword.as_deref() {
                 Some("service") => {
-                    let block = self.block(line, brace, Some(&words[1..]));
+                    let block = self.block(line, brace, Some(&words[1..]), "service");
                     if let Some(block) = block {
                         self.out.items.push(Item::Block(block));
                     }
                 }
+                Some("tenant") => {
+                    let block = self.block(line, brace, Some(&words[1..]), "tenant");
+                    if let Some(block) = block {
+                        self.out.items.push(Item::Tenant(block));
+                    }
+                }
                 Some("defaults") => {
-                    if let Some(block) = self.block(line, brace, None) {
+                    if let Some(block) = self.block(line, brace, None, "defaults") {
                         self.out.items.push(Item::Block(block));
                     }
                     if words.len() > 1 {
@@ -181,12 +198,18 @@ impl<'t> Parser<'t> {
     }
 
     /// Reads a block after its header at `line`. `name` is the words after
-    /// `service` (`None` for `defaults`); a service without exactly one name
-    /// is reported and dropped.
-    fn block(&mut self, line: u32, brace: bool, name: Option<&[&str]>) -> Option<RawBlock> {
+    /// `keyword` (`service` or `tenant`; `None` for `defaults`); a block
+    /// without exactly one name is reported and dropped.
+    fn block(
+        &mut self,
+        line: u32,
+        brace: bool,
+        name: Option<&[&str]>,
+        keyword: &str,
+    ) -> Option<RawBlock> {
         let label = match name {
-            None => "defaults".to_string(),
-            Some(words) => format!("service {}", words.join(" ")),
+            None => keyword.to_string(),
+            Some(words) => format!("{keyword} {}", words.join(" ")),
         };
         let mut problems = Vec::new();
         if !brace {
@@ -195,24 +218,25 @@ impl<'t> Parser<'t> {
                 Some(&(at, text)) => {
                     problems.push((at, format!("expected `{{` after `{label}`, not `{text}`")));
                     if is_top_level(text) {
-                        return self.finish(line, name, Vec::new(), problems);
+                        return self.finish(line, name, keyword, Vec::new(), problems);
                     }
                 }
                 None => {
                     problems.push((line, format!("`{label}` has no `{{ ... }}` block")));
-                    return self.finish(line, name, Vec::new(), problems);
+                    return self.finish(line, name, keyword, Vec::new(), problems);
                 }
             }
         }
         let (attrs, mut body_problems) = self.body(line, &label);
         problems.append(&mut body_problems);
-        self.finish(line, name, attrs, problems)
+        self.finish(line, name, keyword, attrs, problems)
     }
 
     fn finish(
         &mut self,
         line: u32,
         name: Option<&[&str]>,
+        keyword: &str,
         attrs: Vec<RawAttr>,
         problems: Vec<(u32, String)>,
     ) -> Option<RawBlock> {
@@ -220,17 +244,22 @@ impl<'t> Parser<'t> {
             None => None,
             Some([one]) => Some(one.to_string()),
             Some([]) => {
-                self.problem(line, "`service` needs a name, like `service echo`".into());
+                let example = if keyword == "tenant" { "acme" } else { "echo" };
+                self.problem(
+                    line,
+                    format!("`{keyword}` needs a name, like `{keyword} {example}`"),
+                );
                 return None;
             }
             Some(words) => {
-                let message = format!("`service` takes one name, not `{}`", words.join(" "));
+                let message = format!("`{keyword}` takes one name, not `{}`", words.join(" "));
                 self.problem(line, message);
                 return None;
             }
         };
         Some(RawBlock {
             service,
+            tenant: None,
             file: self.file.clone(),
             seq: self.seq,
             line,

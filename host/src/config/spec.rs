@@ -4,16 +4,27 @@
 //! reported and left out; the others still load.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::defaults::Defaults;
 use super::etc_services::ServicesDb;
 use super::parse::{Op, RawBlock};
 use super::service::service;
+use super::tenant::{self, TenantSpec};
 use super::values;
 use super::{Diags, Env, Report, ServiceSpec};
 
-/// Builds every enabled, valid service from `blocks` (in reading order).
-pub(super) fn build(blocks: Vec<RawBlock>, env: &Env, diags: &mut Diags) -> Vec<ServiceSpec> {
+/// Builds every enabled, valid service from `blocks` (in reading order),
+/// and every valid tenant from `tenants`. The admin's services come first,
+/// so that no tenant's file can take an id the admin's files use.
+pub(super) fn build(
+    mut blocks: Vec<RawBlock>,
+    tenants: Vec<RawBlock>,
+    env: &Env,
+    diags: &mut Diags,
+) -> (Vec<ServiceSpec>, Vec<Arc<TenantSpec>>) {
+    let tenants = tenant_specs(&tenants, diags);
+    blocks.sort_by_key(|b| b.tenant.is_some());
     let mut defaults: Option<(Defaults, &RawBlock)> = None;
     for block in blocks.iter().filter(|b| b.service.is_none()) {
         let mut report = Report::new(diags, block.seq, &block.file, None);
@@ -37,7 +48,17 @@ pub(super) fn build(blocks: Vec<RawBlock>, env: &Env, diags: &mut Diags) -> Vec<
     for block in &blocks {
         let Some(name) = &block.service else { continue };
         let (id, disabled) = prescan(block, name);
-        let mut report = Report::new(diags, block.seq, &block.file, Some(id.clone()));
+        let of = match &block.tenant {
+            // A tenant whose block did not load runs nothing; its block's
+            // errors say why.
+            Some(t) => match tenants.iter().find(|spec| spec.name == *t) {
+                Some(spec) => Some(spec.clone()),
+                None => continue,
+            },
+            None => None,
+        };
+        let mut report = Report::new(diags, block.seq, &block.file, Some(id.clone()))
+            .of(block.tenant.as_deref());
         if disabled || defaults.turns_off(&id) {
             // Left out without validation; only lines that could not be read
             // at all are reported.
@@ -56,7 +77,7 @@ pub(super) fn build(blocks: Vec<RawBlock>, env: &Env, diags: &mut Diags) -> Vec<
         } else {
             ids.insert(id.clone(), block);
         }
-        let spec = service(
+        let mut spec = service(
             block,
             name,
             id,
@@ -65,11 +86,41 @@ pub(super) fn build(blocks: Vec<RawBlock>, env: &Env, diags: &mut Diags) -> Vec<
             &mut db,
             &mut report,
         );
+        if let (Some(spec), Some(of)) = (&mut spec, of) {
+            tenant::police(spec, block, &of, &mut report);
+            spec.tenant = Some(of);
+        }
         if let Some(spec) = spec.filter(|_| report.errors == 0) {
             services.push(spec);
         }
     }
-    services
+    (services, tenants)
+}
+
+/// The valid `tenant` blocks; a second block of one name is an error.
+fn tenant_specs(blocks: &[RawBlock], diags: &mut Diags) -> Vec<Arc<TenantSpec>> {
+    let mut specs: Vec<Arc<TenantSpec>> = Vec::new();
+    let mut seen: HashMap<&str, &RawBlock> = HashMap::new();
+    for block in blocks {
+        let Some(name) = block.service.as_deref() else {
+            continue;
+        };
+        let mut report = Report::new(diags, block.seq, &block.file, None);
+        if let Some(first) = seen.insert(name, block) {
+            let message = format!(
+                "a second `tenant {name}` block (the first is at {}:{}); merge them into one",
+                first.file.display(),
+                first.line
+            );
+            report.error(block.line, message);
+            specs.retain(|t| t.name != name);
+            continue;
+        }
+        if let Some(spec) = TenantSpec::from_block(block, &mut report) {
+            specs.push(Arc::new(spec));
+        }
+    }
+    specs
 }
 
 /// The block's id and whether it says `disable = yes`, read before the rest

@@ -233,6 +233,7 @@ fn handle(
 ) {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     service.metrics().accepted();
+    service.tenant().accept();
     match service.admit(permit, &peer, &shared.shares) {
         Ok(admission) => {
             if let GuestSource::Sensor(time) = service.spec.guest {

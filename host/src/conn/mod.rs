@@ -13,4 +13,5 @@ pub mod redirect;
 pub mod sensor;
 pub mod service;
 pub mod stream;
+pub mod tenant;
 pub mod udp;

@@ -22,12 +22,13 @@ use crate::config::{Cap, ServiceSpec};
 use crate::logging::{self, Traffic};
 use crate::metrics::{CountedSocket, ServiceMetrics};
 use crate::sandbox::{
-    Connection, DiskQuota, Endpoint, Guest, GuestLog, Invocation, Outcome, Pool, RunReport, Socket,
+    Connection, DiskQuota, Endpoint, Guest, GuestLog, Invocation, Outcome, RunReport, Socket,
     SocketStdin, SocketStdout, Transport, drain,
 };
 
 use super::close;
 use super::stream::{Peer, Stream};
+use super::tenant::{Tenant, TenantSlot};
 
 /// A service ready to take connections.
 pub struct Service {
@@ -44,7 +45,7 @@ pub struct Service {
     /// The quota of each preopen, over its directory's usage.
     quotas: Vec<Option<DiskQuota>>,
     /// What it shares with the other services of its tenant.
-    pool: Arc<Pool>,
+    tenant: Arc<Tenant>,
 }
 
 /// A slot in the service's `instances`, one in the global pool, one in
@@ -56,6 +57,7 @@ pub struct Admission(
     #[allow(dead_code)] OwnedSemaphorePermit,
     Option<Source>,
     #[allow(dead_code)] Option<SourceSlot>,
+    #[allow(dead_code)] Option<TenantSlot>,
 );
 
 impl Admission {
@@ -78,6 +80,7 @@ impl Service {
     /// A service running `guest` as `spec` says (`None`: a `redirect`).
     pub fn new(spec: ServiceSpec, guest: Option<Guest>) -> Self {
         Self {
+            tenant: Tenant::of(spec.tenant.as_deref()),
             name: spec.name.as_str().into(),
             gate: Gatekeeper::new(&spec),
             quotas: crate::sandbox::quotas(&spec.preopens, spec.preopen_quota),
@@ -85,7 +88,6 @@ impl Service {
             guest,
             active: Arc::default(),
             metrics: Arc::default(),
-            pool: Arc::default(),
         }
     }
 
@@ -127,6 +129,11 @@ impl Service {
         self.active.load(Ordering::Acquire)
     }
 
+    /// The tenant it belongs to (the implicit one, "", if none).
+    pub fn tenant(&self) -> &Arc<Tenant> {
+        &self.tenant
+    }
+
     /// The admission state: banners, `per_source` and `cps` counters.
     pub fn gate(&self) -> &Gatekeeper {
         &self.gate
@@ -161,7 +168,10 @@ impl Service {
             })
             .map_err(|_| Refusal::Instances)?;
         // Dropped on a refusal below, which frees the instance slot.
-        let mut admission = Admission(self.clone(), permit, None, None);
+        let mut admission = Admission(self.clone(), permit, None, None, None);
+        // After the service's own `instances`: a service at its own
+        // limit does not count against its tenant's.
+        admission.4 = Some(self.tenant.take()?);
         // Not for datagrams: a UDP source address can be forged, and a
         // flood in someone else's name must not use up their share.
         if self.spec.per_source == Cap::Unset
@@ -242,7 +252,7 @@ impl Service {
             report: remarks,
             watch: None,
             gathered: None,
-            pool: self.pool.clone(),
+            pool: self.tenant.pool().clone(),
         }
     }
 

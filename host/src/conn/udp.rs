@@ -83,6 +83,7 @@ pub async fn serve(mut current: Current, socket: UdpSocket, mut shared: Shared) 
         };
         let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
         service.metrics().accepted();
+        service.tenant().accept();
         // The daemon-wide `--limit` first: without a pool slot there is no
         // guest, and UDP has no backlog to wait in.
         // Then the datagram services' share of it: forged sources cannot

@@ -21,6 +21,7 @@ use anyhow::{Context as _, bail};
 
 use super::listeners::Changes;
 use super::{Daemon, Guests, Prepared, prepare};
+use crate::config::ServiceSpec;
 use crate::conn::service::Service;
 use crate::logging::sink;
 
@@ -33,6 +34,8 @@ pub(super) struct Staged {
     routes: sink::Routes,
     /// Services left out again: not listening before, still failing.
     left_out: Vec<String>,
+    /// The tenants the new config serves, with their budgets.
+    tenants: Vec<Arc<crate::config::TenantSpec>>,
 }
 
 /// How the services of the new config relate to the old.
@@ -83,9 +86,10 @@ pub(super) fn begin(daemon: &Daemon) -> Staging {
         daemon.guests.clone(),
     );
     let broken = daemon.roster.borrow().not_listening.clone();
+    let running: Vec<ServiceSpec> = daemon.services.iter().map(|s| s.spec.clone()).collect();
     let work = {
         let broken = broken.clone();
-        tokio::task::spawn_blocking(move || stage(&load, &sandbox, &known, &broken))
+        tokio::task::spawn_blocking(move || stage(&load, &sandbox, &known, &broken, running))
     };
     Staging {
         started: Instant::now(),
@@ -139,25 +143,28 @@ pub(super) fn finish(
 /// service named in `broken` (not listening in the running config) whose
 /// guest still does not load is left out again rather than failing the
 /// reload: a service broken since start-up must not block every change.
+/// A tenant with an error in its own files keeps serving what it serves
+/// now (from `running`), and the other changes apply: one customer's typo
+/// must not hold back every other customer's change.
 fn stage(
     load: &super::ConfigLoader,
     sandbox: &crate::sandbox::Sandbox,
     known: &Guests,
     broken: &[String],
+    running: Vec<ServiceSpec>,
 ) -> anyhow::Result<Staged> {
-    let config = load().context("cannot read the config")?;
+    let mut config = load().context("cannot read the config")?;
     for w in &config.warnings {
         crate::logging::config_warning(w);
     }
     for e in &config.errors {
         tracing::error!("{e}");
     }
-    if !config.errors.is_empty() {
-        bail!(
-            "the config has {} error(s), logged above",
-            config.errors.len()
-        );
+    let admins = config.errors.iter().filter(|e| e.tenant.is_none()).count();
+    if admins > 0 {
+        bail!("the config has {admins} error(s), logged above");
     }
+    keep_broken_tenants(&mut config, running);
     let routes = sink::open(&config.services)?;
     let prepared = prepare(sandbox, config.services, known);
     let mut left_out = Vec::new();
@@ -182,7 +189,33 @@ fn stage(
         digest: config.digest,
         routes,
         left_out,
+        tenants: config.tenants,
     })
+}
+
+/// Puts back what each tenant with errors in its files serves now, in
+/// place of what its files say.
+fn keep_broken_tenants(config: &mut crate::config::Config, running: Vec<ServiceSpec>) {
+    let broken = std::mem::take(&mut config.broken_tenants);
+    let of = |s: &ServiceSpec| s.tenant.as_ref().map(|t| t.name.clone());
+    let is_broken = |s: &ServiceSpec| of(s).is_some_and(|t| broken.contains(&t));
+    config.services.retain(|s| !is_broken(s));
+    config.tenants.retain(|t| !broken.contains(&t.name));
+    for tenant in &broken {
+        let kept: Vec<ServiceSpec> = (running.iter())
+            .filter(|s| of(s).as_ref() == Some(tenant))
+            .cloned()
+            .collect();
+        tracing::error!(
+            "tenant {tenant}: its files have errors, logged above; its {} running service(s) \
+             go on as they were",
+            kept.len()
+        );
+        if let Some(spec) = kept.first().and_then(|s| s.tenant.clone()) {
+            config.tenants.push(spec);
+        }
+        config.services.extend(kept);
+    }
 }
 
 /// How a service of the new config relates to the running one.
@@ -264,6 +297,7 @@ fn switch(daemon: &mut Daemon, staged: Staged, broken: &[String]) -> anyhow::Res
         .filter(|s| !not_listening.iter().any(|n| n == s.name()))
         .collect();
     daemon.guests = staged.prepared.guests;
+    crate::conn::tenant::apply(&staged.tenants);
     daemon.config.digest = staged.digest;
     daemon.config.loaded_at = std::time::SystemTime::now();
     // Every guest of the new config was compiled for it.

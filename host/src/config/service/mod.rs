@@ -290,6 +290,7 @@ impl Draft {
             log_on_success: inherited.log_on_success,
             log_on_failure: inherited.log_on_failure,
             log_type: inherited.log_type,
+            tenant: None,
         })
     }
 
