@@ -29,5 +29,6 @@ mod scripts;
 mod serve;
 mod sockets;
 mod systemd;
+mod tenants;
 mod udp;
 mod unix;

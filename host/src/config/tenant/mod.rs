@@ -253,3 +253,64 @@ fn folder(name: &str, words: &[String], dir: &Path) -> Result<PathBuf, String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::parse_env;
+
+    fn errors(text: &str) -> Vec<String> {
+        let config = parse_env(text, "", &[]);
+        config
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.line, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_tenant_block_says_what_is_wrong_with_it() {
+        let text = "tenant acme\n{\n ports = 10-5 0\n cpu_share = 0\n memory = lots\n \
+                    rlimit_ass = 1M\n instances += 3\n bind = 1.2.3.4\n bind = ::1\n}\n\
+                    tenant\n{\n}\n";
+        assert_eq!(
+            errors(text),
+            [
+                "1: `tenant acme` has no `includedir`: give the folder of its service files",
+                "3: `ports` takes ports and ranges like 10000-10099 (from 1 to 65535), not `10-5`",
+                "4: `cpu_share` takes a weight from 1 to 1000, not `0`",
+                "5: `memory` takes a size like 2G (at least 64K), not `lots`",
+                "6: `rlimit_ass` is not a `tenant` attribute; a tenant takes `includedir`, \
+                 `ports`, `bind`, `listen_unix_dir`, `preopen_root`, `allow_connect`, \
+                 `instances`, `memory`, `cpu_share`, `rlimit_as`, `rlimit_cpu`, \
+                 `runtime_max`, `log_type`",
+                "7: a `tenant` attribute is set with `=`, not `+=`",
+                "9: `bind` is set twice in this block (lines 8 and 9); keep one",
+                "11: `tenant` needs a name, like `tenant acme`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_tenant_block_reads_whole() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "tenant acme {{\n includedir = acme.d\n ports = 10000-10099 10200\n \
+             preopen_root = {}\n memory = 2G\n cpu_share = 3\n instances = 200\n \
+             rlimit_cpu = UNLIMITED\n}}\n",
+            dir.display()
+        );
+        let config = parse_env(&text, "", &[]);
+        // The folder does not exist: an error of the tenant's, not a parse error.
+        assert_eq!(config.tenants.len(), 1, "{:?}", config.errors);
+        let acme = &config.tenants[0];
+        assert_eq!(acme.ports_text(), "10000-10099 10200");
+        assert_eq!(acme.memory, Some(2 << 30));
+        assert_eq!((acme.cpu_share, acme.instances), (3, Some(200)));
+        assert_eq!(acme.rlimit_cpu, None);
+        assert_eq!(
+            acme.preopen_root.as_deref(),
+            Some(&*dir.canonicalize().unwrap())
+        );
+        assert_eq!(config.broken_tenants, ["acme"]);
+    }
+}
