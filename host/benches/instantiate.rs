@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
                         report: std::sync::Arc::new(Unheard),
                         watch: None,
                         gathered: None,
+                        pool: Default::default(),
                     })
                     .await;
                 let took = started.elapsed();
