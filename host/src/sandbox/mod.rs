@@ -250,7 +250,7 @@ impl Sandbox {
             .context("failed to start the epoch ticker thread")?;
         Ok(Self {
             engine,
-            lane: BusyLane::for_this_machine(),
+            lane: BusyLane::for_this_machine(opts.tick),
             stop_all: StopAll::default(),
             fd_budget: opts.fd_budget.clone(),
             ticker_stop,

@@ -69,7 +69,9 @@ impl Pool {
             .is_some_and(|limit| self.memory_used().saturating_add(64 << 10) > limit)
     }
 
-    /// Its weight on the busy lanes (`cpu_share`).
+    /// Its weight on the busy lanes (`cpu_share`): its share of their time
+    /// against other pools with busy guests. The lanes read it at every
+    /// turn, so a weight [`set`](Self::set) at a reload counts from the next.
     pub fn weight(&self) -> u32 {
         self.weight.load(Ordering::Acquire)
     }

@@ -7,7 +7,8 @@
 //! thread back to the executor, every tick, whatever it is doing, so that
 //! timers, signals and other connections never wait behind it for more
 //! than a tick (plus one bounded host call). Past [`lane::BUSY_AFTER`] of
-//! CPU it also waits for a turn on the busy lane.
+//! CPU it also waits for a turn on the busy lane, where its pool is
+//! charged the CPU it used on the lane.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -108,7 +109,7 @@ impl Watch {
     }
 
     fn next_turn(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let turn = self.lane.next_turn(&self.seat);
+        let turn = self.lane.next_turn(&self.seat, &self.pool, &self.clock);
         Box::pin(async move {
             // Yield even when a lane is free at once: a future that is
             // ready at once would let the guest run on without ever giving
