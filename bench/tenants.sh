@@ -5,9 +5,11 @@
 #              BUSY [50] busy-looping guests running: B's p99 and conn/s
 #              with A busy over B alone (targets: p99 <= 2x, conn/s >= 0.5x).
 #   shares     tenants A and B both saturated (SAT [8] busy guests each, CPU
-#              budget 500ms per guest), cpu_share 1 and 3: the CPU each got
-#              over DURATION, from the daemon's per-service CPU counters
-#              (target: 25/75 +- 10 points).
+#              budget 100ms per guest, each ended guest replaced at once),
+#              cpu_share 1 and 3: the CPU each got over SHARES_DURATION
+#              [30] s, from the daemon's per-service CPU counters, which
+#              count a guest when it ends: the window is long against the
+#              guests in flight at its edges (target: 25/75 +- 10 points).
 #
 # Each is run REPEAT [3] times; the report gives every round and the median.
 # Usage (from the repo root): bench/tenants.sh [isolation] [shares]
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BENCH=$ROOT/bench
 DURATION=${DURATION:-10}
+SHARES_DURATION=${SHARES_DURATION:-30}
 C=${C:-16}
 BUSY=${BUSY:-50}
 SAT=${SAT:-8}
@@ -158,21 +161,21 @@ if [[ " $WHAT " == *" isolation "* ]]; then
 fi
 
 if [[ " $WHAT " == *" shares "* ]]; then
-    config 1 3 500ms
+    config 1 3 100ms
     start
-    out "## Tenants A and B saturated ($SAT busy guests each), cpu_share 1 : 3 (${DURATION}s)"
+    out "## Tenants A and B saturated ($SAT busy guests each), cpu_share 1 : 3 (${SHARES_DURATION}s)"
     out ""
     out "| round | A CPU s | B CPU s | A share |"
     out "|--:|--:|--:|--:|"
     shares=()
     for r in $(seq 1 "$REPEAT"); do
-        "$LOADGEN" 127.0.0.1:19210 --raw -c "$SAT" -d $((DURATION + 4)) --timeout 30 >/dev/null &
+        "$LOADGEN" 127.0.0.1:19210 --raw -c "$SAT" -d $((SHARES_DURATION + 4)) --timeout 30 >/dev/null &
         BA=$!; PIDS+=("$BA")
-        "$LOADGEN" 127.0.0.1:19220 --raw -c "$SAT" -d $((DURATION + 4)) --timeout 30 >/dev/null &
+        "$LOADGEN" 127.0.0.1:19220 --raw -c "$SAT" -d $((SHARES_DURATION + 4)) --timeout 30 >/dev/null &
         BB=$!; PIDS+=("$BB")
         sleep 2
         a0=$(cpu_of spin-a); b0=$(cpu_of spin-b)
-        sleep "$DURATION"
+        sleep "$SHARES_DURATION"
         a1=$(cpu_of spin-a); b1=$(cpu_of spin-b)
         wait "$BA" "$BB" 2>/dev/null || true
         read -r da db share < <(awk -v a0="$a0" -v a1="$a1" -v b0="$b0" -v b1="$b1" \
