@@ -268,6 +268,7 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
             let services: Vec<metrics::Row> = (listed.iter())
                 .map(|(s, _)| metrics::Row {
                     name: s.name(),
+                    tenant: Some(s.tenant().name()).filter(|t| !t.is_empty()),
                     metrics: s.metrics(),
                     active: s.active(),
                 })
@@ -280,10 +281,13 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
                 reloads_failed: config.reloads_failed,
                 last_reload: (config.last_reload.as_ref()).map(|l| (l.at, l.error.is_none())),
             };
+            let tenants: Vec<_> = (roster.by_tenant().tenants.iter())
+                .map(|(t, _)| t.totals())
+                .collect();
             reply(
                 OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(&services, &daemon),
+                metrics::render(&services, &tenants, &daemon),
             )
         }
         "/health" | "/readyz" => match view.unhealthy() {
