@@ -29,5 +29,6 @@ mod scripts;
 mod serve;
 mod sockets;
 mod systemd;
+mod tenants_observe;
 mod udp;
 mod unix;
