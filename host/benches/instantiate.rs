@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
                         report: std::sync::Arc::new(Unheard),
                         watch: None,
                         gathered: None,
+                        // The implicit pool, as a service outside every tenant.
                         pool: Default::default(),
                     })
                     .await;

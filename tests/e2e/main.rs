@@ -30,5 +30,6 @@ mod serve;
 mod sockets;
 mod systemd;
 mod tenants;
+mod tenants_observe;
 mod udp;
 mod unix;

@@ -160,6 +160,7 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
         admin: cli.serve.admin,
         listen_fds,
         config_digest: String::new(),
+        tenants: Vec::new(),
     };
     let (source, config) = load_config(cli.file.as_deref())?;
     opts.config_digest.clone_from(&config.digest);
@@ -170,7 +171,7 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
         tracing::error!("{e}");
     }
     crate::logging::sink::install(crate::logging::sink::open(&config.services)?);
-    crate::conn::tenant::apply(&config.tenants);
+    opts.tenants = crate::conn::tenant::apply(&config.tenants);
     let listeners = config.services.len() + usize::from(opts.admin.is_some());
     let sandbox = Arc::new(Sandbox::new(&SandboxOptions {
         max_instances: opts.max_instances,

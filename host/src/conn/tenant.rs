@@ -5,13 +5,15 @@
 //! The daemon keeps one [`Tenant`] per tenant name for its whole life, so
 //! a reload that changes a tenant's services (or its block) goes on
 //! counting the guests its earlier versions still run; services outside
-//! any tenant share the implicit one, named "".
+//! any tenant share the implicit one, named "". Its [`totals`](Tenant::totals)
+//! are what `/metrics`, `/status` and the dump show of it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::TenantSpec;
+use crate::metrics::TenantTotals;
 use crate::sandbox::Pool;
 
 /// One tenant's running state.
@@ -99,6 +101,26 @@ impl Tenant {
         )
     }
 
+    /// Everything counted for it, read now.
+    pub fn totals(&self) -> TenantTotals {
+        use super::service::Refusal;
+        let (instances, memory) = self.refused();
+        TenantTotals {
+            name: self.name.clone(),
+            active: self.active(),
+            instances: self.instances(),
+            accepted: self.accepted(),
+            refused: [
+                (Refusal::TenantInstances.as_str(), instances),
+                (Refusal::TenantMemory.as_str(), memory),
+            ],
+            cpu: self.pool.cpu_used(),
+            memory: self.pool.memory_used(),
+            memory_limit: self.pool.memory_limit(),
+            cpu_share: self.pool.weight(),
+        }
+    }
+
     /// Counts one accepted connection.
     pub fn accept(&self) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
@@ -126,19 +148,19 @@ impl Tenant {
     }
 }
 
-/// Sets every tenant's budgets to `tenants`' (a config now served).
-pub fn apply(tenants: &[Arc<TenantSpec>]) {
-    for spec in tenants {
-        Tenant::of(Some(spec)).set(spec);
-    }
-}
-
-/// Every tenant known, the implicit one first (if any service used it),
-/// then by name.
-pub fn all() -> Vec<Arc<Tenant>> {
-    let mut all: Vec<Arc<Tenant>> = lock(registry()).values().cloned().collect();
-    all.sort_by(|a, b| a.name.cmp(&b.name));
-    all
+/// Sets every tenant's budgets to `tenants`' (a config now served), and
+/// returns those tenants by name: the ones the admin endpoints and the
+/// dump show.
+pub fn apply(tenants: &[Arc<TenantSpec>]) -> Vec<Arc<Tenant>> {
+    let mut applied: Vec<Arc<Tenant>> = (tenants.iter())
+        .map(|spec| {
+            let tenant = Tenant::of(Some(spec));
+            tenant.set(spec);
+            tenant
+        })
+        .collect();
+    applied.sort_by(|a, b| a.name.cmp(&b.name));
+    applied
 }
 
 fn registry() -> &'static Mutex<HashMap<String, Arc<Tenant>>> {

@@ -40,22 +40,17 @@ impl Histogram {
         self.sum_ns.fetch_add(ns, Relaxed);
     }
 
-    pub(super) fn render(&self, out: &mut String, name: &str, service: &str) {
+    /// Its samples under `labels` (a service's, as `service="NAME"`).
+    pub(super) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (i, bound) in self.bounds.iter().enumerate() {
             cumulative += self.counts[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{service=\"{service}\",le=\"{bound}\"}} {cumulative}"
-            );
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
         }
         cumulative += self.counts[self.bounds.len()].load(Relaxed);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{service=\"{service}\",le=\"+Inf\"}} {cumulative}"
-        );
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
         let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{service=\"{service}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{service=\"{service}\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
     }
 }

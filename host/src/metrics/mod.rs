@@ -7,8 +7,10 @@
 //! one connection's counters half-updated, never a torn number. Bytes are
 //! counted as they cross the socket, by [`CountedSocket`].
 //!
-//! This file holds the counters; [`histogram`] the histograms,
-//! [`socket`] the byte counting, and [`prometheus`] the text form.
+//! This file holds the counters, and [`TenantTotals`]: what the connection
+//! layer counts for a tenant, read out for the same readers; [`histogram`]
+//! the histograms, [`socket`] the byte counting, and [`prometheus`] the
+//! text form.
 
 mod histogram;
 mod prometheus;
@@ -160,6 +162,30 @@ pub struct Snapshot {
     pub exit_nonzero: u64,
     pub received: u64,
     pub sent: u64,
+}
+
+/// One tenant's totals, read at one moment (each on its own): what its
+/// services share, for `/metrics`, `/status` and the dump. Defined here,
+/// below the connection layer that counts them, so the text forms need
+/// no access to the running tenant.
+#[derive(Debug, Clone)]
+pub struct TenantTotals {
+    pub name: Arc<str>,
+    /// Its guests running now, and its `instances` if set.
+    pub active: u32,
+    pub instances: Option<u32>,
+    /// Connections its services accepted, whether then refused or served.
+    pub accepted: u64,
+    /// Refusals for its own bounds, by reason ([`Refusal::TenantInstances`],
+    /// [`Refusal::TenantMemory`]), always both.
+    pub refused: [(&'static str, u64); 2],
+    /// CPU its guests have spent.
+    pub cpu: Duration,
+    /// Linear memory its live guests hold now, and its `memory` if set.
+    pub memory: u64,
+    pub memory_limit: Option<u64>,
+    /// Its `cpu_share`.
+    pub cpu_share: u32,
 }
 
 fn nanos(d: Duration) -> u64 {

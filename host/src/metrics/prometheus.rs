@@ -1,30 +1,41 @@
-//! The Prometheus text exposition (format 0.0.4) of the daemon and its
-//! services, for `/metrics`.
+//! The Prometheus text exposition (format 0.0.4) of the daemon, its
+//! services and its tenants, for `/metrics`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
-use super::{ServiceMetrics, Snapshot};
+use super::{ServiceMetrics, Snapshot, TenantTotals};
 
-/// One service as `/metrics` shows it: its name, its counters, and the
-/// guests it runs now.
+/// One service as `/metrics` shows it: its name, its tenant, its counters,
+/// and the guests it runs now.
 pub struct Row<'a> {
     pub name: &'a str,
+    /// `None` outside every tenant: then no `tenant` label, so the series
+    /// of a daemon without tenants keep the labels they always had.
+    pub tenant: Option<&'a str>,
     pub metrics: &'a ServiceMetrics,
     pub active: u32,
 }
 
-/// The Prometheus text exposition (format 0.0.4) of the daemon and every
-/// service.
-pub fn render(services: &[Row<'_>], daemon: &Daemon) -> String {
+/// The Prometheus text exposition (format 0.0.4) of the daemon, every
+/// service, and every named tenant in `tenants`.
+pub fn render(services: &[Row<'_>], tenants: &[TenantTotals], daemon: &Daemon) -> String {
+    // Each row's labels, written once: `service="NAME"` and, for a
+    // tenant's service, `,tenant="NAME"`.
     let rows: Vec<(String, &ServiceMetrics, Snapshot)> = services
         .iter()
-        .map(|s| (escape(s.name), s.metrics, s.metrics.snapshot()))
+        .map(|s| {
+            let mut labels = format!("service=\"{}\"", escape(s.name));
+            if let Some(tenant) = s.tenant {
+                let _ = write!(labels, ",tenant=\"{}\"", escape(tenant));
+            }
+            (labels, s.metrics, s.metrics.snapshot())
+        })
         .collect();
     // Each family is written whole (HELP, TYPE, then every service's
     // samples), as the format requires.
-    let mut out = String::with_capacity(4096 + 2048 * rows.len());
+    let mut out = String::with_capacity(4096 + 2048 * rows.len() + 1024 * tenants.len());
     daemon.render(&mut out);
     header(
         &mut out,
@@ -126,10 +137,7 @@ pub fn render(services: &[Row<'_>], daemon: &Daemon) -> String {
     );
     for (svc, m, _) in &rows {
         let secs = m.cpu_ns.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(
-            out,
-            "wasinetd_guest_cpu_seconds_total{{service=\"{svc}\"}} {secs}"
-        );
+        let _ = writeln!(out, "wasinetd_guest_cpu_seconds_total{{{svc}}} {secs}");
     }
     header(
         &mut out,
@@ -155,8 +163,90 @@ pub fn render(services: &[Row<'_>], daemon: &Daemon) -> String {
     for (svc, _, s) in &rows {
         sample(&mut out, "wasinetd_sent_bytes_total", svc, "", s.sent);
     }
+    render_tenants(&mut out, tenants);
     out
 }
+
+/// The tenants' families, each whole; none at all without a tenant, so a
+/// daemon without tenants shows what it always showed. A limit's family
+/// is left out when no tenant sets that limit.
+fn render_tenants(out: &mut String, tenants: &[TenantTotals]) {
+    if tenants.is_empty() {
+        return;
+    }
+    let rows: Vec<(String, &TenantTotals)> = (tenants.iter())
+        .map(|t| (format!("tenant=\"{}\"", escape(&t.name)), t))
+        .collect();
+    let family = |out: &mut String, name: &str, kind: &str, help: &str, value: Value| {
+        if rows.iter().all(|(_, t)| value(t).is_none()) {
+            return;
+        }
+        header(out, name, kind, help);
+        for (labels, t) in &rows {
+            if let Some(v) = value(t) {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        }
+    };
+    family(
+        out,
+        "wasinetd_tenant_connections_active",
+        "gauge",
+        "The tenant's guests running now.",
+        |t| Some(t.active.to_string()),
+    );
+    family(
+        out,
+        "wasinetd_tenant_connections_accepted_total",
+        "counter",
+        "Connections the tenant's services accepted, whether then refused or served.",
+        |t| Some(t.accepted.to_string()),
+    );
+    let name = "wasinetd_tenant_connections_refused_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Connections refused for the tenant's own bounds, by reason.",
+    );
+    for (labels, t) in &rows {
+        for (reason, n) in t.refused {
+            let reason = escape(reason);
+            let _ = writeln!(out, "{name}{{{labels},reason=\"{reason}\"}} {n}");
+        }
+    }
+    family(
+        out,
+        "wasinetd_tenant_cpu_seconds_total",
+        "counter",
+        "CPU time the tenant's guests spent.",
+        |t| Some(t.cpu.as_secs_f64().to_string()),
+    );
+    family(
+        out,
+        "wasinetd_tenant_memory_bytes",
+        "gauge",
+        "Linear memory the tenant's live guests hold now.",
+        |t| Some(t.memory.to_string()),
+    );
+    family(
+        out,
+        "wasinetd_tenant_memory_limit_bytes",
+        "gauge",
+        "The tenant's `memory`: the most its live guests may hold together.",
+        |t| t.memory_limit.map(|n| n.to_string()),
+    );
+    family(
+        out,
+        "wasinetd_tenant_instances_limit",
+        "gauge",
+        "The tenant's `instances`: the most guests it may run at once.",
+        |t| t.instances.map(|n| n.to_string()),
+    );
+}
+
+/// A tenant family's value for one tenant; `None`: no sample.
+type Value = fn(&TenantTotals) -> Option<String>;
 
 /// What the daemon reports about itself, beside its services: the build,
 /// the config being served and the reloads.
@@ -234,8 +324,10 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// One sample: `service` is the row's labels, `labels` any more (each
+/// with its leading comma).
 fn sample(out: &mut String, name: &str, service: &str, labels: &str, value: u64) {
-    let _ = writeln!(out, "{name}{{service=\"{service}\"{labels}}} {value}");
+    let _ = writeln!(out, "{name}{{{service}{labels}}} {value}");
 }
 
 /// A label value as the text format wants it.

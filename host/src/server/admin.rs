@@ -1,5 +1,6 @@
 //! The admin listener (`--admin ADDR`, off by default): `GET /metrics`
-//! (Prometheus text), `GET /health` (200 or 503), `GET /status` (JSON), and
+//! (Prometheus text), `GET /health` (200 or 503), `GET /status` (JSON;
+//! `?tenant=NAME`: that tenant's services and totals only), and
 //! the orchestrators' probes `GET /livez` and `GET /readyz`, over plain
 //! HTTP/1.1, one request per connection.
 //!
@@ -91,12 +92,24 @@ impl View {
         }
     }
 
-    fn status(&self) -> serde_json::Value {
+    /// `/status`, of every service and tenant, or (`only`) of one
+    /// tenant's services and totals; `None` when no tenant is named `only`.
+    fn status(&self, only: Option<&str>) -> Option<serde_json::Value> {
         let roster = self.roster.borrow().clone();
-        let services: Vec<_> = roster
-            .services()
-            .iter()
+        let grouped = roster.by_tenant();
+        let (services, tenants): (Vec<_>, Vec<_>) = match only {
+            None => (roster.services(), grouped.tenants),
+            Some(name) => {
+                let (tenant, services) =
+                    (grouped.tenants.into_iter()).find(|(t, _)| t.name() == name)?;
+                (services, vec![(tenant, Vec::new())])
+            }
+        };
+        let services: Vec<_> = (services.iter())
             .map(|(s, addr)| service_status(s, addr))
+            .collect();
+        let tenants: Vec<_> = (tenants.iter())
+            .map(|(t, _)| tenant_status(&t.totals()))
             .collect();
         // `/health` says whether clients are served; `/status` also says
         // whether the config on disk is the one served.
@@ -115,7 +128,7 @@ impl View {
                 "error": last.error,
             })
         });
-        json!({
+        Some(json!({
             "version": crate::build_info::VERSION,
             "wasmtime": crate::build_info::WASMTIME,
             "commit": crate::build_info::COMMIT,
@@ -130,10 +143,30 @@ impl View {
             },
             "stopping": *self.stopping.borrow(),
             "services": services,
+            "tenants": tenants,
             "not_listening": roster.not_listening,
             "compiling": roster.compiling,
-        })
+        }))
     }
+}
+
+fn tenant_status(t: &metrics::TenantTotals) -> serde_json::Value {
+    let refused: serde_json::Map<_, _> = (t.refused.iter())
+        .map(|(reason, n)| ((*reason).to_owned(), json!(n)))
+        .collect();
+    json!({
+        "name": &*t.name,
+        "limits": {
+            "instances": t.instances,
+            "memory_bytes": t.memory_limit,
+            "cpu_share": t.cpu_share,
+        },
+        "active": t.active,
+        "accepted": t.accepted,
+        "refused": refused,
+        "cpu_seconds": t.cpu.as_secs_f64(),
+        "memory_bytes": t.memory,
+    })
 }
 
 fn service_status(s: &Service, addr: &str) -> serde_json::Value {
@@ -150,8 +183,10 @@ fn service_status(s: &Service, addr: &str) -> serde_json::Value {
         .iter()
         .map(|(kind, n)| ((*kind).to_owned(), json!(n)))
         .collect();
+    let tenant = Some(s.tenant().name()).filter(|t| !t.is_empty());
     json!({
         "name": s.name(),
+        "tenant": tenant,
         "addr": addr,
         "guest": spec.guest.to_string(),
         "kind": match s.guest() {
@@ -260,7 +295,7 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
         "HEAD" => true,
         _ => return reply(NOT_ALLOWED, TEXT, "GET or HEAD only\n".into()),
     };
-    let path = target.split('?').next().unwrap_or(target);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut response = match path {
         "/metrics" => {
             let roster = view.roster.borrow().clone();
@@ -268,6 +303,7 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
             let services: Vec<metrics::Row> = (listed.iter())
                 .map(|(s, _)| metrics::Row {
                     name: s.name(),
+                    tenant: Some(s.tenant().name()).filter(|t| !t.is_empty()),
                     metrics: s.metrics(),
                     active: s.active(),
                 })
@@ -280,10 +316,13 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
                 reloads_failed: config.reloads_failed,
                 last_reload: (config.last_reload.as_ref()).map(|l| (l.at, l.error.is_none())),
             };
+            let tenants: Vec<_> = (roster.by_tenant().tenants.iter())
+                .map(|(t, _)| t.totals())
+                .collect();
             reply(
                 OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(&services, &daemon),
+                metrics::render(&services, &tenants, &daemon),
             )
         }
         "/health" | "/readyz" => match view.unhealthy() {
@@ -291,11 +330,20 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
             Some(why) => reply(UNAVAILABLE, TEXT, format!("unavailable: {why}\n")),
         },
         "/livez" => reply(OK, TEXT, "alive\n".into()),
-        "/status" => {
-            let mut body = view.status().to_string();
-            body.push('\n');
-            reply(OK, "application/json", body)
-        }
+        "/status" => match tenant_asked(query) {
+            Err(why) => reply(BAD_REQUEST, TEXT, format!("{why}\n")),
+            Ok(only) => match view.status(only) {
+                Some(status) => reply(OK, "application/json", format!("{status}\n")),
+                None => reply(
+                    NOT_FOUND,
+                    TEXT,
+                    format!(
+                        "no tenant `{}` in the config being served\n",
+                        only.unwrap_or("")
+                    ),
+                ),
+            },
+        },
         _ => reply(
             NOT_FOUND,
             TEXT,
@@ -310,6 +358,25 @@ fn respond(head: &[u8], view: &View) -> Vec<u8> {
         response.truncate(end);
     }
     response
+}
+
+/// The tenant a `/status?tenant=NAME` query names, if any; other
+/// parameters are ignored, as they always were. Only a plain name is
+/// taken (`A-Z a-z 0-9 _ . -`, no percent-encoding): it is echoed in the
+/// answer and compared, never decoded.
+fn tenant_asked(query: &str) -> Result<Option<&str>, &'static str> {
+    let mut named = query.split('&').filter_map(|p| p.strip_prefix("tenant="));
+    let Some(name) = named.next() else {
+        return Ok(None);
+    };
+    if named.next().is_some() {
+        return Err("name one tenant only");
+    }
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    if name.is_empty() || !name.bytes().all(plain) {
+        return Err("a tenant name is letters, digits, `_`, `.` and `-`");
+    }
+    Ok(Some(name))
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -339,6 +406,25 @@ mod tests {
         assert!(check_addr("0.0.0.0:9100".parse().unwrap(), false).is_err());
         assert!(check_addr("192.0.2.1:9100".parse().unwrap(), false).is_err());
         check_addr("0.0.0.0:9100".parse().unwrap(), true).unwrap();
+    }
+
+    #[test]
+    fn only_a_plain_tenant_name_is_asked_for() {
+        assert_eq!(tenant_asked(""), Ok(None));
+        assert_eq!(tenant_asked("pretty=1"), Ok(None));
+        assert_eq!(tenant_asked("tenant=acme"), Ok(Some("acme")));
+        assert_eq!(tenant_asked("x=1&tenant=a.b_c-9"), Ok(Some("a.b_c-9")));
+        for bad in [
+            "tenant=",
+            "tenant=a%20b",
+            "tenant=../x",
+            "tenant=a b",
+            "tenant=\u{e9}",
+            "tenant=a&tenant=b",
+            "tenant=a=b",
+        ] {
+            assert!(tenant_asked(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,10 +2,18 @@
 //! listeners and counters, every connection in flight with its age and
 //! peer, to the log, one `dump:` line each (in JSON, each with its fields
 //! as keys), between a header and `dump: end`.
+//!
+//! Services are grouped by tenant: those outside every tenant first (their
+//! lines as they were before tenants), then per tenant a `dump: tenant=`
+//! line with its totals, followed by its services' lines, which name it.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::Daemon;
+use crate::conn::service::Service;
+use crate::metrics::TenantTotals;
 
 /// Logs the daemon's state.
 pub(super) fn dump(daemon: &Daemon, stopping: bool) {
@@ -35,28 +43,15 @@ pub(super) fn dump(daemon: &Daemon, stopping: bool) {
         field("in_flight", conns.len()),
     ]);
     crate::logging::dump_line(&header);
-    for (service, _) in roster.services() {
-        let addrs: Vec<&str> = (roster.listeners.iter())
-            .filter(|(s, _)| std::sync::Arc::ptr_eq(s, &service))
-            .map(|(_, a)| a.as_str())
-            .collect();
-        let m = service.metrics().snapshot();
-        let mut line = vec![
-            field("service", service.name()),
-            field("guest", service.spec.guest.to_string()),
-            field("listening", addrs.join(",")),
-            field("active", service.active()),
-            field("accepted", m.accepted),
-            field("finished", m.finished),
-        ];
-        for (reason, n) in m.refused.iter().filter(|(_, n)| *n > 0) {
-            line.push(field(&format!("refused_{reason}"), *n));
+    let grouped = roster.by_tenant();
+    for (service, _) in &grouped.untenanted {
+        service_line(&roster.listeners, service);
+    }
+    for (tenant, services) in &grouped.tenants {
+        crate::logging::dump_line(&tenant_line(&tenant.totals()));
+        for (service, _) in services {
+            service_line(&roster.listeners, service);
         }
-        // `finished_exit=3`: three guests exited, whatever their status.
-        for (kind, n) in m.outcomes.iter().filter(|(_, n)| *n > 0) {
-            line.push(field(&format!("finished_{kind}"), *n));
-        }
-        crate::logging::dump_line(&line);
     }
     for name in &roster.not_listening {
         crate::logging::dump_line(&[
@@ -77,6 +72,64 @@ pub(super) fn dump(daemon: &Daemon, stopping: bool) {
         ]);
     }
     tracing::info!(target: "wasinetd::dump", "dump: end");
+}
+
+/// A service's line: its listeners (of `listeners`), its tenant if any,
+/// and its non-zero counts.
+fn service_line(listeners: &[(Arc<Service>, String)], service: &Arc<Service>) {
+    let addrs: Vec<&str> = (listeners.iter())
+        .filter(|(s, _)| Arc::ptr_eq(s, service))
+        .map(|(_, a)| a.as_str())
+        .collect();
+    let m = service.metrics().snapshot();
+    let mut line = vec![field("service", service.name())];
+    let tenant = service.tenant().name();
+    if !tenant.is_empty() {
+        line.push(field("tenant", tenant));
+    }
+    line.extend([
+        field("guest", service.spec.guest.to_string()),
+        field("listening", addrs.join(",")),
+        field("active", service.active()),
+        field("accepted", m.accepted),
+        field("finished", m.finished),
+    ]);
+    for (reason, n) in m.refused.iter().filter(|(_, n)| *n > 0) {
+        line.push(field(&format!("refused_{}", key(reason)), *n));
+    }
+    // `finished_exit=3`: three guests exited, whatever their status.
+    for (kind, n) in m.outcomes.iter().filter(|(_, n)| *n > 0) {
+        line.push(field(&format!("finished_{kind}"), *n));
+    }
+    crate::logging::dump_line(&line);
+}
+
+/// A tenant's line: its guests, memory and CPU, each limit beside what it
+/// bounds (left out when unset), and its refusals for them.
+fn tenant_line(t: &TenantTotals) -> Vec<(String, Value)> {
+    let mut line = vec![field("tenant", &*t.name), field("active", t.active)];
+    if let Some(n) = t.instances {
+        line.push(field("instances", n));
+    }
+    line.push(field("memory", t.memory));
+    if let Some(n) = t.memory_limit {
+        line.push(field("memory_limit", n));
+    }
+    line.extend([
+        field("cpu_s", (t.cpu.as_secs_f64() * 1000.0).round() / 1000.0),
+        field("cpu_share", t.cpu_share),
+        field("accepted", t.accepted),
+    ]);
+    for (reason, n) in t.refused {
+        line.push(field(&format!("refused_{}", key(reason)), n));
+    }
+    line
+}
+
+/// A refusal reason as part of a key: `tenant instances` is
+/// `tenant_instances`, so a text line stays `key=value` pairs.
+fn key(reason: &str) -> String {
+    reason.replace(' ', "_")
 }
 
 /// One field of a dump line.

@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::conn::in_flight::InFlight;
 use crate::conn::listener::Shared;
 use crate::conn::service::Service;
+use crate::conn::tenant::Tenant;
 use crate::sandbox::Sandbox;
 use crate::server::systemd::{ListenFds, Notifier};
 
@@ -71,6 +72,8 @@ pub struct ServeOptions {
     pub listen_fds: ListenFds,
     /// The digest of the config read at start-up ([`Config::digest`]).
     pub config_digest: String,
+    /// The tenants of the config read at start-up, by name.
+    pub tenants: Vec<Arc<Tenant>>,
 }
 
 /// What the admin endpoints, systemd's `STATUS=` and the dump report on:
@@ -105,6 +108,8 @@ pub struct ConfigStatus {
     pub reloads_failed: u64,
     /// The last reload, if there was one.
     pub last_reload: Option<LastReload>,
+    /// The served config's tenants, by name (not the implicit one).
+    pub tenants: Vec<Arc<Tenant>>,
 }
 
 impl Default for ConfigStatus {
@@ -115,6 +120,7 @@ impl Default for ConfigStatus {
             reloads_ok: 0,
             reloads_failed: 0,
             last_reload: None,
+            tenants: Vec::new(),
         }
     }
 }
@@ -138,7 +144,7 @@ pub struct LastReload {
 
 impl Roster {
     /// Each service once, at its first address.
-    pub fn services(&self) -> Vec<(Arc<Service>, String)> {
+    pub fn services(&self) -> Listed {
         let mut services: Vec<(Arc<Service>, String)> = Vec::new();
         for (service, addr) in &self.listeners {
             if !services.iter().any(|(s, _)| Arc::ptr_eq(s, service)) {
@@ -148,6 +154,38 @@ impl Roster {
         services
     }
 
+    /// Its services outside every tenant, then each tenant (by name) with
+    /// its services, each list in [`services`](Self::services)' order.
+    pub fn by_tenant(&self) -> ByTenant {
+        let services = self.services();
+        let of = |tenant: &str| -> Listed {
+            (services.iter())
+                .filter(|(s, _)| s.tenant().name() == tenant)
+                .cloned()
+                .collect()
+        };
+        // The config's tenants, and (should a service outlive its
+        // tenant's block) any other tenant a service names.
+        let mut tenants = self.config.tenants.clone();
+        for (service, _) in &services {
+            let tenant = service.tenant();
+            if !tenant.name().is_empty() && !tenants.iter().any(|t| t.name() == tenant.name()) {
+                tenants.push(tenant.clone());
+            }
+        }
+        tenants.sort_by(|a, b| a.name().cmp(b.name()));
+        ByTenant {
+            untenanted: of(""),
+            tenants: tenants
+                .into_iter()
+                .map(|t| {
+                    let s = of(t.name());
+                    (t, s)
+                })
+                .collect(),
+        }
+    }
+
     /// Guests running now, across the services.
     pub fn running(&self) -> u64 {
         self.services()
@@ -155,6 +193,17 @@ impl Roster {
             .map(|(s, _)| u64::from(s.active()))
             .sum()
     }
+}
+
+/// Services, each with its first address, as [`Roster::services`] lists them.
+pub type Listed = Vec<(Arc<Service>, String)>;
+
+/// [`Roster::by_tenant`]: the services, grouped by tenant.
+pub struct ByTenant {
+    /// The services outside every tenant, with their first address.
+    pub untenanted: Listed,
+    /// Each tenant, with its services.
+    pub tenants: Vec<(Arc<Tenant>, Listed)>,
 }
 
 /// The daemon at work: what a reload replaces, and what stays.
@@ -253,6 +302,7 @@ pub async fn run(
         started: Instant::now(),
         config: ConfigStatus {
             digest: opts.config_digest.clone(),
+            tenants: opts.tenants.clone(),
             ..ConfigStatus::default()
         },
         passed,

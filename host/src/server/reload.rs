@@ -297,7 +297,7 @@ fn switch(daemon: &mut Daemon, staged: Staged, broken: &[String]) -> anyhow::Res
         .filter(|s| !not_listening.iter().any(|n| n == s.name()))
         .collect();
     daemon.guests = staged.prepared.guests;
-    crate::conn::tenant::apply(&staged.tenants);
+    daemon.config.tenants = crate::conn::tenant::apply(&staged.tenants);
     daemon.config.digest = staged.digest;
     daemon.config.loaded_at = std::time::SystemTime::now();
     // Every guest of the new config was compiled for it.
