@@ -555,3 +555,59 @@ fn a_reload_with_a_broken_tenant_file_keeps_that_tenants_services_and_applies_th
     assert!(reload(&server).contains("reloaded in"));
     assert_eq!(exchange_text(server.addr("a"), ""), "acme-v2\n");
 }
+
+#[test]
+fn a_tenant_swapping_a_symlink_into_its_preopen_after_load_reaches_nothing_outside() {
+    let host = Host::new(&["acme"]);
+    let [port] = free_ports(1)[..] else {
+        unreachable!()
+    };
+    let root = host.path().join("srv/acme");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("note"), "mine\n").unwrap();
+    let outside = host.path().join("secret");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("note"), "the admin's\n").unwrap();
+    let config = host.block(
+        "acme",
+        &[port],
+        &format!("\tpreopen_root = {}", root.display()),
+    );
+    host.file(
+        "acme",
+        "fs",
+        &tenant_service(
+            "fs",
+            port,
+            "probe",
+            &format!(
+                "\tserver_args = fs cat:/data/note\n\tpreopen = {}:/data",
+                data.display()
+            ),
+        ),
+    );
+    let server = TestServer::start(&config, &["fs"]);
+    assert_eq!(
+        exchange_text(server.addr("fs"), ""),
+        "cat /data/note ok mine\\n\nend\n"
+    );
+    // The tenant owns its root: it moves its folder away and puts a
+    // symlink to the admin's folder in its place.
+    std::fs::rename(&data, root.join("old")).unwrap();
+    std::os::unix::fs::symlink(&outside, &data).unwrap();
+    let out = exchange_text(server.addr("fs"), "");
+    assert!(
+        !out.contains("admin"),
+        "the guest read outside its root: {out}"
+    );
+    server.log.wait_for(&["service=fs", "cannot open preopen"]);
+    // A relative symlink that stays inside the root is still the tenant's
+    // to use (an absolute one is refused: it names a path from `/`).
+    std::fs::remove_file(&data).unwrap();
+    std::os::unix::fs::symlink("old", &data).unwrap();
+    assert_eq!(
+        exchange_text(server.addr("fs"), ""),
+        "cat /data/note ok mine\\n\nend\n"
+    );
+}

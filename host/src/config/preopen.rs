@@ -77,6 +77,7 @@ fn parse(word: &str, dir: &Path) -> Result<Preopen, String> {
         guest,
         writable,
         symlinks,
+        beneath: None,
     })
 }
 
@@ -198,6 +199,7 @@ mod tests {
             guest: "/b".into(),
             writable: true,
             symlinks: false,
+            beneath: None,
         };
         assert_eq!(p.into_vec(), [expected]);
     }

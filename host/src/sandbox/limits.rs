@@ -36,6 +36,10 @@ pub struct Preopen {
     pub writable: bool,
     /// `:rw+symlinks`: the guest may create symlinks in it.
     pub symlinks: bool,
+    /// A folder `host` must lie beneath when it is opened for each run (a
+    /// tenant's `preopen_root`), whatever symlinks its owner swaps into
+    /// the path after load; `None`: opened by its path.
+    pub beneath: Option<PathBuf>,
 }
 
 /// What each writable preopen of a service may hold (`preopen_quota`):

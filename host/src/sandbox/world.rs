@@ -3,6 +3,9 @@
 //! for `allow_connect` ([`egress`](super::egress)). Nothing else of the
 //! host is reachable: no inherited environment, files or sockets.
 
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::path::{Path, PathBuf};
+
 use anyhow::Context as _;
 use wasmtime_wasi::cli::{StdinStream, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -46,9 +49,47 @@ where
         } else {
             FsPerms::ReadOnly
         };
-        b.preopened_dir(&p.host, &p.guest, perms)
+        // Held until wasmtime-wasi has opened the folder through it.
+        let mut _beneath = None;
+        let host = match &p.beneath {
+            Some(root) => {
+                let fd = open_beneath(root, &p.host)
+                    .with_context(|| format!("cannot open preopen `{}`", p.host.display()))?;
+                let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                _beneath = Some(fd);
+                path
+            }
+            None => p.host.clone(),
+        };
+        b.preopened_dir(&host, &p.guest, perms)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("cannot open preopen `{}`", p.host.display()))?;
     }
     Ok((b, inv.connection))
+}
+
+/// Opens the folder `host` (inside `root`) so that no step of its path
+/// leaves `root`: not `..`, not a symlink pointing out, not a magic link.
+/// The folder's owner (a tenant) may rename and symlink inside `root` at
+/// will; what this opens is still inside it.
+fn open_beneath(root: &Path, host: &Path) -> anyhow::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let below = host
+        .strip_prefix(root)
+        .with_context(|| format!("`{}` is not inside `{}`", host.display(), root.display()))?;
+    let dir = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let root_fd = rustix::fs::open(root, dir | OFlags::NOFOLLOW, Mode::empty())?;
+    let below = if below.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        below
+    };
+    let fd = rustix::fs::openat2(
+        &root_fd,
+        below,
+        dir,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    Ok(fd)
 }

@@ -268,13 +268,15 @@ fn relative_server_and_preopen_paths_join_the_config_folder() {
                 host: dir.join("data"),
                 guest: "/data".into(),
                 writable: false,
-                symlinks: false
+                symlinks: false,
+                beneath: None
             },
             Preopen {
                 host: dir.join("data"),
                 guest: "/w".into(),
                 writable: true,
-                symlinks: false
+                symlinks: false,
+                beneath: None
             },
         ]
     );

@@ -200,7 +200,10 @@ impl Police<'_, '_> {
         for preopen in &mut spec.preopens {
             let host = resolved(&preopen.host);
             match (&self.tenant.preopen_root, host) {
-                (Some(root), Some(host)) if host.starts_with(root) => preopen.host = host,
+                (Some(root), Some(host)) if host.starts_with(root) => {
+                    preopen.host = host;
+                    preopen.beneath = Some(root.clone());
+                }
                 (root, _) => {
                     let root = root
                         .as_ref()
