@@ -7,9 +7,9 @@
 #   shares     tenants A and B both saturated (SAT [8] busy guests each, CPU
 #              budget 100ms per guest, each ended guest replaced at once),
 #              cpu_share 1 and 3: the CPU each got over SHARES_DURATION
-#              [30] s, from the daemon's per-service CPU counters, which
-#              count a guest when it ends: the window is long against the
-#              guests in flight at its edges (target: 25/75 +- 10 points).
+#              [30] s, from the daemon's per-tenant CPU counters (charged
+#              at every tick of a running guest)
+#              (target: 25/75 +- 10 points).
 #
 # Each is run REPEAT [3] times; the report gives every round and the median.
 # Usage (from the repo root): bench/tenants.sh [isolation] [shares]
@@ -57,10 +57,10 @@ wait_port() {
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 range() { sort -g | awk 'NR==1{lo=$1} {hi=$1} END {print lo "-" hi}'; }
-# The CPU seconds the daemon counted for a service so far.
+# The CPU seconds the daemon counted for a tenant so far.
 cpu_of() {
     curl -s "http://127.0.0.1:19299/metrics" |
-        awk -v s="service=\"$1\"" '/^wasinetd_guest_cpu_seconds_total/ && index($0, s) {print $2; exit}'
+        awk -v t="tenant=\"$1\"" '/^wasinetd_tenant_cpu_seconds_total/ && index($0, t) {print $2; exit}'
 }
 
 # Two tenants' folders (owner-only writable, as the daemon requires), a
@@ -174,9 +174,9 @@ if [[ " $WHAT " == *" shares "* ]]; then
         "$LOADGEN" 127.0.0.1:19220 --raw -c "$SAT" -d $((SHARES_DURATION + 4)) --timeout 30 >/dev/null &
         BB=$!; PIDS+=("$BB")
         sleep 2
-        a0=$(cpu_of spin-a); b0=$(cpu_of spin-b)
+        a0=$(cpu_of a); b0=$(cpu_of b)
         sleep "$SHARES_DURATION"
-        a1=$(cpu_of spin-a); b1=$(cpu_of spin-b)
+        a1=$(cpu_of a); b1=$(cpu_of b)
         wait "$BA" "$BB" 2>/dev/null || true
         read -r da db share < <(awk -v a0="$a0" -v a1="$a1" -v b0="$b0" -v b1="$b1" \
             'BEGIN{da=a1-a0; db=b1-b0; printf "%.2f %.2f %.1f\n", da, db, 100*da/(da+db)}')

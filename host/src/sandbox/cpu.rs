@@ -29,6 +29,8 @@ pub struct CpuClock {
     /// The thread's CPU clock (nanoseconds, plus one so that zero means
     /// "not running") when the running poll began.
     since: AtomicU64,
+    /// Nanoseconds already added to the run's pool (its tenant's total).
+    pooled: AtomicU64,
 }
 
 impl CpuClock {
@@ -40,6 +42,15 @@ impl CpuClock {
             ns += thread_cpu_ns().saturating_sub(since - 1);
         }
         Duration::from_nanos(ns)
+    }
+
+    /// CPU used since the last call (or since the run began): what is still
+    /// to be added to the run's pool, so that a tenant's total runs on
+    /// while its guests do, not only when they end.
+    pub fn unpooled(&self) -> Duration {
+        let used = u64::try_from(self.used().as_nanos()).unwrap_or(u64::MAX);
+        let before = self.pooled.fetch_max(used, Relaxed);
+        Duration::from_nanos(used.saturating_sub(before))
     }
 
     /// Charges `spent` done for the run on another thread (file work on
@@ -100,6 +111,16 @@ impl<F: Future> Future for Charged<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_goes_to_the_pool_is_counted_once() {
+        let clock = CpuClock::default();
+        clock.charge(Duration::from_millis(5));
+        assert_eq!(clock.unpooled(), Duration::from_millis(5));
+        assert_eq!(clock.unpooled(), Duration::ZERO);
+        clock.charge(Duration::from_millis(2));
+        assert_eq!(clock.unpooled(), Duration::from_millis(2));
+    }
 
     fn burn(d: Duration) {
         let start = thread_cpu_ns();

@@ -138,7 +138,7 @@ impl Guest {
             None => run.await,
         };
         let cpu = clock.used();
-        pool.charge_cpu(cpu);
+        pool.charge_cpu(clock.unpooled());
         RunReport {
             outcome,
             instantiate: usage.instantiate,

@@ -86,6 +86,7 @@ impl Watch {
     /// The epoch callback: end the run, or yield and carry on.
     pub fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
         let used = self.clock.used();
+        self.pool.charge_cpu(self.clock.unpooled());
         let stop = if self.stop_all.triggered() {
             Some(Stop::Daemon)
         } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
