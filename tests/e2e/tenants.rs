@@ -85,7 +85,7 @@ fn check(host: &Host, config: &str) -> (bool, Vec<String>) {
 }
 
 /// `wasinetd check` on `config`: its exit status, its stderr lines and the
-/// names of the services it lists on stdout.
+/// services it lists on stdout, one line each.
 fn check_listing(host: &Host, config: &str) -> (bool, Vec<String>, Vec<String>) {
     let conf = host.path().join("wasinetd.conf");
     std::fs::write(&conf, config).unwrap();
@@ -102,7 +102,7 @@ fn check_listing(host: &Host, config: &str) -> (bool, Vec<String>, Vec<String>) 
         .collect();
     let listed = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .map(str::to_string)
         .collect();
     (out.status.success(), lines, listed)
 }
@@ -132,7 +132,17 @@ fn every_escalation_in_a_tenants_file_is_refused_with_its_line_and_the_rest_load
         ),
     );
     let admin_guest = module("hello-http");
-    let cases: [(&str, String, &str); 12] = [
+    let cases: [(&str, String, &str); 13] = [
+        (
+            "unix",
+            tenant_service(
+                "unix",
+                ok,
+                "hello-http",
+                &format!("\tlisten_unix = {}/acme.sock", host.path().display()),
+            ),
+            "service unix: `listen_unix`",
+        ),
         (
             "port",
             tenant_service("port", other, "hello-http", ""),
@@ -233,8 +243,14 @@ fn every_escalation_in_a_tenants_file_is_refused_with_its_line_and_the_rest_load
     );
     let (passed, lines, listed) = check_listing(&host, &config);
     assert!(!passed, "{lines:#?}");
-    // Only `good` loads, within the tenant's ceilings (it set none).
-    assert_eq!(listed, ["good"], "{lines:#?}");
+    // Only `good` loads: on the tenant's address, within its ceilings (it
+    // set none), lower than the daemon's defaults of 128M, 10s and 60s.
+    let good = format!(
+        "good 127.0.0.1:{ok} module {} rlimit_as=16M rlimit_cpu=2s runtime_max=10s",
+        host.tenant_dir("acme").join("hello-http.wasm").display()
+    );
+    assert_eq!(listed.len(), 1, "{listed:#?}\n{lines:#?}");
+    assert!(listed[0].starts_with(&good), "{listed:#?}");
     for (file, _, expected) in &cases {
         let at = format!("{}:", host.tenant_dir("acme").join(file).display());
         assert!(
