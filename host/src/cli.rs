@@ -178,7 +178,7 @@ impl Cli {
             Some(Command::Check(_)) => tracing::Level::WARN,
             Some(Command::Run(_)) if stderr_is_a_socket() => tracing::Level::ERROR,
             Some(Command::Run(_)) => tracing::Level::WARN,
-            Some(Command::Compile { .. }) => tracing::Level::ERROR,
+            Some(Command::Compile { .. } | Command::Generate { .. }) => tracing::Level::ERROR,
         }
     }
 }
@@ -220,6 +220,13 @@ pub enum Command {
     /// e.g. as the `server` of xinetd, tcpserver or a systemd Accept=yes unit.
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
+    /// Write the manual pages and shell completions into DIR (for
+    /// packagers: DIR/man, DIR/completions).
+    #[command(name = "__generate", hide = true)]
+    Generate {
+        /// Where to write them.
+        dir: PathBuf,
+    },
     /// The compiler process the daemon starts for each guest it compiles
     /// (reads the guest on stdin, writes native code on stdout).
     #[command(name = "__compile", hide = true)]

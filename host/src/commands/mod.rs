@@ -6,6 +6,7 @@
 //! own stdio.
 
 mod check;
+mod generate;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::logging::fatal(&e);
             ExitCode::from(125)
         })),
+        Some(Command::Generate { dir }) => {
+            generate::generate(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Compile {
             kind,
             engine,
