@@ -9,6 +9,7 @@ mod bad_input;
 mod cache;
 mod config_golden;
 mod connection;
+mod container;
 mod egress;
 mod examples;
 mod gathering;
