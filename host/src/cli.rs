@@ -54,6 +54,9 @@ Signals:
                 the old config serves, then switch; on any error keep serving
                 the old one (logged, and shown in /status and /metrics)
   SIGUSR1       log the state: every service, listener and running connection
+  SIGUSR2       upgrade: start the binary at the same path again, hand it every
+                socket, and once it is ready stop accepting and drain; if it
+                fails, keep serving (docs/deploy.md)
   SIGTERM/INT   stop accepting, let running connections finish for
                 --shutdown-grace; a second one ends them at once
 

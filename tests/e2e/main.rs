@@ -35,3 +35,4 @@ mod tenants;
 mod tenants_observe;
 mod udp;
 mod unix;
+mod upgrade;

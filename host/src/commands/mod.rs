@@ -146,7 +146,9 @@ fn load_config(file: Option<&Path>) -> anyhow::Result<(ConfigSource, Config)> {
 fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Result<ExitCode> {
     // SAFETY: no thread has started yet (the sandbox's epoch ticker and the
     // runtime's workers come later), so changing the environment is sound.
-    let listen_fds = unsafe { ListenFds::take() };
+    let upgrade = unsafe { server::upgrade::Inherited::take() };
+    // SAFETY: as above.
+    let listen_fds = unsafe { ListenFds::take(upgrade.as_ref().map(|u| &u.bound[..])) };
     let grace = cli.serve.shutdown_grace.unwrap_or(DEFAULT_GRACE);
     if let Some(addr) = cli.serve.admin {
         crate::server::admin::check_addr(addr, cli.serve.admin_any)?;
@@ -166,6 +168,8 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
         listen_fds,
         config_digest: String::new(),
         tenants: Vec::new(),
+        exec: server::upgrade::Exec::current(),
+        upgraded_from: upgrade.map(|u| u.ready).unwrap_or_default(),
     };
     let (source, config) = load_config(cli.file.as_deref())?;
     opts.config_digest.clone_from(&config.digest);
@@ -242,13 +246,15 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
 
 /// The daemon's signals as requests: SIGTERM and SIGINT stop (a second one
 /// ends running guests), SIGHUP reloads the config, SIGUSR1 dumps the
-/// state. Handlers are installed before this returns, so before readiness.
+/// state, SIGUSR2 upgrades (nginx's and HAProxy's signal for it). Handlers
+/// are installed before this returns, so before readiness.
 fn signal_requests() -> anyhow::Result<mpsc::Receiver<Request>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut usr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?;
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
         loop {
@@ -257,6 +263,7 @@ fn signal_requests() -> anyhow::Result<mpsc::Receiver<Request>> {
                 _ = int.recv() => ("SIGINT", Request::Stop),
                 _ = hup.recv() => ("SIGHUP", Request::Reload),
                 _ = usr1.recv() => ("SIGUSR1", Request::Dump),
+                _ = usr2.recv() => ("SIGUSR2", Request::Upgrade),
             };
             tracing::info!("received {name}");
             if tx.send(request).await.is_err() {

@@ -14,6 +14,11 @@
 //! rest are served. Committing cannot fail: it hands each kept socket its
 //! service's new version, starts the new sockets' loops and retires the
 //! rest.
+//!
+//! After an upgrade, the sockets the old process bound come back to their
+//! keys ([`handover`]) before anything is bound.
+
+mod handover;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -232,7 +237,10 @@ impl Table {
                         Key::Unix(_) => spec.lines.listen_unix,
                         _ => spec.lines.port,
                     };
-                    bind(spec, key, first_port).map_err(|e| (line, e))?
+                    match passed.and_then(|p| handover::inherited(spec, &key, p)) {
+                        Some(slot) => slot.map_err(|e| (line, e))?,
+                        None => bind(spec, key, first_port).map_err(|e| (line, e))?,
+                    }
                 }
             };
             if first_port.is_none() {

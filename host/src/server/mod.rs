@@ -10,9 +10,11 @@
 //!
 //! Requests come as [`Request`]s (the command turns signals into them):
 //! `Reload` ([`reload`]) switches to the config read anew only once all of
-//! it is compiled and bound, `Dump` ([`dump`]) logs the state, and `Stop`
-//! stops accepting, lets running connections finish for the grace period,
-//! and a second `Stop` ends them at once.
+//! it is compiled and bound, `Dump` ([`dump`]) logs the state, `Upgrade`
+//! ([`upgrade`]) hands every socket to a new process of the binary and,
+//! once it is ready, stops as on `Stop`, and `Stop` stops accepting, lets
+//! running connections finish for the grace period, and a second `Stop`
+//! ends them at once.
 
 pub mod admin;
 pub mod descriptors;
@@ -23,6 +25,7 @@ mod prepare;
 mod reload;
 pub mod systemd;
 pub mod unix_socket;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +53,9 @@ pub enum Request {
     Reload,
     /// Log the daemon's state (SIGUSR1).
     Dump,
+    /// Hand the sockets to a new process of the binary, then stop once it
+    /// is ready (SIGUSR2).
+    Upgrade,
 }
 
 /// Reads the config again, for a reload: the same file (or built-in text)
@@ -74,6 +80,11 @@ pub struct ServeOptions {
     pub config_digest: String,
     /// The tenants of the config read at start-up, by name.
     pub tenants: Vec<Arc<Tenant>>,
+    /// How to start this binary again for an upgrade (`None`: it cannot).
+    pub exec: Option<upgrade::Exec>,
+    /// Tells the process that started this one by an upgrade that this one
+    /// is ready (silent otherwise).
+    pub upgraded_from: upgrade::ReadySignal,
 }
 
 /// What the admin endpoints, systemd's `STATUS=` and the dump report on:
@@ -225,6 +236,8 @@ struct Daemon {
     passed: Option<ListenFds>,
     /// Services whose guests are still compiling, by name.
     compiling: Vec<String>,
+    /// The admin listener, to hand over on an upgrade.
+    admin_fd: Option<std::os::fd::OwnedFd>,
 }
 
 impl Daemon {
@@ -257,7 +270,13 @@ pub async fn run(
     mut requests: mpsc::Receiver<Request>,
     guests: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
-    let admin_listener = opts.admin.map(admin::bind).transpose()?;
+    // The admin listener an upgrade handed over, or a new one.
+    let admin_listener = (opts.admin)
+        .map(|addr| match opts.listen_fds.take_admin(addr) {
+            Some(l) => Ok(l),
+            None => admin::bind(addr),
+        })
+        .transpose()?;
     let mut not_listening: Vec<String> = prepared
         .failed
         .iter()
@@ -307,6 +326,7 @@ pub async fn run(
         },
         passed,
         compiling: compiling_names,
+        admin_fd: None,
     };
     let started = daemon.listeners.commit(plan, &daemon.shared);
     if daemon.listeners.is_empty() && compiling.is_none() {
@@ -318,14 +338,16 @@ pub async fn run(
         .collect();
     daemon.publish(not_listening);
 
+    let mut admin_task = None;
     if let Some(l) = admin_listener {
         let addr = l.local_addr()?;
+        daemon.admin_fd = std::os::fd::AsFd::as_fd(&l).try_clone_to_owned().ok();
         let view = admin::View {
             roster: roster_rx.clone(),
             stopping: stop_rx.clone(),
             started: daemon.started,
         };
-        tokio::spawn(admin::serve(l, view));
+        admin_task = Some(tokio::spawn(admin::serve(l, view)));
         // Not `listening service=`: that line is for services only.
         crate::logging::readiness(&format!("admin listening addr={addr}"));
     }
@@ -336,8 +358,12 @@ pub async fn run(
     // After the readiness lines: systemd's READY=1 means the same.
     crate::logging::flush();
     daemon.notifier.ready(roster_rx.clone(), stop_rx.clone());
+    if compiling.is_none() {
+        opts.upgraded_from.send();
+    }
 
     let mut reload_asked = false;
+    let mut handed_over = false;
     'serving: loop {
         let request = if reload_asked {
             Some(Request::Reload)
@@ -355,6 +381,7 @@ pub async fn run(
                             if daemon.listeners.is_empty() {
                                 bail!("no service could start");
                             }
+                            opts.upgraded_from.send();
                         }
                     }
                     continue;
@@ -375,6 +402,7 @@ pub async fn run(
                         request = requests.recv() => match request {
                             Some(Request::Dump) => dump::dump(&daemon, false),
                             Some(Request::Reload) => reload_asked = true,
+                            Some(Request::Upgrade) => tracing::warn!("upgrade ignored: a reload is under way; ask again once it is done"),
                             Some(Request::Stop) | None => {
                                 tracing::warn!(target: "wasinetd::server::reload", "reload abandoned: the daemon is stopping");
                                 break 'serving;
@@ -385,6 +413,17 @@ pub async fn run(
                 if reload::finish(&mut daemon, &staging, staged) {
                     // The reload compiled every guest itself.
                     compiling = None;
+                    opts.upgraded_from.send();
+                }
+            }
+            Some(Request::Upgrade) => {
+                match upgrade::upgrade(&daemon, opts.exec.as_ref(), &mut requests).await {
+                    upgrade::Outcome::HandedOver => {
+                        handed_over = true;
+                        break;
+                    }
+                    upgrade::Outcome::Failed { reload } => reload_asked = reload,
+                    upgrade::Outcome::Stop => break,
                 }
             }
             Some(Request::Dump) => dump::dump(&daemon, false),
@@ -393,7 +432,16 @@ pub async fn run(
     }
 
     let _ = stop_tx.send(true);
-    daemon.notifier.stopping(&daemon.roster.borrow());
+    if handed_over {
+        // The new process answers the admin endpoints now; this one's
+        // running requests finish.
+        if let Some(task) = admin_task.take() {
+            task.abort();
+        }
+    } else {
+        // Not after an upgrade: the service goes on, in the new process.
+        daemon.notifier.stopping(&daemon.roster.borrow());
+    }
     let listeners = std::mem::take(&mut daemon.listeners);
     for task in listeners.into_tasks() {
         let _ = task.await;
@@ -425,6 +473,7 @@ pub async fn run(
             request = requests.recv(), if listening => match request {
                 Some(Request::Dump) => dump::dump(&daemon, true),
                 Some(Request::Reload) => tracing::warn!(target: "wasinetd::server::reload", "reload ignored: the daemon is stopping"),
+                Some(Request::Upgrade) => tracing::warn!("upgrade ignored: the daemon is stopping"),
                 Some(Request::Stop) => {
                     tracing::warn!("second stop request; ending running guests");
                     daemon.sandbox.stop_all();

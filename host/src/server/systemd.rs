@@ -8,6 +8,11 @@
 //! (`ListenStream=`) and Unix ones to stream services, UDP sockets
 //! (`ListenDatagram=`) to `dgram` services. Binding the rest, and the
 //! accept loops, are the listener's and the server's.
+//!
+//! An upgrade (SIGUSR2, [`super::upgrade`]) passes sockets the same way,
+//! from the old process to the new one; those the old process bound itself
+//! (not systemd) are marked, and go back to the config's keys
+//! ([`ListenFds::take_inherited`]) rather than to systemd's rules.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -22,6 +27,8 @@ use tokio::sync::watch;
 
 use crate::config::ServiceSpec;
 use crate::server::Roster;
+use crate::server::unix_socket::FileId;
+use crate::server::upgrade::Outgoing;
 
 /// The first passed descriptor (`SD_LISTEN_FDS_START`).
 const FIRST_FD: RawFd = 3;
@@ -34,11 +41,17 @@ struct Passed {
     name: Option<String>,
     local: Local,
     socket: socket2::Socket,
+    /// Bound by the daemon itself before an upgrade handed it over: it
+    /// belongs to a config key, not to systemd's naming rules.
+    inherited: bool,
+    /// The socket file of an inherited Unix socket, as the old process
+    /// knew it.
+    file: Option<FileId>,
 }
 
 /// Where a passed socket listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Local {
+pub enum Local {
     Tcp(SocketAddr),
     /// A UDP socket (`ListenDatagram=`).
     Udp(SocketAddr),
@@ -84,7 +97,10 @@ pub struct ListenFds(Arc<Mutex<Vec<Passed>>>);
 
 impl ListenFds {
     /// Takes the sockets systemd passed to this process: `LISTEN_FDS`
-    /// descriptors from fd 3, if `LISTEN_PID` is this process. Each is made
+    /// descriptors from fd 3, if `LISTEN_PID` is this process, or if an
+    /// upgrade handed them over (`upgrade`: the old process is this one's
+    /// parent, checked by [`super::upgrade::Inherited::take`]; its list
+    /// names the descriptors the old process bound itself). Each is made
     /// close-on-exec; one that is not a TCP or Unix (path) stream listening
     /// socket, nor a UDP socket, is logged and closed. The variables are
     /// removed from the environment, so `passenv` never hands them on.
@@ -92,7 +108,7 @@ impl ListenFds {
     /// # Safety
     ///
     /// Changes the environment: call it while the process has one thread.
-    pub unsafe fn take() -> ListenFds {
+    pub unsafe fn take(upgrade: Option<&[(RawFd, Option<FileId>)]>) -> ListenFds {
         let count = std::env::var("LISTEN_FDS").ok();
         let pid = std::env::var("LISTEN_PID").ok();
         let names = std::env::var("LISTEN_FDNAMES").ok();
@@ -109,7 +125,7 @@ impl ListenFds {
         let Some(count) = count else {
             return ListenFds::default();
         };
-        if pid.as_deref() != Some(&std::process::id().to_string()) {
+        if upgrade.is_none() && pid.as_deref() != Some(&std::process::id().to_string()) {
             tracing::warn!(
                 "LISTEN_FDS is set for process {}, not this one ({}); ignored",
                 pid.as_deref().unwrap_or("(no LISTEN_PID)"),
@@ -128,12 +144,16 @@ impl ListenFds {
             // SAFETY: systemd passes these descriptors to this process for
             // it to own; nothing else in the process uses them.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            let bound =
+                upgrade.and_then(|b| b.iter().find(|(f, _)| *f == fd).map(|(_, file)| *file));
             match adopt(owned) {
                 Ok((local, socket)) => passed.push(Passed {
                     fd,
                     name,
                     local,
                     socket,
+                    inherited: bound.is_some(),
+                    file: bound.flatten(),
                 }),
                 Err(e) => tracing::warn!(
                     "passed fd {fd} (name `{}`): {e:#}; closed",
@@ -150,10 +170,14 @@ impl ListenFds {
     /// for stream, UDP for dgram). They are removed from the set.
     pub fn take_for(&self, spec: &ServiceSpec) -> anyhow::Result<Adopted> {
         let mut passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let named = |p: &Passed| p.name.as_deref() == Some(&spec.name) && p.local.fits(spec);
+        let named = |p: &Passed| {
+            !p.inherited && p.name.as_deref() == Some(&spec.name) && p.local.fits(spec)
+        };
         let by_name = passed.iter().any(named);
         let (mine, rest): (Vec<_>, Vec<_>) = passed.drain(..).partition(|p| {
-            if by_name {
+            if p.inherited {
+                false
+            } else if by_name {
                 named(p)
             } else if !p.local.fits(spec) {
                 false
@@ -195,10 +219,67 @@ impl ListenFds {
         Ok(adopted)
     }
 
+    /// Takes the first socket the daemon bound itself before an upgrade
+    /// handed it over for which `matches(name, local, socket, file)` holds
+    /// (`file`: a Unix socket's file, as the old process knew it).
+    pub fn take_inherited(
+        &self,
+        matches: impl Fn(&str, &Local, &socket2::Socket, Option<FileId>) -> bool,
+    ) -> Option<socket2::Socket> {
+        let mut passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let at = passed.iter().position(|p| {
+            let name = p.name.as_deref().unwrap_or("");
+            p.inherited && matches(name, &p.local, &p.socket, p.file)
+        })?;
+        Some(passed.remove(at).socket)
+    }
+
+    /// The admin listener an upgrade handed over, if it listens on `addr`
+    /// (any port when `addr`'s is 0).
+    pub fn take_admin(&self, addr: SocketAddr) -> Option<TcpListener> {
+        let socket = self.take_inherited(|name, local, _, _| {
+            name == crate::server::upgrade::ADMIN_NAME
+                && matches!(local, Local::Tcp(at) if *at == addr || (addr.port() == 0 && at.ip() == addr.ip()))
+        })?;
+        match TcpListener::from_std(socket.into()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("cannot register the admin listener handed over: {e}");
+                None
+            }
+        }
+    }
+
+    /// Duplicates of the sockets not taken yet (those of services still
+    /// compiling), with their names and whether the daemon bound them, for
+    /// an upgrade to hand on.
+    pub fn dup_unclaimed(&self) -> std::io::Result<Vec<Outgoing>> {
+        let passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (passed.iter())
+            .map(|p| {
+                Ok(Outgoing {
+                    fd: p.socket.try_clone()?.into(),
+                    name: p.name.clone().unwrap_or_default(),
+                    bound: p.inherited.then_some(p.file),
+                })
+            })
+            .collect()
+    }
+
     /// Logs and closes every passed socket no service took.
     pub fn close_unclaimed(&self) {
         let mut passed = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for p in passed.drain(..) {
+            if p.inherited {
+                tracing::warn!(
+                    "fd {} ({}, name `{}`), handed over by the old process, fits no \
+                     listener of the config; closed",
+                    p.fd,
+                    p.local,
+                    p.name.as_deref().unwrap_or("")
+                );
+                continue;
+            }
             tracing::warn!(
                 "passed fd {} ({}, name `{}`) matches no service by name or address \
                  (TCP and Unix sockets go to stream services, UDP ones to dgram services); closed",
@@ -338,6 +419,17 @@ impl Notifier {
     pub fn reloaded(&self, roster: &Roster) {
         if self.enabled() {
             self.send(&format!("READY=1\nSTATUS={}", status(roster)));
+        }
+    }
+
+    /// `MAINPID=`: an upgrade's new process is the service's main process
+    /// now (systemd then follows it, not this one, which exits). Its own
+    /// notifications are heard only with `NotifyAccess=all`.
+    pub fn main_pid(&self, pid: u32) {
+        if self.enabled() {
+            self.send(&format!(
+                "MAINPID={pid}\nSTATUS=upgraded: process {pid} serves; draining the old one"
+            ));
         }
     }
 

@@ -32,6 +32,36 @@ pub struct FileId {
     ino: u64,
 }
 
+impl FileId {
+    /// The socket file at `path` now (never following a link), if it is one.
+    pub fn of(path: &Path) -> Option<FileId> {
+        let stat = rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        (FileType::from_raw_mode(stat.st_mode) == FileType::Socket).then_some(FileId {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        })
+    }
+}
+
+/// `DEV.INO`, as an upgrade passes it on.
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.dev, self.ino)
+    }
+}
+
+impl std::str::FromStr for FileId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (dev, ino) = s.split_once('.').unwrap_or((s, ""));
+        Ok(FileId {
+            dev: dev.parse()?,
+            ino: ino.parse()?,
+        })
+    }
+}
+
 /// Binds a Unix stream socket at `unix.path` with `socket_mode`. A socket
 /// file left by an earlier run is replaced, but only if nothing listens on
 /// it; any other file there is an error.
