@@ -31,6 +31,7 @@ mod scripts;
 mod serve;
 mod sockets;
 mod systemd;
+mod systemd_boot;
 mod tenants;
 mod tenants_observe;
 mod udp;
