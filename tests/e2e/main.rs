@@ -21,6 +21,7 @@ mod logging;
 mod metrics;
 mod operations;
 mod operator;
+mod proxy;
 mod redirect;
 mod registry;
 mod reload;
