@@ -6,6 +6,7 @@ mod support;
 
 mod access;
 mod bad_input;
+mod balancer;
 mod cache;
 mod config_golden;
 mod connection;
