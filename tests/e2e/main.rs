@@ -6,6 +6,7 @@ mod support;
 
 mod access;
 mod bad_input;
+mod balancer;
 mod cache;
 mod config_golden;
 mod connection;
@@ -23,6 +24,7 @@ mod metrics;
 mod operations;
 mod operator;
 mod packaging;
+mod proxy;
 mod redirect;
 mod registry;
 mod reload;

@@ -66,6 +66,9 @@ pub enum Refusal {
     TenantInstances,
     /// The service's tenant's live guests hold all of its `memory`.
     TenantMemory,
+    /// A `proxy_protocol` service's connection without a good header, or
+    /// from a sender not in `proxy_from`; the text says which.
+    Proxy(&'static str),
 }
 
 impl Refusal {
@@ -82,6 +85,15 @@ impl Refusal {
             Refusal::Datagrams => "datagrams",
             Refusal::TenantInstances => "tenant instances",
             Refusal::TenantMemory => "tenant memory",
+            Refusal::Proxy(_) => "proxy",
+        }
+    }
+
+    /// What the log line says after the reason, if anything.
+    pub fn detail(self) -> Option<&'static str> {
+        match self {
+            Refusal::Proxy(why) => Some(why),
+            _ => None,
         }
     }
 }

@@ -24,6 +24,7 @@
 //! - `egress`: `allow_connect` words -> the addresses a guest may connect to
 //! - `admission`: address lists, `access_times`, `cps`, banners (read at load)
 //! - `guest`: what a service runs: `server`, INTERNAL, `redirect`, SENSOR
+//! - `proxy`: `proxy_protocol` / `proxy_from`: a service behind a balancer
 //! - `socket`: `bind` words, `flags`, `v6only`, `backlog` -> addresses and options
 //! - `etc_services`: port lookup by service name in `/etc/services`
 //! - `log_type`: `SYSLOG facility [level]` / `FILE path [soft [hard]]`
@@ -46,6 +47,7 @@ mod log_type;
 mod parse;
 mod parts;
 mod preopen;
+mod proxy;
 pub mod resolve;
 mod service;
 mod socket;
@@ -68,6 +70,7 @@ pub use parts::{
     Cap, DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, Listen, LogFlags,
     LogType, MaxLoad, Preopen, PreopenQuota, SocketOptions, UnixListen,
 };
+pub use proxy::ProxyProtocol;
 pub use tenant::TenantSpec;
 
 use crate::config::access::{AddressRules, TimeWindow};
@@ -223,6 +226,10 @@ pub struct ServiceSpec {
     pub log_on_failure: LogFlags,
     /// Where its connection lines go (`log_type`); `None` is stderr.
     pub log_type: Option<LogType>,
+    /// The PROXY protocol header its TCP connections start with
+    /// (`proxy_protocol`, `proxy_from`); `None`: none, the socket's peer is
+    /// the client.
+    pub proxy: Option<ProxyProtocol>,
     /// The tenant whose files hold it, if any.
     pub tenant: Option<Arc<TenantSpec>>,
 }

@@ -10,6 +10,13 @@
 //! instantiation, and the refused connection is closed politely in a task
 //! of its own. Accept errors (out of file descriptors, a peer that reset
 //! first) are logged and survived.
+//!
+//! A `proxy_protocol` service's connection is admitted only after its
+//! header: a sender not in `proxy_from` is refused at once; a trusted
+//! one's header is read in a task of its own (`conn::proxy`, within its
+//! bound, holding the connection's pool slot), which hands the connection
+//! back to its loop; then the checks above run on the client the header
+//! names, as they would on a direct client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,9 +30,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::{GuestSource, SocketOptions};
 use crate::conn::in_flight::{InFlight, Ticket};
+use crate::conn::proxy;
 use crate::conn::redirect;
 use crate::conn::sensor;
-use crate::conn::service::Service;
+use crate::conn::service::{Refusal, Service};
 use crate::conn::stream::{Peer, Stream};
 use crate::logging::{self, RefusalLog};
 
@@ -167,35 +175,54 @@ enum Listener {
     Unix(UnixListener),
 }
 
+/// A slot in the pool, then the next connection; `None` once the pool is
+/// closed (shutting down). Dropped before it is done, it gives back the
+/// slot and loses no connection (accept is cancel safe).
+async fn next(
+    slots: &Arc<Semaphore>,
+    listener: &Listener,
+) -> Option<(OwnedSemaphorePermit, std::io::Result<(Stream, Peer)>)> {
+    let permit = slots.clone().acquire_owned().await.ok()?;
+    let accepted = match listener {
+        Listener::Tcp(l) => l.accept().await.map(|(s, p)| (Stream::Tcp(s), Peer::Ip(p))),
+        Listener::Unix(l) => l.accept().await.map(|(s, p)| {
+            let peer = Peer::unix(&s, &p);
+            (Stream::Unix(s), peer)
+        }),
+    };
+    Some((permit, accepted))
+}
+
 async fn serve_listener(mut current: Current, listener: Listener, mut shared: Shared) {
     let mut refusals = RefusalLog::new("connections", "refused");
+    // Connections of a `proxy_protocol` service whose header was read in a
+    // task of their own, back for admission. Each holds its pool slot, so
+    // there are never more than the pool has.
+    let (read_headers, mut headers) = mpsc::unbounded_channel::<Box<Proxied>>();
     loop {
-        let permit = tokio::select! {
-            permit = shared.slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return, // semaphore closed: shutting down
+        // A connection; or, as `Err`, one whose header was read, or the
+        // refusals' summary being due.
+        let (permit, accepted) = match tokio::select! {
+            next = next(&shared.slots, &listener) => match next {
+                Some(next) => Ok(next),
+                None => return, // semaphore closed: shutting down
             },
+            Some(proxied) = headers.recv() => Err(Some(proxied)),
+            _ = sleep_until(refusals.flush_at()) => Err(None),
             _ = shared.stopping.wait_for(|&s| s) => return,
             _ = retired(&mut current) => return,
-        };
-        let accepted = tokio::select! {
-            accepted = async {
-                match &listener {
-                    Listener::Tcp(l) => l.accept().await.map(|(s, p)| (Stream::Tcp(s), Peer::Ip(p))),
-                    Listener::Unix(l) => l.accept().await.map(|(s, p)| {
-                        let peer = Peer::unix(&s, &p);
-                        (Stream::Unix(s), peer)
-                    }),
-                }
-            } => accepted,
-            _ = sleep_until(refusals.flush_at()) => {
+        } {
+            Ok(next) => next,
+            Err(Some(proxied)) => {
+                admit_proxied(*proxied, &shared, &mut refusals);
+                continue;
+            }
+            Err(None) => {
                 if let Some(service) = now(&current) {
                     refusals.flush(&service.spec);
                 }
                 continue;
             }
-            _ = shared.stopping.wait_for(|&s| s) => return,
-            _ = retired(&mut current) => return,
         };
         // The version of the service that takes this connection.
         let Some(service) = now(&current) else { return };
@@ -217,7 +244,93 @@ async fn serve_listener(mut current: Current, listener: Listener, mut shared: Sh
                 service.name()
             );
         }
-        handle(&service, &shared, permit, stream, peer, &mut refusals);
+        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        service.metrics().accepted();
+        service.tenant().accept();
+        match (&service.spec.proxy, stream) {
+            (Some(proxy), Stream::Tcp(tcp)) => {
+                if peer.ip().is_some_and(|p| proxy.trusts(p.ip())) {
+                    read_header(service, permit, tcp, peer, conn, read_headers.clone());
+                } else {
+                    let why = Refusal::Proxy("sender not in proxy_from");
+                    refuse(&service, Stream::Tcp(tcp), &peer, conn, why, &mut refusals);
+                }
+            }
+            (_, stream) => handle(&service, &shared, permit, stream, peer, conn, &mut refusals),
+        }
+    }
+}
+
+/// A connection of a `proxy_protocol` service after its header.
+struct Proxied {
+    /// The version of the service that accepted it.
+    service: Arc<Service>,
+    permit: OwnedSemaphorePermit,
+    stream: TcpStream,
+    /// The socket's own peer.
+    balancer: Peer,
+    conn: u64,
+    said: Result<proxy::Said, &'static str>,
+}
+
+/// Reads the header of a trusted sender's connection in a task of its
+/// own, within its bound, and hands the connection back to `done`.
+fn read_header(
+    service: Arc<Service>,
+    permit: OwnedSemaphorePermit,
+    mut stream: TcpStream,
+    balancer: Peer,
+    conn: u64,
+    done: mpsc::UnboundedSender<Box<Proxied>>,
+) {
+    tokio::spawn(async move {
+        let within = proxy::bound(service.spec.limits.idle);
+        let said = match &service.spec.proxy {
+            Some(accepts) => proxy::read(&mut stream, accepts, within).await,
+            None => Ok(proxy::Said::Balancer),
+        };
+        // The loop is gone only when the daemon stops: the connection is
+        // dropped with it.
+        let _ = done.send(Box::new(Proxied {
+            service,
+            permit,
+            stream,
+            balancer,
+            conn,
+            said,
+        }));
+    });
+}
+
+/// Admits a connection whose header was read, with the client the header
+/// names as its peer (the balancer itself for a health check), or refuses
+/// it for a bad header.
+fn admit_proxied(proxied: Proxied, shared: &Shared, refusals: &mut RefusalLog) {
+    let Proxied {
+        service,
+        permit,
+        stream,
+        balancer,
+        conn,
+        said,
+    } = proxied;
+    let stream = Stream::Tcp(stream);
+    match said {
+        Ok(proxy::Said::Client(client)) => {
+            let peer = Peer::Ip(client);
+            handle(&service, shared, permit, stream, peer, conn, refusals);
+        }
+        Ok(proxy::Said::Balancer) => {
+            handle(&service, shared, permit, stream, balancer, conn, refusals)
+        }
+        Err(why) => refuse(
+            &service,
+            stream,
+            &balancer,
+            conn,
+            Refusal::Proxy(why),
+            refusals,
+        ),
     }
 }
 
@@ -229,11 +342,9 @@ fn handle(
     permit: OwnedSemaphorePermit,
     stream: Stream,
     peer: Peer,
+    conn: u64,
     refusals: &mut RefusalLog,
 ) {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    service.metrics().accepted();
-    service.tenant().accept();
     match service.admit(permit, &peer, &shared.shares) {
         Ok(admission) => {
             if let GuestSource::Sensor(time) = service.spec.guest {
@@ -274,12 +385,22 @@ fn handle(
                 drop(ticket);
             });
         }
-        Err(reason) => {
-            service.metrics().refused(reason);
-            // Logged (or counted, in a flood) before the close, so a client
-            // that sees the close can rely on the line being there.
-            refusals.refused(&service.spec, conn, peer.ip(), reason, Instant::now());
-            super::close::turn_away(service.gate(), stream);
-        }
+        Err(reason) => refuse(service, stream, &peer, conn, reason, refusals),
     }
+}
+
+/// Counts, logs and politely closes a connection refused for `reason`.
+fn refuse(
+    service: &Service,
+    stream: Stream,
+    peer: &Peer,
+    conn: u64,
+    reason: Refusal,
+    refusals: &mut RefusalLog,
+) {
+    service.metrics().refused(reason);
+    // Logged (or counted, in a flood) before the close, so a client that
+    // sees the close can rely on the line being there.
+    refusals.refused(&service.spec, conn, peer.ip(), reason, Instant::now());
+    super::close::turn_away(service.gate(), stream);
 }

@@ -69,7 +69,10 @@ pub fn connection_refused(
     }
     let mut line = with_flags(spec, conn, peer.into(), None, None, flags);
     line.warn = true;
-    line.head = format!("refused: {}", reason.as_str());
+    line.head = match reason.detail() {
+        Some(detail) => format!("refused: {} ({detail})", reason.as_str()),
+        None => format!("refused: {}", reason.as_str()),
+    };
     line.outcome = Some("refused");
     line.reason = Some(reason.as_str());
     line.emit();

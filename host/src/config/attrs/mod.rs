@@ -75,6 +75,8 @@ pub(super) enum Own {
     ListenUnix,
     Redirect,
     DenyTime,
+    ProxyProtocol,
+    ProxyFrom,
 }
 
 /// Attributes a service inherits from `defaults` unless it sets its own.
@@ -259,6 +261,13 @@ pub(super) const TABLE: &[Attr] = &[
         Single,
     ),
     attr("deny_time", Key::Own(Own::DenyTime), Service, Single),
+    attr(
+        "proxy_protocol",
+        Key::Own(Own::ProxyProtocol),
+        Service,
+        Single,
+    ),
+    attr("proxy_from", Key::Own(Own::ProxyFrom), Service, Single),
     attr(
         "libwrap",
         Key::Refused,

@@ -12,6 +12,7 @@ use super::etc_services::ServicesDb;
 use super::guest;
 use super::parse::{Op, RawAttr, RawBlock};
 use super::preopen::Preopens;
+use super::proxy;
 use super::socket::{self, Flags};
 use super::transport;
 use super::values::{self, Types};
@@ -45,6 +46,7 @@ pub(super) fn service(
         flags: (Flags::default(), 0),
         unix: None,
         transport: transport::Said::default(),
+        proxy: proxy::Said::default(),
     };
     let mut seen = Seen::default();
     for raw in &block.attrs {
@@ -83,6 +85,8 @@ struct Draft {
     /// With the line that set it.
     unix: Option<(PathBuf, u32)>,
     transport: transport::Said,
+    /// `proxy_protocol` and `proxy_from`.
+    proxy: proxy::Said,
 }
 
 impl Draft {
@@ -131,13 +135,17 @@ impl Draft {
                 self.guest.sensor = self.flags.0.sensor.then_some(raw.line);
             }
             Own::ListenUnix => self.unix = Some((socket::unix_path(name, words)?, raw.line)),
+            Own::ProxyProtocol => {
+                self.proxy.versions = Some((proxy::versions(name, words)?, raw.line))
+            }
+            Own::ProxyFrom => self.proxy.from = Some((proxy::from(name, words)?, raw.line)),
         }
         Ok(())
     }
 
     /// The checks that need the whole block, then the spec.
     fn finish(
-        self,
+        mut self,
         block: &RawBlock,
         name: &str,
         id: String,
@@ -168,6 +176,14 @@ impl Draft {
             report.error(*line, "`redirect` is for stream services, not `dgram`");
             return None;
         }
+        let said = std::mem::take(&mut self.proxy);
+        let proxy = match said.resolve(udp, self.unix.is_some(), |a| self.failed(a)) {
+            Ok(proxy) => proxy,
+            Err((line, message)) => {
+                report.error(line, message);
+                return None;
+            }
+        };
         if let (Some(GuestSource::Sensor(_)), Some((_, line))) = (&guest, &self.unix) {
             report.error(
                 *line,
@@ -290,6 +306,7 @@ impl Draft {
             log_on_success: inherited.log_on_success,
             log_on_failure: inherited.log_on_failure,
             log_type: inherited.log_type,
+            proxy,
             tenant: None,
         })
     }

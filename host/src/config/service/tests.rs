@@ -72,6 +72,7 @@ fn a_minimal_service_gets_the_built_in_defaults() {
             ..LogFlags::default()
         },
         log_type: None,
+        proxy: None,
         tenant: None,
     };
     assert_eq!(spec, expected);
