@@ -151,7 +151,9 @@ impl Booted {
 
 impl Drop for Booted {
     fn drop(&mut self) {
-        let _ = self.exec(&["systemctl", "poweroff"]);
+        if self.init != 0 {
+            let _ = self.exec(&["systemctl", "poweroff"]);
+        }
         if wait_timeout(&mut self.nspawn, Duration::from_secs(20)).is_none() {
             let _ = self.nspawn.kill();
             let _ = self.nspawn.wait();
