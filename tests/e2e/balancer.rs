@@ -189,8 +189,10 @@ fn request(from: &str, front: SocketAddr) -> Option<(String, String)> {
 
 #[test]
 fn haproxy_with_send_proxy_v2_shows_handlers_the_real_client() {
-    if !std::path::Path::new(HAPROXY).exists() {
-        eprintln!("{HAPROXY} is not installed (Debian: apt-get install haproxy); skipped");
+    if !apt_install(&["haproxy"], || std::path::Path::new(HAPROXY).exists()) {
+        eprintln!(
+            "{HAPROXY} is not installed and cannot be (Debian: apt-get install haproxy); skipped"
+        );
         return;
     }
     let Some(hosts) = Hosts::make() else { return };

@@ -46,26 +46,8 @@ fn podman_here(dir: &Path) -> Result<Podman, String> {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if !have("podman") {
-        let root = rustix::process::geteuid().is_root();
-        if !root || !have("apt-get") {
-            return Err("podman is not installed and this user cannot install it".into());
-        }
-        let out = run(Command::new("apt-get")
-            .args(["install", "-y", "-q", "podman", "runc"])
-            .env("DEBIAN_FRONTEND", "noninteractive"));
-        if !out.status.success() {
-            let _ = run(Command::new("apt-get").args(["update", "-q"]));
-            let out = run(Command::new("apt-get")
-                .args(["install", "-y", "-q", "podman", "runc"])
-                .env("DEBIAN_FRONTEND", "noninteractive"));
-            if !out.status.success() {
-                return Err(format!(
-                    "cannot install podman: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-        }
+    if !apt_install(&["podman", "runc"], || have("podman")) {
+        return Err("podman is not installed and this user cannot install it".into());
     }
     // At or below this process's hard limits: a container's rlimits are
     // set by the runtime, and raising one needs CAP_SYS_RESOURCE.

@@ -361,3 +361,40 @@ pub fn get(admin: SocketAddr, path: &str) -> (u16, String) {
     assert_eq!(length, body.len(), "{raw}");
     (status, body.to_owned())
 }
+
+/// Installs Debian `packages` that are missing, for the tests that run a
+/// real HAProxy, podman or systemd: as root only, one install at a time
+/// (apt's lock), `apt-get update` first if the install fails. Whether they
+/// are there now.
+pub fn apt_install(packages: &[&str], present: impl Fn() -> bool) -> bool {
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if present() {
+        return true;
+    }
+    let _one = APT.lock().unwrap_or_else(|e| e.into_inner());
+    if present() {
+        return true;
+    }
+    if !rustix::process::geteuid().is_root() {
+        return false;
+    }
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get")
+            .args(["update", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        install();
+    }
+    present()
+}

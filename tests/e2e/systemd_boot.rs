@@ -25,21 +25,11 @@ fn pristine() -> Result<PathBuf, String> {
     if !rustix::process::geteuid().is_root() {
         return Err("booting a systemd tree needs root".into());
     }
-    let have = |c: &str| Path::new(c).exists();
-    if !have("/usr/sbin/debootstrap") || !have("/usr/bin/systemd-nspawn") {
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "debootstrap", "systemd-container"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !install() {
-            let _ = Command::new("apt-get").args(["update", "-q"]).output();
-            if !install() {
-                return Err("cannot install debootstrap and systemd-container".into());
-            }
-        }
+    let have = || {
+        Path::new("/usr/sbin/debootstrap").exists() && Path::new("/usr/bin/systemd-nspawn").exists()
+    };
+    if !apt_install(&["debootstrap", "systemd-container"], have) {
+        return Err("cannot install debootstrap and systemd-container".into());
     }
     let partial = tree.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
