@@ -69,24 +69,31 @@ impl Booted {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // systemd-nspawn forks twice; PID 1 of the container is the
-        // grandchild.
+        // PID 1 of the container is systemd-nspawn's child (or, where it
+        // forks once more, its grandchild); its command line is exactly
+        // this (its own daemons' start with it too). Dropped on a panic,
+        // so the container never outlives the test.
+        let mut booted = Booted { nspawn, init: 0 };
         let deadline = Instant::now() + PATIENCE;
-        let init = loop {
-            let found = children(nspawn.id())
-                .into_iter()
-                .flat_map(children)
-                .find(|p| cmdline(*p).starts_with("/usr/lib/systemd/systemd"));
-            if let Some(init) = found {
-                break init;
+        while booted.init == 0 {
+            let near = children(booted.nspawn.id());
+            let far: Vec<u32> = near.iter().flat_map(|p| children(*p)).collect();
+            let found = (near.iter().chain(&far))
+                .copied()
+                .find(|p| cmdline(*p).trim() == "/usr/lib/systemd/systemd");
+            match found {
+                Some(init) => booted.init = init,
+                None => {
+                    let console = std::fs::read_to_string(console).unwrap_or_default();
+                    assert!(
+                        Instant::now() < deadline,
+                        "the container's systemd never started:\n{console}"
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
-            assert!(
-                Instant::now() < deadline,
-                "the container's systemd never started"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Booted { nspawn, init }
+        }
+        booted
     }
 
     /// A command run inside the container.
@@ -141,10 +148,18 @@ impl Booted {
 
 impl Drop for Booted {
     fn drop(&mut self) {
-        if self.init != 0 {
+        let grace = if self.init != 0 {
             let _ = self.exec(&["systemctl", "poweroff"]);
-        }
-        if wait_timeout(&mut self.nspawn, Duration::from_secs(20)).is_none() {
+            Duration::from_secs(20)
+        } else {
+            Duration::ZERO
+        };
+        if wait_timeout(&mut self.nspawn, grace).is_none() {
+            // The container's PID 1 outlives a killed systemd-nspawn.
+            let pid1 = rustix::process::Pid::from_raw(self.init as i32);
+            if let Some(pid1) = pid1 {
+                let _ = rustix::process::kill_process(pid1, rustix::process::Signal::KILL);
+            }
             let _ = self.nspawn.kill();
             let _ = self.nspawn.wait();
         }
