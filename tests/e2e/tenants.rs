@@ -627,3 +627,63 @@ fn a_tenant_swapping_a_symlink_into_its_preopen_after_load_reaches_nothing_outsi
         "cat /data/note ok mine\\n\nend\n"
     );
 }
+
+/// The CPU seconds `/metrics` gives `tenant` so far.
+fn tenant_cpu(admin: std::net::SocketAddr, tenant: &str) -> f64 {
+    let (_, body) = get(admin, "/metrics");
+    let prefix = format!("wasinetd_tenant_cpu_seconds_total{{tenant=\"{tenant}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no CPU line for {tenant}:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn busy_tenants_share_the_cpu_by_their_cpu_share() {
+    let host = Host::new(&["light", "heavy"]);
+    let [l, h] = free_ports(2)[..] else {
+        unreachable!()
+    };
+    let spin = "(module (func (export \"_start\") (loop (br 0))))\n";
+    for t in ["light", "heavy"] {
+        std::fs::write(host.tenant_dir(t).join("spin.wat"), spin).unwrap();
+    }
+    let config = host.block("light", &[l], "\tcpu_share = 1")
+        + &host.block("heavy", &[h], "\tcpu_share = 3");
+    let svc = |name: &str, port: u16| {
+        tenant_service(
+            name,
+            port,
+            "spin",
+            "\trlimit_cpu = UNLIMITED\n\truntime_max = 20s",
+        )
+        .replace("spin.wasm", "spin.wat")
+    };
+    host.file("light", "spin", &svc("spin-light", l));
+    host.file("heavy", "spin", &svc("spin-heavy", h));
+    let (server, admin) = start_with_admin(&config, &["spin-light", "spin-heavy"], &[]);
+    // Three busy guests each: both tenants want every lane all the time.
+    let held: Vec<std::net::TcpStream> = (0..3)
+        .flat_map(|_| {
+            [
+                connect(server.addr("spin-light")),
+                connect(server.addr("spin-heavy")),
+            ]
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let (l0, h0) = (tenant_cpu(admin, "light"), tenant_cpu(admin, "heavy"));
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let (l1, h1) = (tenant_cpu(admin, "light"), tenant_cpu(admin, "heavy"));
+    let (dl, dh) = (l1 - l0, h1 - h0);
+    let share = dl / (dl + dh);
+    eprintln!("light {dl:.2} s, heavy {dh:.2} s: light {share:.2}");
+    // 1 : 3 is a quarter; wide bounds, as this shares the machine with
+    // other tests (the lane's own tests hold it to two points).
+    assert!(
+        (0.12..=0.38).contains(&share),
+        "light got {share:.2} of the busy CPU ({dl:.2} s against {dh:.2} s)"
+    );
+    drop(held);
+}
