@@ -28,6 +28,9 @@
 //! - `socket`: `bind` words, `flags`, `v6only`, `backlog` -> addresses and options
 //! - `etc_services`: port lookup by service name in `/etc/services`
 //! - `log_type`: `SYSLOG facility [level]` / `FILE path [soft [hard]]`
+//! - `tenant`: `tenant NAME` blocks, and each tenant's service checked
+//!   against its bounds (`tenant::policy`)
+//! - `diags`: problems as they are found, put in file order at the end
 //!
 //! Left to others: compiling the guest (`server` is not opened here),
 //! binding sockets, the built-in services behind `type = INTERNAL`.
@@ -36,6 +39,7 @@ pub mod access;
 mod admission;
 mod attrs;
 mod defaults;
+mod diags;
 mod egress;
 mod etc_services;
 pub mod files;
@@ -65,6 +69,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 pub use admission::{Banners, Cps};
+use diags::{Diags, Report};
 use parts::SocketType;
 pub use parts::{
     Cap, DEFAULT_BACKLOG, DEFAULT_SOCKET_MODE, DenyTime, GuestSource, Limits, Listen, LogFlags,
@@ -360,94 +365,6 @@ pub(crate) fn parse_str_with(text: &str, origin: &Path, env: &Env) -> Config {
     let mut config = diags.into_config(services, read.digest);
     config.tenants = tenants;
     config
-}
-
-/// Errors and warnings as they are found, each with the load-order number of
-/// its file so they can be put in file order at the end.
-#[derive(Default)]
-struct Diags {
-    list: Vec<(usize, bool, ConfigError)>,
-    broken_tenants: Vec<String>,
-}
-
-impl Diags {
-    fn push(&mut self, seq: usize, warning: bool, error: ConfigError) {
-        self.list.push((seq, warning, error));
-    }
-
-    fn tenant_broken(&mut self, tenant: &str) {
-        if !self.broken_tenants.iter().any(|t| t == tenant) {
-            self.broken_tenants.push(tenant.to_string());
-        }
-    }
-
-    fn into_config(mut self, services: Vec<ServiceSpec>, digest: String) -> Config {
-        // Stable: messages on one line keep the order they were found in.
-        self.list.sort_by_key(|(seq, _, e)| (*seq, e.line));
-        let (warnings, errors): (Vec<_>, Vec<_>) = self.list.into_iter().partition(|d| d.1);
-        Config {
-            services,
-            errors: errors.into_iter().map(|d| d.2).collect(),
-            warnings: warnings.into_iter().map(|d| d.2).collect(),
-            tenants: Vec::new(),
-            broken_tenants: self.broken_tenants,
-            digest,
-        }
-    }
-}
-
-/// Reports problems found in one file (and one block of it, if `service`).
-struct Report<'a> {
-    diags: &'a mut Diags,
-    seq: usize,
-    file: &'a Path,
-    service: Option<String>,
-    /// The tenant whose files hold the problems, if any.
-    tenant: Option<String>,
-    /// Errors reported through this value so far.
-    errors: usize,
-}
-
-impl<'a> Report<'a> {
-    fn new(diags: &'a mut Diags, seq: usize, file: &'a Path, service: Option<String>) -> Self {
-        Report {
-            diags,
-            seq,
-            file,
-            service,
-            tenant: None,
-            errors: 0,
-        }
-    }
-
-    /// The same, for problems in a file of `tenant` (none: the admin's).
-    fn of(mut self, tenant: Option<&str>) -> Self {
-        self.tenant = tenant.map(str::to_string);
-        self
-    }
-
-    fn error(&mut self, line: u32, message: impl Into<String>) {
-        self.errors += 1;
-        if let Some(tenant) = &self.tenant {
-            self.diags.tenant_broken(tenant);
-        }
-        self.emit(line, false, message.into());
-    }
-
-    fn warning(&mut self, line: u32, message: impl Into<String>) {
-        self.emit(line, true, message.into());
-    }
-
-    fn emit(&mut self, line: u32, warning: bool, message: String) {
-        let error = ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            service: self.service.clone(),
-            tenant: self.tenant.clone(),
-            message,
-        };
-        self.diags.push(self.seq, warning, error);
-    }
 }
 
 #[cfg(test)]
