@@ -21,6 +21,7 @@ pub mod descriptors;
 mod dump;
 mod late;
 mod listeners;
+mod notify;
 mod prepare;
 mod reload;
 pub mod systemd;
@@ -42,7 +43,8 @@ use crate::conn::listener::Shared;
 use crate::conn::service::Service;
 use crate::conn::tenant::Tenant;
 use crate::sandbox::Sandbox;
-use crate::server::systemd::{ListenFds, Notifier};
+use crate::server::notify::Notifier;
+use crate::server::systemd::ListenFds;
 
 /// What the daemon is asked to do while it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
