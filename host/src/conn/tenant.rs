@@ -103,7 +103,7 @@ impl Tenant {
 
     /// Everything counted for it, read now.
     pub fn totals(&self) -> TenantTotals {
-        use super::service::Refusal;
+        use crate::admission::Refusal;
         let (instances, memory) = self.refused();
         TenantTotals {
             name: self.name.clone(),
@@ -128,8 +128,8 @@ impl Tenant {
 
     /// A slot for one more guest, or why not: its `instances` are all
     /// running, or its `memory` is all held.
-    pub fn take(self: &Arc<Self>) -> Result<TenantSlot, super::service::Refusal> {
-        use super::service::Refusal;
+    pub fn take(self: &Arc<Self>) -> Result<TenantSlot, crate::admission::Refusal> {
+        use crate::admission::Refusal;
         if self.pool.memory_exhausted() {
             self.refused_memory.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::TenantMemory);
