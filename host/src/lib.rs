@@ -16,20 +16,24 @@
 //!   guests built in; the engine, guests compiled once, one instance per
 //!   run. The sandbox is a leaf: a run gets all it needs in its
 //!   `Invocation`, speaks through the `Report` it was given, and returns a
-//!   `RunReport`
+//!   `RunReport`; what a tenant's guests share (memory sum, lane weight) is
+//!   the `Pool` the invocation names
 //! - [`config`]: the xinetd config language to validated `ServiceSpec`s
 //!   (where each listens: `Listen`), address rules and time windows
-//!   ([`config::access`]) included
+//!   ([`config::access`]) included; `tenant` blocks and the policy a
+//!   tenant's services are checked against
 //! - [`admission`]: who gets a guest: checks and their order, the shares
 //!   of `--limit`, `per_source`, `cps`, the load average, the sensors'
 //!   deny list
 //! - [`logging`]: log set-up, the per-connection line, `log_type` sinks, JSON
 //! - [`metrics`]: per-service counters and their Prometheus text
-//! - [`conn`]: one connection's life: accept, admit, run, relay, finish;
-//!   one stream type and one peer type for every transport
+//! - [`conn`]: one connection's life: accept, a PROXY header, admit, run,
+//!   relay, finish; one stream type and one peer type for every transport;
+//!   each tenant's running state
 //! - [`server`]: the daemon: prepare, listeners (and Unix socket files),
-//!   compiling after start-up, reload (SIGHUP), dump (SIGUSR1), the admin
-//!   listener, systemd, the guests' descriptor budget, shutdown
+//!   compiling after start-up, reload (SIGHUP), dump (SIGUSR1), upgrade
+//!   (SIGUSR2), the admin listener, systemd, the guests' descriptor
+//!   budget, shutdown
 //! - [`cli`]: the command line
 //! - [`commands`]: what each command does
 
