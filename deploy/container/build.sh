@@ -27,12 +27,11 @@ mkdir -p "$ctx/rootfs/usr/sbin" "$ctx/rootfs/etc/wasinetd" "$ctx/rootfs/tmp"
 chmod 1777 "$ctx/rootfs/tmp"
 install -m 755 "$BIN" "$ctx/rootfs/usr/sbin/wasinetd"
 install -m 644 "$CONF" "$ctx/rootfs/etc/wasinetd/wasinetd.conf"
-# A dynamic binary: its libraries, at the paths it asks for.
-if ldd "$BIN" >/dev/null 2>&1; then
-    ldd "$BIN" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
-        mkdir -p "$ctx/rootfs$(dirname "$lib")"
-        cp -L "$lib" "$ctx/rootfs$lib"
-    done
-fi
+# A dynamic binary: its libraries, at the paths it asks for (a static one
+# names none).
+for lib in $(ldd "$BIN" 2>/dev/null | grep -o '/[^ ]*' | sort -u || true); do
+    mkdir -p "$ctx/rootfs$(dirname "$lib")"
+    cp -L "$lib" "$ctx/rootfs$lib"
+done
 cp "$ROOT/deploy/container/Containerfile" "$ctx/"
 podman build -q -t "$TAG" -f "$ctx/Containerfile" "$ctx"
