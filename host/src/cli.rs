@@ -57,8 +57,11 @@ Signals:
   SIGUSR2       upgrade: start the binary at the same path again, hand it every
                 socket, and once it is ready stop accepting and drain; if it
                 fails, keep serving (docs/deploy.md)
-  SIGTERM/INT   stop accepting, let running connections finish for
-                --shutdown-grace; a second one ends them at once
+  SIGTERM/INT   stop: with --drain-delay, first turn not ready (/readyz 503)
+                while still serving for the delay; then stop accepting and
+                let running connections finish for --shutdown-grace; each
+                further signal cuts the wait under way short (the delay,
+                then the grace: running connections are ended)
 
 Environment:
   WASINETD_LOG  the log filter, e.g. `warn` or `info,wasinetd::guest=off`
@@ -162,6 +165,7 @@ impl Cli {
             (s.per_source_limit.is_some(), "--per-source-limit"),
             (s.dgram_limit.is_some(), "--dgram-limit"),
             (s.shutdown_grace.is_some(), "--shutdown-grace"),
+            (s.drain_delay.is_some(), "--drain-delay"),
             (s.admin.is_some(), "--admin"),
             (s.admin_any, "--admin-any"),
         ]
@@ -337,6 +341,12 @@ pub struct ServeArgs {
     /// e.g. 30s [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = duration("--shutdown-grace"))]
     pub shutdown_grace: Option<std::time::Duration>,
+
+    /// After SIGTERM or SIGINT, stay not ready (/readyz 503) but go on
+    /// accepting for this long before --shutdown-grace begins, so that
+    /// balancers take the host out of rotation first, e.g. 5s [default: 0s].
+    #[arg(long, value_name = "DURATION", value_parser = duration("--drain-delay"))]
+    pub drain_delay: Option<std::time::Duration>,
 
     /// Serve /metrics, /health and /status over HTTP on ADDR, e.g.
     /// 127.0.0.1:9100 (off by default; loopback only unless --admin-any).

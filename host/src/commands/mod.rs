@@ -164,6 +164,7 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
             share(cli.serve.dgram_limit),
         )),
         shutdown_grace: grace,
+        drain_delay: cli.serve.drain_delay.unwrap_or_default(),
         admin: cli.serve.admin,
         listen_fds,
         config_digest: String::new(),
@@ -244,8 +245,8 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// The daemon's signals as requests: SIGTERM and SIGINT stop (a second one
-/// ends running guests), SIGHUP reloads the config, SIGUSR1 dumps the
+/// The daemon's signals as requests: SIGTERM and SIGINT stop (each further
+/// one cuts the drain delay, then the grace, short), SIGHUP reloads the config, SIGUSR1 dumps the
 /// state, SIGUSR2 upgrades (nginx's and HAProxy's signal for it). Handlers
 /// are installed before this returns, so before readiness.
 fn signal_requests() -> anyhow::Result<mpsc::Receiver<Request>> {

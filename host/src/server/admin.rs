@@ -11,7 +11,8 @@
 //! fails it: an orchestrator that restarts on it must not restart a daemon
 //! that is only waiting for a port or finishing its connections. `/readyz`
 //! is `/health`: 200 while every configured service listens and the daemon
-//! is not draining, else 503 and why.
+//! is not draining, else 503 and why (`draining` from the stop request on,
+//! while the drain delay still serves; `stopping` once it stops accepting).
 //!
 //! Five fixed paths do not need an HTTP library: the request head is read
 //! with a byte bound and a timeout, only its request line is looked at, and
@@ -68,6 +69,9 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub struct View {
     /// The config being served, replaced by each reload.
     pub roster: watch::Receiver<Arc<Roster>>,
+    /// Turns `true` when a stop is asked for: not ready from then on,
+    /// though it may still accept for the drain delay.
+    pub draining: watch::Receiver<bool>,
     /// Turns `true` when the daemon stops accepting.
     pub stopping: watch::Receiver<bool>,
     /// When the daemon started serving.
@@ -80,6 +84,10 @@ impl View {
         let roster = self.roster.borrow();
         if *self.stopping.borrow() {
             Some("stopping".into())
+        } else if *self.draining.borrow() {
+            // Still accepting: balancers should send no more, until the
+            // drain delay is over and the listeners close.
+            Some("draining".into())
         } else if !roster.not_listening.is_empty() {
             Some(format!(
                 "not listening: {}",
@@ -141,6 +149,7 @@ impl View {
                 "reloads": { "ok": config.reloads_ok, "failed": config.reloads_failed },
                 "last_reload": last_reload,
             },
+            "draining": *self.draining.borrow(),
             "stopping": *self.stopping.borrow(),
             "services": services,
             "tenants": tenants,

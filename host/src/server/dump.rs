@@ -15,14 +15,15 @@ use super::Daemon;
 use crate::conn::service::Service;
 use crate::metrics::TenantTotals;
 
-/// Logs the daemon's state.
-pub(super) fn dump(daemon: &Daemon, stopping: bool) {
+/// Logs the daemon's state; `state` is `serving`, `draining` (the drain
+/// delay: not ready, still accepting) or `stopping` (no longer accepting).
+pub(super) fn dump(daemon: &Daemon, state: &str) {
     let roster = daemon.roster.borrow().clone();
     let conns = daemon.shared.registry.list();
     let config = &daemon.config;
     let mut header = vec![
         field("pid", std::process::id()),
-        field("state", if stopping { "stopping" } else { "serving" }),
+        field("state", state),
         field(
             "uptime_s",
             (daemon.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,

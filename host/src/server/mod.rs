@@ -12,18 +12,19 @@
 //! `Reload` ([`reload`]) switches to the config read anew only once all of
 //! it is compiled and bound, `Dump` ([`dump`]) logs the state, `Upgrade`
 //! ([`upgrade`]) hands every socket to a new process of the binary and,
-//! once it is ready, stops as on `Stop`, and `Stop` stops accepting, lets
-//! running connections finish for the grace period, and a second `Stop`
-//! ends them at once.
+//! once it is ready, stops as on `Stop`, and `Stop` stops as [`stop`]
+//! says: not ready for the drain delay while still serving, then no longer
+//! accepting while running connections finish for the grace period; each
+//! further `Stop` cuts the wait under way short.
 
 pub mod admin;
 pub mod descriptors;
 mod dump;
 mod late;
 mod listeners;
-mod notify;
 mod prepare;
 mod reload;
+mod stop;
 pub mod systemd;
 pub mod unix_socket;
 pub mod upgrade;
@@ -43,8 +44,7 @@ use crate::conn::listener::Shared;
 use crate::conn::service::Service;
 use crate::conn::tenant::Tenant;
 use crate::sandbox::Sandbox;
-use crate::server::notify::Notifier;
-use crate::server::systemd::ListenFds;
+use crate::server::systemd::{ListenFds, Notifier};
 
 /// What the daemon is asked to do while it serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,9 @@ pub struct ServeOptions {
     pub shares: Arc<crate::admission::Shares>,
     /// How long in-flight connections may finish after a stop request.
     pub shutdown_grace: Duration,
+    /// How long the daemon stays not ready but still accepting after a
+    /// stop request, for balancers to take it out of rotation first.
+    pub drain_delay: Duration,
     /// Where the admin listener binds, if there is one.
     pub admin: Option<SocketAddr>,
     /// Listening sockets systemd passed, taken by the services they match.
@@ -255,8 +258,8 @@ impl Daemon {
 }
 
 /// Binds and serves the prepared config until a [`Request::Stop`], then
-/// drains in-flight connections for up to the grace period, or until a
-/// second one, and then ends the guests still running.
+/// stops as [`stop`] says (the drain delay, then the grace period) and
+/// ends the guests still running.
 ///
 /// Runs on the daemon's own runtime: accept loops, the admin listener and
 /// requests; every connection is served on `guests`, a runtime of its own,
@@ -299,8 +302,10 @@ pub async fn run(
         }
     };
 
+    // `draining`: not ready (a stop was asked for); `stop`: not accepting.
+    let (draining_tx, draining_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (in_flight_tx, mut in_flight_rx) = mpsc::channel::<()>(1);
+    let (in_flight_tx, in_flight_rx) = mpsc::channel::<()>(1);
     let shared = Shared {
         guests,
         shares: opts.shares.clone(),
@@ -346,6 +351,7 @@ pub async fn run(
         daemon.admin_fd = std::os::fd::AsFd::as_fd(&l).try_clone_to_owned().ok();
         let view = admin::View {
             roster: roster_rx.clone(),
+            draining: draining_rx.clone(),
             stopping: stop_rx.clone(),
             started: daemon.started,
         };
@@ -359,7 +365,7 @@ pub async fn run(
     }
     // After the readiness lines: systemd's READY=1 means the same.
     crate::logging::flush();
-    daemon.notifier.ready(roster_rx.clone(), stop_rx.clone());
+    daemon.notifier.ready(roster_rx.clone(), draining_rx);
     if compiling.is_none() {
         opts.upgraded_from.send();
     }
@@ -402,7 +408,7 @@ pub async fn run(
                     tokio::select! {
                         staged = staging.staged() => break staged,
                         request = requests.recv() => match request {
-                            Some(Request::Dump) => dump::dump(&daemon, false),
+                            Some(Request::Dump) => dump::dump(&daemon, "serving"),
                             Some(Request::Reload) => reload_asked = true,
                             Some(Request::Upgrade) => tracing::warn!("upgrade ignored: a reload is under way; ask again once it is done"),
                             Some(Request::Stop) | None => {
@@ -428,12 +434,13 @@ pub async fn run(
                     upgrade::Outcome::Stop => break,
                 }
             }
-            Some(Request::Dump) => dump::dump(&daemon, false),
+            Some(Request::Dump) => dump::dump(&daemon, "serving"),
             Some(Request::Stop) | None => break,
         }
     }
 
-    let _ = stop_tx.send(true);
+    // Not ready from here on, whatever follows.
+    let _ = draining_tx.send(true);
     if handed_over {
         // The new process answers the admin endpoints now; this one's
         // running requests finish.
@@ -441,50 +448,13 @@ pub async fn run(
             task.abort();
         }
     } else {
-        // Not after an upgrade: the service goes on, in the new process.
+        // Not after an upgrade: the service goes on, in the new process,
+        // on the same sockets, so there is nothing to drain away from.
+        stop::delay(&daemon, opts.drain_delay, &mut requests).await;
         daemon.notifier.stopping(&daemon.roster.borrow());
     }
-    let listeners = std::mem::take(&mut daemon.listeners);
-    for task in listeners.into_tasks() {
-        let _ = task.await;
-    }
-    tracing::info!(
-        "stopped accepting; waiting up to {:?} for running connections",
-        opts.shutdown_grace
-    );
-    // Only the connections' own senders keep the drain channel open now.
-    let (unused, _) = mpsc::channel(1);
-    drop(std::mem::replace(&mut daemon.shared.in_flight, unused));
-    let grace = tokio::time::sleep(opts.shutdown_grace);
-    tokio::pin!(grace);
-    let mut listening = true;
-    loop {
-        tokio::select! {
-            _ = in_flight_rx.recv() => {
-                tracing::info!("all connections finished; exiting");
-                break;
-            }
-            _ = &mut grace => {
-                tracing::warn!(
-                    "shutdown grace of {:?} over; ending running guests",
-                    opts.shutdown_grace
-                );
-                daemon.sandbox.stop_all();
-                break;
-            }
-            request = requests.recv(), if listening => match request {
-                Some(Request::Dump) => dump::dump(&daemon, true),
-                Some(Request::Reload) => tracing::warn!(target: "wasinetd::server::reload", "reload ignored: the daemon is stopping"),
-                Some(Request::Upgrade) => tracing::warn!("upgrade ignored: the daemon is stopping"),
-                Some(Request::Stop) => {
-                    tracing::warn!("second stop request; ending running guests");
-                    daemon.sandbox.stop_all();
-                    break;
-                }
-                None => listening = false,
-            },
-        }
-    }
+    let _ = stop_tx.send(true);
+    stop::drain(&mut daemon, opts.shutdown_grace, requests, in_flight_rx).await;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
-//! Listening sockets systemd passed (`LISTEN_FDS`, socket activation),
-//! taken without libsystemd; readiness notifications are `notify`'s.
+//! Speaking to systemd, without libsystemd: listening sockets it passed
+//! (`LISTEN_FDS`, socket activation), and readiness notifications
+//! (`NOTIFY_SOCKET`, `Type=notify`: [`notify`]).
 //!
 //! Passed sockets are taken once, before any thread starts, and handed to
 //! services by name (`FileDescriptorName=` == the service id), then by local
@@ -13,6 +14,8 @@
 //! (not systemd) are marked, and go back to the config's keys
 //! ([`ListenFds::take_inherited`]) rather than to systemd's rules.
 
+mod notify;
+
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -21,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 
+pub use self::notify::Notifier;
 use crate::config::ServiceSpec;
 use crate::server::unix_socket::FileId;
 use crate::server::upgrade::Outgoing;

@@ -237,7 +237,7 @@ pub(super) async fn upgrade(
                 return failed(e, reload);
             }
             request = requests.recv() => match request {
-                Some(Request::Dump) => dump::dump(daemon, false),
+                Some(Request::Dump) => dump::dump(daemon, "serving"),
                 Some(Request::Reload) => reload = true,
                 Some(Request::Upgrade) => tracing::warn!("upgrade already under way; SIGUSR2 ignored"),
                 Some(Request::Stop) | None => {

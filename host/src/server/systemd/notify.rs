@@ -1,7 +1,8 @@
 //! Readiness and status messages to systemd (`sd_notify`, `Type=notify`),
-//! without libsystemd: READY=1 once every service listens, RELOADING=1 and
-//! READY=1 around a reload, a one-line STATUS=, MAINPID= when an upgrade
-//! hands the service to a new process.
+//! without libsystemd: one datagram per message to `NOTIFY_SOCKET`. What
+//! the messages say (`READY=1`, `RELOADING=1`, `MAINPID=`, `STOPPING=1`,
+//! `STATUS=`) and when is decided here; when the daemon reaches each step
+//! is the server's business.
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
@@ -60,8 +61,9 @@ impl Notifier {
     }
 
     /// `READY=1` with a first `STATUS=`, then a fresh `STATUS=` every
-    /// [`STATUS_EVERY`] until `stopping` turns true.
-    pub fn ready(&self, roster: watch::Receiver<Arc<Roster>>, mut stopping: watch::Receiver<bool>) {
+    /// [`STATUS_EVERY`] until `draining` turns true (a stop was asked for:
+    /// from then on the stop's own messages say what happens).
+    pub fn ready(&self, roster: watch::Receiver<Arc<Roster>>, mut draining: watch::Receiver<bool>) {
         if !self.enabled() {
             return;
         }
@@ -73,7 +75,7 @@ impl Notifier {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(STATUS_EVERY) => {}
-                    _ = stopping.wait_for(|&s| s) => return,
+                    _ = draining.wait_for(|&s| s) => return,
                 }
                 notifier.send(&format!("STATUS={}", status(&roster.borrow())));
             }
@@ -111,7 +113,21 @@ impl Notifier {
         }
     }
 
-    /// `STOPPING=1`, with the connections still running.
+    /// `STOPPING=1` at the start of a drain delay (`--drain-delay`): the
+    /// unit is deactivating from the first signal on, though it still
+    /// serves for `delay`.
+    pub fn draining(&self, delay: Duration, roster: &Roster) {
+        if self.enabled() {
+            self.send(&format!(
+                "STOPPING=1\nSTATUS=draining: not ready, still accepting for {delay:?}; {} connections running",
+                roster.running()
+            ));
+        }
+    }
+
+    /// `STOPPING=1` once it stops accepting, with the connections still
+    /// running (the first signal's, without a drain delay; a repeat after
+    /// one, which systemd takes as the same).
     pub fn stopping(&self, roster: &Roster) {
         if self.enabled() {
             self.send(&format!(
