@@ -6,7 +6,7 @@
 #   wasinetd-python   wasinetd, python.wasm (CPython 3.12 for WASI) started
 #                     per connection on the same script (examples/python/hello.conf)
 #   wasinetd-prebuilt wasinetd, the same script built ahead with
-#                     componentize-py (examples/python/prebuild.sh): a fresh
+#                     componentize-py (`wasinetd build`): a fresh
 #                     instance of the start-up snapshot per connection
 #   wasinetd-js       wasinetd, quickjs.wasm on examples/js/app/hello.js
 #
@@ -49,7 +49,7 @@ if [ ! -f "$INTERP/python.wasm" ] || [ ! -f "$INTERP/quickjs.wasm" ]; then
 fi
 PREBUILT=$WORK/hello.wasm
 if [[ " $PEERS " == *" wasinetd-prebuilt "* ]]; then
-    examples/python/prebuild.sh examples/python/app hello "$PREBUILT"
+    "$WASINETD" build examples/python/app/hello.py -o "$PREBUILT"
 fi
 # Every wasinetd row maps its guest from this cache; the first start of
 # each compiles it, before anything is measured.

@@ -3,7 +3,7 @@
 #
 # The release binary, then what it generates for a package from its own
 # definitions (`wasinetd __generate`: manual pages wasinetd(8),
-# wasinetd-check(8), wasinetd-run(8), wasinetd.conf(5); bash, zsh and fish
+# wasinetd-check(8), wasinetd-run(8), wasinetd-build(8), wasinetd.conf(5); bash, zsh and fish
 # completions), the systemd units of examples/systemd with the binary at
 # /usr/sbin, then cargo-deb (installed on first use, pinned, into
 # ~/.cache/wasinetd-tools). The units are installed, not enabled.

@@ -1,5 +1,6 @@
 //! The command line: `wasinetd [-f FILE]` serves (the default), `check`
-//! validates, `run` runs one guest on this process's own stdin/stdout.
+//! validates, `run` runs one guest on this process's own stdin/stdout,
+//! `build` builds a handler script into a guest.
 //! Each takes only the options it uses: the daemon's settings only when
 //! serving, `-f` not for `run`; what every command shares (the cache, the
 //! compile limits, the log format) may come before or after its name.
@@ -97,6 +98,24 @@ Examples:
   wasinetd run --rlimit-as 64M --runtime-max 30s --env GREETING=hi upper.wasm
   systemd-socket-activate --inetd -a -l 127.0.0.1:8080 wasinetd run hello.wasm";
 
+/// What `wasinetd build --help` says after the options.
+const BUILD_HELP: &str = "\
+The build tool, componentize-py 0.25.1 (CPython in WebAssembly), is fetched
+with pip on first use into the cache directory's tools/ folder (see
+--cache-dir), checked against its pinned SHA-256, and checked again before
+every build. Needs python3 (3.9 or later) with pip.
+
+The script's top level runs once, at build time: its imports and constants
+cost nothing per connection, but nothing secret may be made there (every
+connection starts from the same snapshot). main() runs per connection with
+the service's environment, preopens and limits. The guest records the
+script's path and SHA-256: `wasinetd check` warns when the script changed
+since.
+
+Examples:
+  wasinetd build app/hello.py -o hello.wasm
+  wasinetd run hello.wasm < request.txt";
+
 /// What `wasinetd check --help` says after the options.
 const CHECK_HELP: &str = "\
 Exit status: 0 when every service is valid and its guest compiles, else 1.
@@ -184,7 +203,7 @@ impl Cli {
             Some(Command::Check(c)) if c.verbose => tracing::Level::INFO,
             Some(Command::Check(_)) => tracing::Level::WARN,
             Some(Command::Run(_)) if stderr_is_a_socket() => tracing::Level::ERROR,
-            Some(Command::Run(_)) => tracing::Level::WARN,
+            Some(Command::Run(_) | Command::Build(_)) => tracing::Level::WARN,
             Some(Command::Compile { .. } | Command::Generate { .. }) => tracing::Level::ERROR,
         }
     }
@@ -227,6 +246,11 @@ pub enum Command {
     /// e.g. as the `server` of xinetd, tcpserver or a systemd Accept=yes unit.
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
+    /// Build a handler script into a guest that starts in milliseconds:
+    /// a Python script's interpreter start-up and imports are done once,
+    /// here, and snapshotted.
+    #[command(after_help = BUILD_HELP)]
+    Build(BuildArgs),
     /// Write the manual pages and shell completions into DIR (for
     /// packagers: DIR/man, DIR/completions).
     #[command(name = "__generate", hide = true)]
@@ -250,6 +274,20 @@ pub enum Command {
         /// The largest function body.
         function_bytes: u64,
     },
+}
+
+/// `wasinetd build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The handler script: a `.py` file whose `main()` answers one
+    /// connection on stdin/stdout. Its whole folder is built in (its
+    /// modules can be imported).
+    #[arg(value_name = "SCRIPT")]
+    pub script: PathBuf,
+
+    /// Where to write the guest [default: SCRIPT with `.wasm` for `.py`].
+    #[arg(short = 'o', long = "output", value_name = "OUT.wasm")]
+    pub output: Option<PathBuf>,
 }
 
 /// `wasinetd check`.

@@ -20,6 +20,9 @@ fn main() -> ExitCode {
                 " (give it after `check`: `wasinetd check -f FILE`)"
             }
             Some(wasinetd::cli::Command::Check(_)) => " (only serving uses it)",
+            Some(wasinetd::cli::Command::Build(_)) => {
+                " (`build` reads no config; only serving uses it)"
+            }
             _ => " (`run` reads no config; only serving uses it)",
         };
         wasinetd::cli::Cli::command()

@@ -7,6 +7,7 @@ mod support;
 mod access;
 mod bad_input;
 mod balancer;
+mod build;
 mod cache;
 mod config_golden;
 mod connection;

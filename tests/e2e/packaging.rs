@@ -29,6 +29,7 @@ fn the_manual_pages_and_completions_come_from_the_binarys_own_definitions() {
     }
     assert!(read(&man.join("wasinetd-run.8")).contains("\\-\\-rlimit\\-as"));
     assert!(read(&man.join("wasinetd-check.8")).contains("\\-\\-bind"));
+    assert!(read(&man.join("wasinetd-build.8")).contains("componentize\\-py"));
     let conf = read(&man.join("wasinetd.conf.5"));
     for attr in [
         "rlimit_as",
@@ -48,6 +49,7 @@ fn the_manual_pages_and_completions_come_from_the_binarys_own_definitions() {
             "wasinetd.8",
             "wasinetd-check.8",
             "wasinetd-run.8",
+            "wasinetd-build.8",
             "wasinetd.conf.5",
         ] {
             let out = Command::new("groff")

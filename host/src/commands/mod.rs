@@ -3,8 +3,9 @@
 //! `serve` and `check` share the first steps (choose the config, parse and
 //! validate it, compile every guest); `serve` then binds and serves, `check`
 //! reports and stops. `run` (in [`run`]) runs one guest on this process's
-//! own stdio.
+//! own stdio; `build` (in [`build`]) builds a handler script into a guest.
 
+mod build;
 mod check;
 mod generate;
 mod run;
@@ -44,6 +45,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => serve(&cli, cache, compile),
         Some(Command::Check(args)) => check::check(&args, cache, compile),
+        Some(Command::Build(args)) => build::build(&args, &cache),
         // 125, as `env` and `timeout` say that the command could not be
         // run: every other status is the guest's.
         Some(Command::Run(args)) => Ok(run::run(args, cache, compile).unwrap_or_else(|e| {

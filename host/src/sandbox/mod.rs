@@ -48,7 +48,7 @@ use wasmtime::{Engine, InstancePre};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use cache::{Cache, CacheSetting, MAX_AGE, Origin};
+pub use cache::{Cache, CacheSetting, MAX_AGE, Origin, tools_dir};
 pub use compile::{CompileLimits, child_main as compile_child};
 pub use connection::{Connection, Endpoint, Transport};
 use guard::p1::GuardedP1;

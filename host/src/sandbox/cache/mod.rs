@@ -235,5 +235,39 @@ impl Cache {
     }
 }
 
+/// `tools/` in the cache directory `setting` names, created (0700) if
+/// missing, and vetted as the cache itself is: `wasinetd build` keeps the
+/// build tools it fetched there and runs them, so a folder someone else
+/// could write to (or one above it) is refused, naming why.
+pub fn tools_dir(setting: &CacheSetting) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let mut candidates = setting.candidates().into_iter().peekable();
+    while let Some(dir) = candidates.next() {
+        let tools = dir.join("tools");
+        let made = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tools);
+        match made {
+            Err(_) if candidates.peek().is_some() => continue,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot create the tools folder `{}`", tools.display())
+                });
+            }
+            Ok(()) => {}
+        }
+        let meta = fs::metadata(&tools)
+            .with_context(|| format!("cannot stat the tools folder `{}`", tools.display()))?;
+        vet::vet(&tools, &meta)
+            .with_context(|| format!("refusing the tools folder `{}`", tools.display()))?;
+        return Ok(tools);
+    }
+    anyhow::bail!(
+        "no cache directory to keep the build tools in (--no-cache, or neither \
+         $CACHE_DIRECTORY nor $HOME is set): give --cache-dir DIR"
+    )
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,87 @@
+//! `wasinetd build SCRIPT [-o OUT.wasm]`: a handler script built ahead into
+//! a guest whose connections skip the interpreter's start-up.
+//!
+//! The language is the script's extension: `.py` is built by
+//! componentize-py ([`python`]). The tools are pinned, fetched on first use
+//! and checked by SHA-256 before each use ([`tools`]); the guest records
+//! which script it was built from, so `check` can say when the script has
+//! changed since ([`record`]). OUT is written only once the build has
+//! succeeded, by a rename: a failed build leaves any earlier OUT as it was.
+
+mod python;
+mod record;
+mod tools;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+
+pub use record::stale;
+
+use crate::cli::BuildArgs;
+use crate::sandbox::CacheSetting;
+
+pub(super) fn build(args: &BuildArgs, cache: &CacheSetting) -> anyhow::Result<ExitCode> {
+    let script = fs::canonicalize(&args.script)
+        .with_context(|| format!("cannot read the script `{}`", args.script.display()))?;
+    let text = fs::read(&script)
+        .with_context(|| format!("cannot read the script `{}`", script.display()))?;
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| script.with_extension("wasm"));
+    let (mut wasm, tool) = match script.extension().and_then(|e| e.to_str()) {
+        Some("py") => {
+            let tools = crate::sandbox::tools_dir(cache)?;
+            let tool = tools::COMPONENTIZE_PY;
+            (
+                python::build(&script, &tools)?,
+                format!("{} {}", tool.name, tool.version),
+            )
+        }
+        Some("js") => bail!(
+            "`{}`: JavaScript is not built ahead yet; serve it with quickjs.wasm \
+             (README, \"Scripts\")",
+            script.display()
+        ),
+        _ => bail!(
+            "`{}`: build knows Python (`.py`) scripts only",
+            script.display()
+        ),
+    };
+    record::Source::new(&script, &text, &tool).append_to(&mut wasm);
+    write(&out, &wasm)?;
+    eprintln!(
+        "build: wrote {} ({} MB) from {}",
+        out.display(),
+        wasm.len() >> 20,
+        script.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `out` through a temporary file beside it, renamed into
+/// place.
+fn write(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let folder = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create the folder `{}`", folder.display()))?;
+    let name = out
+        .file_name()
+        .with_context(|| format!("`{}` names no file", out.display()))?;
+    let partial = folder.join(format!(
+        ".{}.{}.partial",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    fs::write(&partial, bytes).with_context(|| format!("cannot write `{}`", partial.display()))?;
+    fs::rename(&partial, out).with_context(|| {
+        let _ = fs::remove_file(&partial);
+        format!("cannot write `{}`", out.display())
+    })
+}

@@ -1,0 +1,279 @@
+//! `wasinetd build SCRIPT`: a Python handler built ahead into a component
+//! with componentize-py, fetched with pip into the cache's `tools/` and
+//! checked by SHA-256. The guest it writes is served by the real daemon
+//! and may ask about its connection; a script that does not compile fails
+//! the build with Python's own message and line and writes nothing; a
+//! cached tool that is not the pinned file, or a tools folder others could
+//! write, is refused; `check` warns when a built guest's script changed.
+
+use std::net::Shutdown;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use crate::registry::{Built, one_build, prebuilt, prebuilt_hello};
+use crate::support::{TestServer, connect, read_all, service, tempdir, wasinetd};
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+/// The daemon on `config`, with the suite's shared cache (where
+/// [`prebuilt`] compiled the guests).
+fn start(config: &str, services: &[&str]) -> TestServer {
+    TestServer::start_with(config, services, |cmd| {
+        cmd.env(
+            "CACHE_DIRECTORY",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache"),
+        );
+    })
+}
+
+/// A folder in cargo's scratch directory holding `name` with `text`: a
+/// stable path, so that [`prebuilt`] builds it once per content.
+fn script(folder: &str, name: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_built_python_script_is_served_by_the_daemon_and_its_build_said_each_step() {
+    let hello = crate::registry::example("python/app/hello.py");
+    let Some(Built { wasm, stderr }) = prebuilt(&hello) else {
+        return;
+    };
+    let hello = hello.canonicalize().unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.contains("fetching")).collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "build: building {} with componentize-py 0.25.1: CPython's start-up and \
+                 the script's imports, snapshotted ...",
+                hello.display()
+            ),
+            format!(
+                "build: wrote {} (17 MB) from {}",
+                wasm.with_extension("partial.wasm").display(),
+                hello.display()
+            ),
+        ],
+        "{stderr}"
+    );
+    let server = start(&service("hello", &wasm, ""), &["hello"]);
+    let mut client = connect(server.addr("hello"));
+    std::io::Write::write_all(&mut client, GET.as_bytes()).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let answer = String::from_utf8(read_all(&mut client)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nHello, World!"), "{answer}");
+    server.log.wait_for(&["exit=0", "service=hello"]);
+}
+
+#[test]
+fn a_script_with_a_syntax_error_fails_the_build_with_its_message_and_line() {
+    if prebuilt_hello().is_none() {
+        return; // componentize-py could not be fetched
+    }
+    let dir = tempdir();
+    let bad = dir.path().join("broken.py");
+    std::fs::write(&bad, "import sys\n\ndef main(:\n    pass\n").unwrap();
+    let out = dir.path().join("out/broken.wasm");
+    let built = {
+        let _one = one_build();
+        wasinetd()
+            .arg("build")
+            .arg(&bad)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert_eq!(built.status.code(), Some(1), "{stderr}");
+    let bad = bad.canonicalize().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "error: failed to build `{}`:\nTraceback (most recent call last):\n  \
+             File \"{}\", line 3\n    def main(:\n",
+            bad.display(),
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim_end().ends_with("SyntaxError: invalid syntax"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Caused by") && !stderr.contains("wasinetd_handler"));
+    assert!(!out.parent().unwrap().exists(), "nothing written");
+}
+
+/// The pinned wheel's file name on this machine.
+fn wheel() -> String {
+    format!(
+        "componentize_py-0.25.1-cp39-abi3-manylinux_2_28_{}.whl",
+        std::env::consts::ARCH
+    )
+}
+
+#[test]
+fn a_tampered_cached_tool_is_refused_by_its_sha256() {
+    let cache = tempdir();
+    let tools = cache.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    let wheel = tools.join(wheel());
+    std::fs::write(&wheel, "not the wheel").unwrap();
+    let script = cache.path().join("hello.py");
+    std::fs::write(&script, "def main():\n    print('hi')\n").unwrap();
+    let out = cache.path().join("hello.wasm");
+    let built = wasinetd()
+        .arg("build")
+        .arg(&script)
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert_eq!(built.status.code(), Some(1), "{stderr}");
+    let garbage: String = sha2::Sha256::digest(b"not the wheel")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("has SHA-256"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains(&format!(
+            "`{}` has SHA-256 {garbage}, expected ",
+            wheel.display()
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains("expected 8623cd8cab8453cb0cd8bf03f3c7103420d06f2f3d360186a280a70a1ca5e89f")
+            || line.contains(
+                "expected 7b6a87c520358166843af0daa86d2312d7af4cbcbbf1e598951085cf7f2991ca"
+            ),
+        "{line}"
+    );
+    assert!(
+        !stderr.contains("fetching"),
+        "a cached file is checked, not replaced"
+    );
+    assert_eq!(std::fs::read(&wheel).unwrap(), b"not the wheel");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_tools_folder_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let cache = tempdir();
+    let tools = cache.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    std::fs::set_permissions(&tools, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = cache.path().join("hello.py");
+    std::fs::write(&script, "def main():\n    print('hi')\n").unwrap();
+    let built = wasinetd()
+        .arg("build")
+        .arg(&script)
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert_eq!(built.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refusing the tools folder `{}`: writable by group or others (mode 777)",
+            tools.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tools).unwrap().count(),
+        0,
+        "nothing fetched"
+    );
+}
+
+const STALE_V1: &str = "def main():\n    print('version 1')\n";
+
+#[test]
+fn check_warns_at_the_server_line_when_a_built_guest_is_older_than_its_script() {
+    let script = script("build-stale-src", "stale.py", STALE_V1);
+    let Some(Built { wasm, .. }) = prebuilt(&script) else {
+        return;
+    };
+    let dir = tempdir();
+    let conf = dir.path().join("stale.conf");
+    std::fs::write(&conf, service("stale", &wasm, "")).unwrap();
+    let check = || {
+        let out = wasinetd()
+            .args(["check", "--compile-timeout", "600s", "-f"])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(!check().contains("warning"), "fresh: no warning");
+    std::fs::write(&script, "def main():\n    print('version 2')\n").unwrap();
+    let stderr = check();
+    // Back as it was, for the next run (the build is cached by content).
+    std::fs::write(&script, STALE_V1).unwrap();
+    let script = script.canonicalize().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{}:6: warning: service `stale`: guest `{}` is older than its script `{}`: \
+             the script changed since it was built",
+            conf.display(),
+            wasm.display(),
+            script.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("rebuild it: wasinetd build {}", script.display())),
+        "{stderr}"
+    );
+}
+
+const WHOAMI: &str = r#"from wit_world.imports import connection
+
+
+def main():
+    print(f"service={connection.service_name()}")
+    print(f"conn={connection.connection_id()}")
+    print(f"protocol={connection.protocol().name.lower()}")
+    print(f"peer={connection.peer_address()}")
+    print(f"local={connection.local_address()}")
+"#;
+
+#[test]
+fn a_built_python_handler_learns_its_connection_as_the_log_shows_it() {
+    let script = script("build-whoami-src", "whoami.py", WHOAMI);
+    let Some(Built { wasm, .. }) = prebuilt(&script) else {
+        return;
+    };
+    let config = service("whoami", &wasm, "\tid = who");
+    let server = start(&config, &["who"]);
+    let addr = server.addr("who");
+    let mut client = connect(addr);
+    let me = client.local_addr().unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let answer = String::from_utf8(read_all(&mut client)).unwrap();
+    let conn = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("conn="))
+        .unwrap_or_else(|| panic!("{answer}"));
+    let line = server.log.wait_for(&["exit=0", &format!(" conn={conn} ")]);
+    assert!(line.contains("service=who"), "{line}");
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+    assert_eq!(
+        answer,
+        format!("service=who\nconn={conn}\nprotocol=tcp\npeer={me}\nlocal={addr}\n")
+    );
+}
