@@ -60,10 +60,20 @@ fn podman_here(dir: &Path) -> Result<Podman, String> {
     let nproc = hard(rustix::process::Resource::Nproc)
         .parse::<u64>()
         .map_or(4096, |n| n.min(4096));
+    // runc where it is installed: crun 1.8 (Debian 12's) refuses this
+    // machine's hybrid cgroups ("cgroups in hybrid mode not supported")
+    // even once its rlimits are within bounds.
+    let runtime = if Path::new("/usr/sbin/runc").exists() {
+        "[engine]\nruntime = \"runc\"\n"
+    } else {
+        ""
+    };
     let conf = dir.join("containers.conf");
     std::fs::write(
         &conf,
-        format!("[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n"),
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n{runtime}"
+        ),
     )
     .unwrap();
     let podman = Podman { conf };
