@@ -22,11 +22,14 @@ if ! "$TOOLS/bin/cargo-deb" --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"
     cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --root "$TOOLS"
 fi
 cargo build --release -p wasinetd
-rm -rf "$ROOT/target/generated"
-"$TARGET/release/wasinetd" __generate "$ROOT/target/generated"
-mkdir -p "$ROOT/target/generated/systemd"
+# Under target/release/: the only place cargo-deb takes for built files
+# (it maps it to CARGO_TARGET_DIR, wherever that is).
+GEN=$TARGET/release/generated
+rm -rf "$GEN"
+"$TARGET/release/wasinetd" __generate "$GEN"
+mkdir -p "$GEN/systemd"
 for unit in wasinetd.service wasinetd.socket; do
     sed 's|/usr/local/bin/wasinetd|/usr/sbin/wasinetd|g' "examples/systemd/$unit" \
-        > "$ROOT/target/generated/systemd/$unit"
+        > "$GEN/systemd/$unit"
 done
 "$TOOLS/bin/cargo-deb" -p wasinetd --no-build --no-strip
