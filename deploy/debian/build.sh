@@ -27,6 +27,8 @@ cargo build --release -p wasinetd
 GEN=$TARGET/release/generated
 rm -rf "$GEN"
 "$TARGET/release/wasinetd" __generate "$GEN"
+# Debian ships manual pages compressed.
+gzip -9n "$GEN"/man/*
 mkdir -p "$GEN/systemd"
 for unit in wasinetd.service wasinetd.socket; do
     sed 's|/usr/local/bin/wasinetd|/usr/sbin/wasinetd|g' "examples/systemd/$unit" \
