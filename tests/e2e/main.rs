@@ -31,6 +31,7 @@ mod registry;
 mod reload;
 mod run_command;
 mod scripts;
+mod scripts_ruby;
 mod serve;
 mod sockets;
 mod systemd;

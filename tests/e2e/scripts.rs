@@ -14,19 +14,19 @@ use std::process::Stdio;
 use crate::registry::{example, prebuilt, prebuilt_hello, python_wasm, quickjs_wasm};
 use crate::support::{TestServer, exchange_text, service, tempdir};
 
-const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\
+pub(crate) const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\
                      Content-Length: 13\r\n\r\nHello, World!";
 const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: e2e\r\n\r\n";
 
 /// Starts the daemon on `config` with the suite's shared compiled-code
 /// cache, where the interpreters were compiled when they were fetched.
-fn start(config: &str, services: &[&str]) -> TestServer {
+pub(crate) fn start(config: &str, services: &[&str]) -> TestServer {
     start_with_env(config, services, &[])
 }
 
 /// Like [`start`], with `HOST_ONLY_TOKEN` in the daemon's environment: a
 /// variable no guest may see.
-fn start_with_secret(config: &str, services: &[&str]) -> TestServer {
+pub(crate) fn start_with_secret(config: &str, services: &[&str]) -> TestServer {
     start_with_env(config, services, &[("HOST_ONLY_TOKEN", "do-not-leak")])
 }
 
@@ -43,7 +43,7 @@ fn start_with_env(config: &str, services: &[&str], env: &[(&str, &str)]) -> Test
 /// The example config `conf` with `server` pointed at `interpreter`, `port`
 /// set to 0 and the `preopen` folder made absolute (the test's config is
 /// written elsewhere); asserts every other line is carried over verbatim.
-fn adjusted(conf: &str, interpreter: &Path) -> String {
+pub(crate) fn adjusted(conf: &str, interpreter: &Path) -> String {
     let path = example(conf);
     let folder = path.parent().unwrap().canonicalize().unwrap();
     let original = std::fs::read_to_string(&path).unwrap();
@@ -76,7 +76,7 @@ fn adjusted(conf: &str, interpreter: &Path) -> String {
 }
 
 /// A folder `app/` holding `files`, beside a `secret.txt` outside it.
-fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(crate) fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempdir();
     std::fs::create_dir(dir.path().join("app")).unwrap();
     std::fs::write(dir.path().join("secret.txt"), "the host's secret\n").unwrap();
@@ -86,7 +86,7 @@ fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-fn ask(addr: SocketAddr) -> String {
+pub(crate) fn ask(addr: SocketAddr) -> String {
     exchange_text(addr, GET)
 }
 

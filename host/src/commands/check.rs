@@ -122,8 +122,7 @@ fn bind_one(addr: SocketAddr, ty: Type, spec: &ServiceSpec) -> anyhow::Result<so
 fn summary(s: &Service) -> String {
     let spec = &s.spec;
     let kind = match (s.guest(), &spec.guest) {
-        (Some(g), _) if g.is_component() => "component",
-        (Some(_), _) => "module",
+        (Some(g), _) => g.kind_name(),
         (None, GuestSource::Sensor(_)) => "sensor",
         (None, _) => "redirect",
     };

@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use super::cache::{self, Cache, MAX_AGE, Origin};
 use super::compile::{self, CompileLimits};
 use super::guard::{self, p1::GuardedP1};
-use super::{Guest, GuestKind, P2Wasi, Sandbox, SandboxOptions, State, connection, engine};
+use super::{Guest, GuestKind, P2Wasi, Sandbox, SandboxOptions, State, connection, engine, ruby};
 
 impl Sandbox {
     /// Compiles a guest (a core module or a component, binary or text) and
@@ -59,8 +59,14 @@ impl Sandbox {
             else {
                 return Ok(None);
             };
-            let pre = link_module(&self.engine, &module)?;
-            (GuestKind::Module(pre), origin)
+            if ruby::is_ruby(&module) {
+                (GuestKind::Ruby(ruby::link(&self.engine, &module)?), origin)
+            } else {
+                (
+                    GuestKind::Module(link_module(&self.engine, &module)?),
+                    origin,
+                )
+            }
         } else {
             bail!(
                 "not a WebAssembly module or component (no `\\0asm` header); a guest is built \

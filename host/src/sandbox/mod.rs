@@ -32,6 +32,7 @@ mod meter;
 mod outcome;
 mod pool;
 mod report;
+mod ruby;
 mod run;
 mod stdio;
 mod watch;
@@ -156,6 +157,8 @@ pub struct Guest {
 #[derive(Clone)]
 enum GuestKind {
     Module(InstancePre<State<GuardedP1>>),
+    /// A CRuby reactor (see [`ruby`]): the same world as a module.
+    Ruby(InstancePre<State<GuardedP1>>),
     Component(CommandPre<State<P2Wasi>>),
 }
 
@@ -282,6 +285,16 @@ impl Guest {
     /// Whether this guest is a preview 2 component (else a preview 1 module).
     pub fn is_component(&self) -> bool {
         matches!(self.kind, GuestKind::Component(_))
+    }
+
+    /// What it is, as `check` and `/status` say: `component`, `module`, or
+    /// `ruby` (a CRuby reactor the daemon drives, see [`ruby`]).
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            GuestKind::Component(_) => "component",
+            GuestKind::Module(_) => "module",
+            GuestKind::Ruby(_) => "ruby",
+        }
     }
 
     /// Whether it asks about its connection (`wasinetd:handler/connection`):

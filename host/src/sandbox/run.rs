@@ -18,7 +18,7 @@ use super::guard::{Guard, PreopenRules, Refusals};
 use super::watch::Watch;
 use super::{
     Connection, Guest, GuestKind, Invocation, Limits, Meter, Outcome, P2Wasi, RunReport, State,
-    lane, world,
+    lane, ruby, world,
 };
 
 /// Resources (open files, streams) a guest may hold at once when
@@ -77,6 +77,8 @@ impl Guest {
             .collect();
         let preopens = rules.len();
         let refusals = Arc::new(Refusals::default());
+        // A Ruby guest is given the script and its arguments by its driver.
+        let argv = inv.argv.get(1..).unwrap_or_default().to_vec();
         let run = async {
             // The preopened directories are descriptors too.
             let Some(guard) = Guard::new(
@@ -101,7 +103,15 @@ impl Guest {
                 watch,
             };
             match &self.kind {
-                GuestKind::Module(pre) => self.run_module(pre, parts, preopens, &mut usage).await,
+                GuestKind::Module(pre) => {
+                    self.run_module(pre, Entry::Start, parts, preopens, &mut usage)
+                        .await
+                }
+                GuestKind::Ruby(pre) => {
+                    let entry = Entry::Ruby(argv);
+                    self.run_module(pre, entry, parts, preopens, &mut usage)
+                        .await
+                }
                 GuestKind::Component(pre) => {
                     self.run_component(pre, parts, connection, &mut usage).await
                 }
@@ -151,6 +161,7 @@ impl Guest {
     async fn run_module(
         &self,
         pre: &InstancePre<State<GuardedP1>>,
+        entry: Entry,
         parts: Parts,
         preopens: usize,
         usage: &mut Usage,
@@ -176,8 +187,13 @@ impl Guest {
             let started = Instant::now();
             let instance = pre.instantiate_async(&mut run.store).await?;
             run.usage.instantiate = Some(started.elapsed());
-            let start = instance.get_typed_func::<(), ()>(&mut run.store, "_start")?;
-            start.call_async(&mut run.store, ()).await
+            match entry {
+                Entry::Start => {
+                    let start = instance.get_typed_func::<(), ()>(&mut run.store, "_start")?;
+                    start.call_async(&mut run.store, ()).await
+                }
+                Entry::Ruby(args) => ruby::run(&mut run.store, instance, &args).await,
+            }
         }
         .await;
         match result {
@@ -236,6 +252,14 @@ impl Guest {
         store.epoch_deadline_callback(|mut cx| cx.data_mut().watch.on_tick());
         store
     }
+}
+
+/// How a module guest is run once instantiated.
+enum Entry {
+    /// A WASI command: its `_start`.
+    Start,
+    /// A Ruby reactor, driven with the script and its arguments.
+    Ruby(Vec<String>),
 }
 
 /// A run's parts before its store is made.

@@ -199,8 +199,7 @@ fn service_status(s: &Service, addr: &str) -> serde_json::Value {
         "addr": addr,
         "guest": spec.guest.to_string(),
         "kind": match s.guest() {
-            Some(g) if g.is_component() => "component",
-            Some(_) => "module",
+            Some(g) => g.kind_name(),
             None => "redirect",
         },
         "limits": {
