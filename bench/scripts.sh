@@ -9,14 +9,19 @@
 #                     componentize-py (`wasinetd build`): a fresh
 #                     instance of the start-up snapshot per connection
 #   wasinetd-js       wasinetd, quickjs.wasm on examples/js/app/hello.js
+#   xinetd-ruby       xinetd fork+exec'ing native /usr/bin/ruby (Debian's,
+#                     installed with apt if missing) --disable-gems on
+#                     examples/ruby/app/hello.rb
+#   wasinetd-ruby     wasinetd, ruby.wasm (CRuby 3.4, npm) driven by the
+#                     daemon on the same script, same flag (examples/ruby/hello.conf)
 #
-# Usage (from the repo root; installs xinetd with apt if missing, fetches the
+# Usage (from the repo root; installs xinetd and ruby with apt if missing, fetches the
 # interpreters with examples/interpreters/fetch.sh and componentize-py with
 # pip, builds wasinetd in release):
-#   bench/scripts.sh                   # ~1.5 min: 10 s per row at c=16
+#   bench/scripts.sh                   # ~2 min: 10 s per row at c=16
 #   DURATION=3 PEERS="wasinetd-prebuilt xinetd-python3" bench/scripts.sh
 # Knobs: DURATION [10] s, CONCURRENCY ["16"], REPEAT [1] (the median run is
-# reported), PEERS [all four], THREADS [2], OUT [bench/results].
+# reported), PEERS [all six], THREADS [2], OUT [bench/results].
 # Output: markdown on stdout and in $OUT/scripts.md, rows in $OUT/scripts.tsv.
 
 set -euo pipefail
@@ -26,11 +31,12 @@ BENCH=$ROOT/bench
 DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-"16"}
 REPEAT=${REPEAT:-1}
-PEERS=${PEERS:-"xinetd-python3 wasinetd-python wasinetd-prebuilt wasinetd-js"}
+PEERS=${PEERS:-"xinetd-python3 wasinetd-python wasinetd-prebuilt wasinetd-js xinetd-ruby wasinetd-ruby"}
 THREADS=${THREADS:-2}
 OUT=${OUT:-$BENCH/results}
 PORT=${PORT:-19180}
 PYTHON3=${PYTHON3:-/usr/bin/python3}
+RUBY=${RUBY:-/usr/bin/ruby}
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
@@ -38,13 +44,16 @@ source "$BENCH/lib.sh"
 if [[ " $PEERS " == *" xinetd-python3 "* ]] && ! command -v xinetd >/dev/null; then
     apt_install xinetd
 fi
+if [[ " $PEERS " == *" xinetd-ruby "* ]] && [ ! -x "$RUBY" ]; then
+    apt_install ruby
+fi
 say "building (release)"
 cargo build --release -q -p wasinetd
 cargo build --release -q --manifest-path "$BENCH/tools/Cargo.toml" --target-dir "$BENCH/tools/target"
 WASINETD=${CARGO_TARGET_DIR:-$ROOT/target}/release/wasinetd
 LOADGEN=$BENCH/tools/target/release/loadgen
 INTERP=$ROOT/examples/interpreters
-if [ ! -f "$INTERP/python.wasm" ] || [ ! -f "$INTERP/quickjs.wasm" ]; then
+if [ ! -f "$INTERP/python.wasm" ] || [ ! -f "$INTERP/quickjs.wasm" ] || [ ! -f "$INTERP/ruby.wasm" ]; then
     examples/interpreters/fetch.sh
 fi
 PREBUILT=$WORK/hello.wasm
@@ -69,6 +78,11 @@ wasinetd_conf "$PREBUILT" "" > "$WORK/prebuilt.conf"
 wasinetd_conf "$INTERP/quickjs.wasm" \
     "$(printf '\tserver_args = --std /app/hello.js\n\tpreopen = %s:/app:ro' "$ROOT/examples/js/app")" \
     > "$WORK/js.conf"
+wasinetd_conf "$INTERP/ruby.wasm" \
+    "$(printf '\tserver_args = --disable-gems /app/hello.rb\n\tpreopen = %s:/app:ro' "$ROOT/examples/ruby/app")" \
+    > "$WORK/ruby.conf"
+xinetd_conf bench-ruby "$RUBY" "--disable-gems $ROOT/examples/ruby/app/hello.rb"
+mv "$WORK/xinetd.conf" "$WORK/xinetd-ruby.conf"
 xinetd_conf bench-python "$PYTHON3" "$APP/hello.py"
 
 start_server() { # name; sets SERVER_PID
@@ -78,6 +92,8 @@ start_server() { # name; sets SERVER_PID
         wasinetd-python) "$WASINETD" -f "$WORK/python.conf" 2>"$log" & ;;
         wasinetd-prebuilt) "$WASINETD" -f "$WORK/prebuilt.conf" 2>"$log" & ;;
         wasinetd-js) "$WASINETD" -f "$WORK/js.conf" 2>"$log" & ;;
+        xinetd-ruby) xinetd -dontfork -f "$WORK/xinetd-ruby.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
+        wasinetd-ruby) "$WASINETD" -f "$WORK/ruby.conf" 2>"$log" & ;;
         *) say "unknown peer $1"; exit 2 ;;
     esac
     SERVER_PID=$!
@@ -87,7 +103,8 @@ start_server() { # name; sets SERVER_PID
 # --- runs -------------------------------------------------------------------
 measure_peers "$OUT/scripts.tsv"
 
-# The median run per (peer, c); ratios against xinetd-python3 at the same c.
+# The median run per (peer, c); ratios against xinetd at the same c: the
+# Ruby rows against xinetd-ruby, the others against xinetd-python3.
 python3 - "$OUT/scripts.tsv" <<'PY' | tee "$OUT/scripts.md"
 import csv, sys
 from collections import defaultdict
@@ -96,13 +113,15 @@ rows = defaultdict(list)
 for r in csv.DictReader(open(sys.argv[1]), delimiter="\t"):
     rows[(r["peer"], r["c"])].append(r)
 pick = {k: sorted(v, key=lambda r: float(r["conn_per_s"] or 0))[(len(v) - 1) // 2] for k, v in rows.items()}
-print("| peer | c | conn/s | × xinetd-python3 | p50 ms | p99 ms | errors | server CPU µs/conn |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|")
+print("| peer | c | conn/s (median) | range | × xinetd (python3; Ruby rows: ruby) | p50 ms | p99 ms | errors | server CPU µs/conn |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 for (peer, c), r in pick.items():
-    base = pick.get(("xinetd-python3", c))
+    base = pick.get(("xinetd-ruby" if "ruby" in peer else "xinetd-python3", c))
     ratio = "n/a"
     if base and float(base["conn_per_s"] or 0) > 0:
         ratio = "%.2f" % (float(r["conn_per_s"]) / float(base["conn_per_s"]))
-    print(f"| {peer} | {c} | {float(r['conn_per_s']):.0f} | {ratio} | {r['p50_ms']} | {r['p99_ms']} "
+    runs = [float(x["conn_per_s"] or 0) for x in rows[(peer, c)]]
+    span = f"{min(runs):.0f}-{max(runs):.0f}"
+    print(f"| {peer} | {c} | {float(r['conn_per_s']):.0f} | {span} | {ratio} | {r['p50_ms']} | {r['p99_ms']} "
           f"| {r['errors']} | {r['cpu_us_per_conn']} |")
 PY

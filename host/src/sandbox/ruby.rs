@@ -98,7 +98,14 @@ pub(super) fn link(
             }
             // new, get, clone: the handle is the guest's value itself.
             "canonical_abi" if name.starts_with("resource_") => {
-                if ty.params().len() != 1 || ty.results().len() != 1 {
+                let i32_to_i32 = matches!(
+                    (
+                        ty.params().collect::<Vec<_>>().as_slice(),
+                        ty.results().collect::<Vec<_>>().as_slice()
+                    ),
+                    ([wasmtime::ValType::I32], [wasmtime::ValType::I32])
+                );
+                if !i32_to_i32 {
                     anyhow::bail!("unexpected signature for `canonical_abi::{name}`");
                 }
                 linker
