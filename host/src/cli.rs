@@ -100,20 +100,27 @@ Examples:
 
 /// What `wasinetd build --help` says after the options.
 const BUILD_HELP: &str = "\
-The build tool, componentize-py 0.25.1 (CPython in WebAssembly), is fetched
-with pip on first use into the cache directory's tools/ folder (see
---cache-dir), checked against its pinned SHA-256, and checked again before
-every build. Needs python3 (3.9 or later) with pip.
+Python (.py): built with componentize-py 0.25.1 (CPython in WebAssembly),
+fetched with pip on first use. Needs python3 (3.9 or later) with pip. The
+script's top level runs once, at build time: its imports and constants cost
+nothing per connection, but nothing secret may be made there (every
+connection starts from the same snapshot). main() runs per connection.
 
-The script's top level runs once, at build time: its imports and constants
-cost nothing per connection, but nothing secret may be made there (every
-connection starts from the same snapshot). main() runs per connection with
-the service's environment, preopens and limits. The guest records the
-script's path and SHA-256: `wasinetd check` warns when the script changed
-since.
+JavaScript (.js): built with componentize-qjs 0.4.5 (QuickJS-ng), fetched
+with npm on first use. Needs node (18 or later) and npm. The script, written
+for `quickjs.wasm --std`, is compiled at build time and its whole text runs
+per connection, with std (in, out, err, getenv), print, console and
+connection.
+
+Each tool goes into the cache directory's tools/ folder (see --cache-dir),
+checked against its pinned SHA-256 there and again before every build. A
+connection's run gets the service's environment, preopens and limits. The
+guest records the script's path and SHA-256: `wasinetd check` warns when the
+script changed since.
 
 Examples:
   wasinetd build app/hello.py -o hello.wasm
+  wasinetd build app/hello.js -o hello-js.wasm
   wasinetd run hello.wasm < request.txt";
 
 /// What `wasinetd check --help` says after the options.
@@ -246,9 +253,9 @@ pub enum Command {
     /// e.g. as the `server` of xinetd, tcpserver or a systemd Accept=yes unit.
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
-    /// Build a handler script into a guest that starts in milliseconds:
-    /// a Python script's interpreter start-up and imports are done once,
-    /// here, and snapshotted.
+    /// Build a handler script (Python or JavaScript) into a guest that
+    /// starts in milliseconds: the interpreter's start-up and the script's
+    /// compilation are done once, here, and snapshotted.
     #[command(after_help = BUILD_HELP)]
     Build(BuildArgs),
     /// Write the manual pages and shell completions into DIR (for
@@ -280,12 +287,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// The handler script: a `.py` file whose `main()` answers one
-    /// connection on stdin/stdout. Its whole folder is built in (its
-    /// modules can be imported).
+    /// connection on stdin/stdout (its whole folder is built in: its
+    /// modules can be imported), or a `.js` file in QuickJS's `--std` style.
     #[arg(value_name = "SCRIPT")]
     pub script: PathBuf,
 
-    /// Where to write the guest [default: SCRIPT with `.wasm` for `.py`].
+    /// Where to write the guest [default: SCRIPT with `.wasm` for its extension].
     #[arg(short = 'o', long = "output", value_name = "OUT.wasm")]
     pub output: Option<PathBuf>,
 }

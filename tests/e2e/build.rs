@@ -1,6 +1,7 @@
 //! `wasinetd build SCRIPT`: a Python handler built ahead into a component
 //! with componentize-py, fetched with pip into the cache's `tools/` and
-//! checked by SHA-256. The guest it writes is served by the real daemon
+//! checked by SHA-256 (JavaScript, built with componentize-qjs from npm:
+//! tests/e2e/build_js.rs). The guest it writes is served by the real daemon
 //! and may ask about its connection; a script that does not compile fails
 //! the build with Python's own message and line and writes nothing; a
 //! cached tool that is not the pinned file, or a tools folder others could
@@ -18,7 +19,7 @@ const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 /// The daemon on `config`, with the suite's shared cache (where
 /// [`prebuilt`] compiled the guests).
-fn start(config: &str, services: &[&str]) -> TestServer {
+pub(crate) fn start(config: &str, services: &[&str]) -> TestServer {
     TestServer::start_with(config, services, |cmd| {
         cmd.env(
             "CACHE_DIRECTORY",
@@ -29,7 +30,7 @@ fn start(config: &str, services: &[&str]) -> TestServer {
 
 /// A folder in cargo's scratch directory holding `name` with `text`: a
 /// stable path, so that [`prebuilt`] builds it once per content.
-fn script(folder: &str, name: &str, text: &str) -> PathBuf {
+pub(crate) fn script(folder: &str, name: &str, text: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);

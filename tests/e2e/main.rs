@@ -8,6 +8,7 @@ mod access;
 mod bad_input;
 mod balancer;
 mod build;
+mod build_js;
 mod cache;
 mod config_golden;
 mod connection;

@@ -249,16 +249,17 @@ pub struct Built {
     pub stderr: String,
 }
 
-/// Holds the machine's build slot: one Python build at a time, since each
-/// keeps a core busy for half a minute and two only fight over the two.
+/// Holds the machine's build slot: one build at a time, since a Python
+/// build keeps a core busy for half a minute and two only fight over the two.
 pub fn one_build() -> std::sync::MutexGuard<'static, ()> {
     static BUILDING: Mutex<()> = Mutex::new(());
     BUILDING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The guest `wasinetd build SCRIPT` makes (componentize-py fetched from
-/// PyPI into the suite's shared cache's `tools/`), or `None` (after saying
-/// why) when PyPI is unreachable and componentize-py was never fetched.
+/// PyPI, or componentize-qjs from npm for a `.js`, into the suite's shared
+/// cache's `tools/`), or `None` (after saying why) when the registry is
+/// unreachable and the tool was never fetched.
 /// Built once per content of the script's folder, the build command's
 /// source and the WIT it builds for (a build is not reproducible to the
 /// byte, so each would be compiled again), then compiled into the suite's
@@ -292,17 +293,34 @@ pub fn prebuilt(script: &Path) -> Option<Built> {
         return Some(Built { wasm: out, stderr });
     }
     let tools = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache/tools");
+    let js = script.extension().is_some_and(|e| e == "js");
+    let (kind, tool) = if js {
+        (".tgz", "componentize-qjs")
+    } else {
+        (".whl", "componentize-py")
+    };
     let fetched = std::fs::read_dir(&tools)
         .map(|d| {
             d.flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".whl"))
+                .any(|e| e.file_name().to_string_lossy().ends_with(kind))
         })
         .unwrap_or(false);
-    if !fetched && let Err(why) = reachable() {
+    let online = || if js { npm_reachable() } else { reachable() };
+    if !fetched && let Err(why) = online() {
         say(&format!(
-            "PyPI registry unreachable ({why}); cannot fetch componentize-py"
+            "registry unreachable ({why}); cannot fetch {tool}"
         ));
         return None;
+    }
+    // componentize-qjs runs on node, fetched with npm: Debian's, if missing.
+    let has = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if js && !crate::support::apt_install(&["nodejs", "npm"], || has("node") && has("npm")) {
+        panic!("node and npm are needed to build JavaScript and could not be installed");
     }
     let partial = out.with_extension("partial.wasm");
     let built = crate::support::wasinetd()

@@ -2,12 +2,14 @@
 //! a guest whose connections skip the interpreter's start-up.
 //!
 //! The language is the script's extension: `.py` is built by
-//! componentize-py ([`python`]). The tools are pinned, fetched on first use
+//! componentize-py ([`python`]), `.js` by componentize-qjs ([`js`]). The tools are pinned, fetched on first use
 //! and checked by SHA-256 before each use ([`tools`]); the guest records
 //! which script it was built from, so `check` can say when the script has
 //! changed since ([`record`]). OUT is written only once the build has
 //! succeeded, by a rename: a failed build leaves any earlier OUT as it was.
 
+mod js;
+mod npm;
 mod python;
 mod record;
 mod tools;
@@ -41,13 +43,16 @@ pub(super) fn build(args: &BuildArgs, cache: &CacheSetting) -> anyhow::Result<Ex
                 format!("{} {}", tool.name, tool.version),
             )
         }
-        Some("js") => bail!(
-            "`{}`: JavaScript is not built ahead yet; serve it with quickjs.wasm \
-             (README, \"Scripts\")",
-            script.display()
-        ),
+        Some("js") => {
+            let tools = crate::sandbox::tools_dir(cache)?;
+            let tool = &npm::COMPONENTIZE_QJS[0];
+            (
+                js::build(&script, &text, &tools)?,
+                format!("{} {}", tool.name, tool.version),
+            )
+        }
         _ => bail!(
-            "`{}`: build knows Python (`.py`) scripts only",
+            "`{}`: build knows Python (`.py`) and JavaScript (`.js`) scripts only",
             script.display()
         ),
     };
@@ -60,6 +65,47 @@ pub(super) fn build(args: &BuildArgs, cache: &CacheSetting) -> anyhow::Result<Ex
         script.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The world the component is built for, and the WIT it needs: the
+/// repository's `wit/`, carried in the binary so that an installed
+/// `wasinetd build` needs no checkout.
+const WIT: &[(&str, &str)] = &[
+    ("handler.wit", include_str!("../../../../wit/handler.wit")),
+    (
+        "deps/cli/cli.wit",
+        include_str!("../../../../wit/deps/cli/cli.wit"),
+    ),
+    (
+        "deps/clocks/clocks.wit",
+        include_str!("../../../../wit/deps/clocks/clocks.wit"),
+    ),
+    (
+        "deps/filesystem/filesystem.wit",
+        include_str!("../../../../wit/deps/filesystem/filesystem.wit"),
+    ),
+    (
+        "deps/io/io.wit",
+        include_str!("../../../../wit/deps/io/io.wit"),
+    ),
+    (
+        "deps/random/random.wit",
+        include_str!("../../../../wit/deps/random/random.wit"),
+    ),
+    (
+        "deps/sockets/sockets.wit",
+        include_str!("../../../../wit/deps/sockets/sockets.wit"),
+    ),
+];
+
+/// Writes the WIT of [`WIT`] under `dir`.
+fn write_wit(dir: &Path) -> anyhow::Result<()> {
+    for (name, text) in WIT {
+        let path = dir.join(name);
+        fs::create_dir_all(path.parent().context("a WIT file has a folder")?)?;
+        fs::write(&path, text)?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `out` through a temporary file beside it, renamed into

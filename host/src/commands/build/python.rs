@@ -14,37 +14,6 @@ use anyhow::{Context as _, bail};
 
 use super::tools::{COMPONENTIZE_PY, Scratch, progress};
 
-/// The world the component is built for, and the WIT it needs: the
-/// repository's `wit/`, carried in the binary so that an installed
-/// `wasinetd build` needs no checkout.
-const WIT: &[(&str, &str)] = &[
-    ("handler.wit", include_str!("../../../../wit/handler.wit")),
-    (
-        "deps/cli/cli.wit",
-        include_str!("../../../../wit/deps/cli/cli.wit"),
-    ),
-    (
-        "deps/clocks/clocks.wit",
-        include_str!("../../../../wit/deps/clocks/clocks.wit"),
-    ),
-    (
-        "deps/filesystem/filesystem.wit",
-        include_str!("../../../../wit/deps/filesystem/filesystem.wit"),
-    ),
-    (
-        "deps/io/io.wit",
-        include_str!("../../../../wit/deps/io/io.wit"),
-    ),
-    (
-        "deps/random/random.wit",
-        include_str!("../../../../wit/deps/random/random.wit"),
-    ),
-    (
-        "deps/sockets/sockets.wit",
-        include_str!("../../../../wit/deps/sockets/sockets.wit"),
-    ),
-];
-
 /// The component's entry point (`wasi:cli/run`): MODULE's `main()` per
 /// run; MODULE itself is imported at build time.
 const ENTRY: &str = "\
@@ -93,11 +62,7 @@ pub fn build(script: &Path, tools: &Path) -> anyhow::Result<Vec<u8>> {
         c.args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&unpacked);
     })
     .with_context(|| format!("cannot unpack `{}`", wheel.display()))?;
-    for (name, text) in WIT {
-        let path = dir.join("wit").join(name);
-        fs::create_dir_all(path.parent().context("a WIT file has a folder")?)?;
-        fs::write(&path, text)?;
-    }
+    super::write_wit(&dir.join("wit"))?;
     fs::create_dir(dir.join("entry"))?;
     fs::write(
         dir.join("entry/wasinetd_handler.py"),

@@ -130,7 +130,7 @@ impl Tool {
 }
 
 /// Refuses `path` unless its SHA-256 is `expected`.
-fn verify(path: &Path, expected: &str) -> anyhow::Result<()> {
+pub(super) fn verify(path: &Path, expected: &str) -> anyhow::Result<()> {
     let bytes = fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let actual = hex(&Sha256::digest(&bytes));
     if actual != expected {

@@ -1,0 +1,157 @@
+//! `wasinetd build SCRIPT.js`: a JavaScript handler in QuickJS's `--std`
+//! style built ahead into a component with componentize-qjs (fetched with
+//! npm into the cache's `tools/`, checked by SHA-256), served by the real
+//! daemon: the example as shipped, a handler asking about its connection,
+//! a script that does not compile (its message and line, nothing written),
+//! and one that throws per connection (its stack, exit status 1).
+
+use std::net::Shutdown;
+
+use crate::build::{script, start};
+use crate::registry::{Built, example, one_build, prebuilt};
+use crate::support::{connect, read_all, service, tempdir, wasinetd};
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+const HELLO: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\
+                     Content-Length: 13\r\n\r\nHello, World!";
+
+/// What `addr` answers to `send` (then end of input).
+fn ask(addr: std::net::SocketAddr, send: &str) -> String {
+    let mut client = connect(addr);
+    std::io::Write::write_all(&mut client, send.as_bytes()).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    String::from_utf8(read_all(&mut client)).unwrap()
+}
+
+#[test]
+fn the_js_example_built_is_served_by_the_daemon_and_its_build_said_each_step() {
+    let hello = example("js/app/hello.js");
+    let Some(Built { wasm, stderr }) = prebuilt(&hello) else {
+        return;
+    };
+    let hello = hello.canonicalize().unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.contains("fetching")).collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "build: building {} with componentize-qjs 0.4.5: QuickJS-ng started and the \
+                 script compiled, snapshotted ...",
+                hello.display()
+            ),
+            format!(
+                "build: wrote {} (1 MB) from {}",
+                wasm.with_extension("partial.wasm").display(),
+                hello.display()
+            ),
+        ],
+        "{stderr}"
+    );
+    let server = start(&service("hello", &wasm, ""), &["hello"]);
+    assert_eq!(ask(server.addr("hello"), GET), HELLO);
+    // A request in pieces, and a client that sends no blank line, still
+    // get their answer: `std.in.getline` reads as QuickJS's does.
+    assert_eq!(ask(server.addr("hello"), "GET / HTTP/1.1\r\n"), HELLO);
+    server.log.wait_for(&["exit=0", "service=hello", "conn=2"]);
+}
+
+const WHOAMI: &str = r#"print("service=" + connection.serviceName());
+print("conn=" + connection.connectionId());
+print("protocol=" + connection.protocol());
+print("peer=" + connection.peerAddress());
+print("local=" + connection.localAddress());
+print("env=" + Object.keys(std.getenviron()).sort().join(","));
+print("unicode=" + std.in.getline());
+"#;
+
+#[test]
+fn a_built_js_handler_learns_its_connection_as_the_log_shows_it() {
+    let script = script("build-whoami-js-src", "whoami.js", WHOAMI);
+    let Some(Built { wasm, .. }) = prebuilt(&script) else {
+        return;
+    };
+    let config = service("whoami", &wasm, "\tid = who\n\tenv = GREETING=hi");
+    let server = start(&config, &["who"]);
+    let addr = server.addr("who");
+    let mut client = connect(addr);
+    let me = client.local_addr().unwrap();
+    std::io::Write::write_all(&mut client, "naïve ☃ 🎉\r\n".as_bytes()).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let answer = String::from_utf8(read_all(&mut client)).unwrap();
+    let conn = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("conn="))
+        .unwrap_or_else(|| panic!("{answer}"));
+    let line = server.log.wait_for(&["exit=0", &format!(" conn={conn} ")]);
+    assert!(line.contains("service=who"), "{line}");
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+    assert_eq!(
+        answer,
+        format!(
+            "service=who\nconn={conn}\nprotocol=tcp\npeer={me}\nlocal={addr}\n\
+             env=GREETING,REMOTE_ADDR,REMOTE_HOST,REMOTE_PORT\nunicode=naïve ☃ 🎉\r\n"
+        )
+    );
+}
+
+#[test]
+fn a_js_script_that_does_not_compile_fails_the_build_with_its_message_and_line() {
+    // The tool is fetched (or found) by building the example first.
+    if prebuilt(&example("js/app/hello.js")).is_none() {
+        return;
+    }
+    let dir = tempdir();
+    let bad = dir.path().join("broken.js");
+    std::fs::write(&bad, "const a = 1;\nconst b = ;\n").unwrap();
+    let out = dir.path().join("out/broken.wasm");
+    let built = {
+        let _one = one_build();
+        wasinetd()
+            .arg("build")
+            .arg(&bad)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert_eq!(built.status.code(), Some(1), "{stderr}");
+    let bad = bad.canonicalize().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "error: failed to build `{}`:\nError: unexpected token in expression: ';'\n    \
+             at {}:2:11",
+            bad.display(),
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("entry.js") && !stderr.contains("<input>"),
+        "{stderr}"
+    );
+    assert!(!out.parent().unwrap().exists(), "nothing written");
+}
+
+#[test]
+fn a_built_js_handler_that_throws_sends_what_it_wrote_and_logs_its_stack() {
+    let script = script(
+        "build-throw-js-src",
+        "throws.js",
+        // Throws on a connection that sends a line (not on the suite's
+        // warm-up run, whose stdin is empty).
+        "std.out.puts('before\\n');\nfunction f() {\n  throw new Error('boom');\n}\n\
+         if (std.in.getline() !== null) f();\n",
+    );
+    let Some(Built { wasm, .. }) = prebuilt(&script) else {
+        return;
+    };
+    let server = start(&service("throws", &wasm, ""), &["throws"]);
+    assert_eq!(ask(server.addr("throws"), "go\n"), "before\n");
+    server.log.wait_for(&["Error: boom"]);
+    server.log.wait_for(&[&format!(
+        "at f ({}:3:",
+        script.canonicalize().unwrap().display()
+    )]);
+    server.log.wait_for(&["exit=1", "service=throws"]);
+}
