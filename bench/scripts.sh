@@ -9,6 +9,9 @@
 #                     componentize-py (`wasinetd build`): a fresh
 #                     instance of the start-up snapshot per connection
 #   wasinetd-js       wasinetd, quickjs.wasm on examples/js/app/hello.js
+#   wasinetd-prebuilt-js  wasinetd, the same script built ahead with
+#                     componentize-qjs (`wasinetd build`): a fresh instance
+#                     of the snapshot (engine up, script compiled) per connection
 #   xinetd-ruby       xinetd fork+exec'ing native /usr/bin/ruby (Debian's,
 #                     installed with apt if missing) --disable-gems on
 #                     examples/ruby/app/hello.rb
@@ -21,7 +24,7 @@
 #   bench/scripts.sh                   # ~2 min: 10 s per row at c=16
 #   DURATION=3 PEERS="wasinetd-prebuilt xinetd-python3" bench/scripts.sh
 # Knobs: DURATION [10] s, CONCURRENCY ["16"], REPEAT [1] (the median run is
-# reported), PEERS [all six], THREADS [2], OUT [bench/results].
+# reported), PEERS [all seven], THREADS [2], OUT [bench/results].
 # Output: markdown on stdout and in $OUT/scripts.md, rows in $OUT/scripts.tsv.
 
 set -euo pipefail
@@ -31,7 +34,7 @@ BENCH=$ROOT/bench
 DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-"16"}
 REPEAT=${REPEAT:-1}
-PEERS=${PEERS:-"xinetd-python3 wasinetd-python wasinetd-prebuilt wasinetd-js xinetd-ruby wasinetd-ruby"}
+PEERS=${PEERS:-"xinetd-python3 wasinetd-python wasinetd-prebuilt wasinetd-js wasinetd-prebuilt-js xinetd-ruby wasinetd-ruby"}
 THREADS=${THREADS:-2}
 OUT=${OUT:-$BENCH/results}
 PORT=${PORT:-19180}
@@ -60,6 +63,10 @@ PREBUILT=$WORK/hello.wasm
 if [[ " $PEERS " == *" wasinetd-prebuilt "* ]]; then
     "$WASINETD" build examples/python/app/hello.py -o "$PREBUILT"
 fi
+PREBUILT_JS=$WORK/hello-js.wasm
+if [[ " $PEERS " == *" wasinetd-prebuilt-js "* ]]; then
+    "$WASINETD" build examples/js/app/hello.js -o "$PREBUILT_JS"
+fi
 # Every wasinetd row maps its guest from this cache; the first start of
 # each compiles it, before anything is measured.
 export CACHE_DIRECTORY=$WORK/cache
@@ -75,6 +82,7 @@ wasinetd_conf() { # server, extra attribute lines
 wasinetd_conf "$INTERP/python.wasm" "$(printf '\tserver_args = /app/hello.py\n\tpreopen = %s:/app:ro' "$APP")" \
     > "$WORK/python.conf"
 wasinetd_conf "$PREBUILT" "" > "$WORK/prebuilt.conf"
+wasinetd_conf "$PREBUILT_JS" "" > "$WORK/prebuilt-js.conf"
 wasinetd_conf "$INTERP/quickjs.wasm" \
     "$(printf '\tserver_args = --std /app/hello.js\n\tpreopen = %s:/app:ro' "$ROOT/examples/js/app")" \
     > "$WORK/js.conf"
@@ -92,6 +100,7 @@ start_server() { # name; sets SERVER_PID
         wasinetd-python) "$WASINETD" -f "$WORK/python.conf" 2>"$log" & ;;
         wasinetd-prebuilt) "$WASINETD" -f "$WORK/prebuilt.conf" 2>"$log" & ;;
         wasinetd-js) "$WASINETD" -f "$WORK/js.conf" 2>"$log" & ;;
+        wasinetd-prebuilt-js) "$WASINETD" -f "$WORK/prebuilt-js.conf" 2>"$log" & ;;
         xinetd-ruby) xinetd -dontfork -f "$WORK/xinetd-ruby.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
         wasinetd-ruby) "$WASINETD" -f "$WORK/ruby.conf" 2>"$log" & ;;
         *) say "unknown peer $1"; exit 2 ;;
