@@ -7,6 +7,8 @@
 
 use std::net::Shutdown;
 
+use sha2::Digest as _;
+
 use crate::build::{script, start};
 use crate::registry::{Built, example, one_build, prebuilt};
 use crate::support::{connect, read_all, service, tempdir, wasinetd};
@@ -154,4 +156,43 @@ fn a_built_js_handler_that_throws_sends_what_it_wrote_and_logs_its_stack() {
         script.canonicalize().unwrap().display()
     )]);
     server.log.wait_for(&["exit=1", "service=throws"]);
+}
+
+#[test]
+fn a_tampered_cached_js_tool_is_refused_by_its_sha256() {
+    // node is there (installed if need be) once the example is built.
+    if prebuilt(&example("js/app/hello.js")).is_none() {
+        return;
+    }
+    let cache = tempdir();
+    let tools = cache.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    let tarball = tools.join("componentize-qjs-0.4.5.tgz");
+    std::fs::write(&tarball, "not the tarball").unwrap();
+    let script = cache.path().join("hello.js");
+    std::fs::write(&script, "print('hi');\n").unwrap();
+    let built = wasinetd()
+        .arg("build")
+        .arg(&script)
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert_eq!(built.status.code(), Some(1), "{stderr}");
+    let garbage: String = sha2::Sha256::digest(b"not the tarball")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        stderr.contains(&format!(
+            "`{}` has SHA-256 {garbage}, expected \
+             5f59d989c79090c7444725cfc08cdabc054e7f19e0dbec6351f1978c8046b6af",
+            tarball.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fetching componentize-qjs@"), "{stderr}");
+    assert_eq!(std::fs::read(&tarball).unwrap(), b"not the tarball");
+    assert!(!cache.path().join("hello.wasm").exists());
 }
