@@ -77,23 +77,7 @@ fn a_script_with_a_syntax_error_fails_the_build_with_its_message_and_line() {
     if prebuilt_hello().is_none() {
         return; // componentize-py could not be fetched
     }
-    let dir = tempdir();
-    let bad = dir.path().join("broken.py");
-    std::fs::write(&bad, "import sys\n\ndef main(:\n    pass\n").unwrap();
-    let out = dir.path().join("out/broken.wasm");
-    let built = {
-        let _one = one_build();
-        wasinetd()
-            .arg("build")
-            .arg(&bad)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap()
-    };
-    let stderr = String::from_utf8_lossy(&built.stderr);
-    assert_eq!(built.status.code(), Some(1), "{stderr}");
-    let bad = bad.canonicalize().unwrap();
+    let (bad, stderr) = build_broken("broken.py", "import sys\n\ndef main(:\n    pass\n");
     assert!(
         stderr.contains(&format!(
             "error: failed to build `{}`:\nTraceback (most recent call last):\n  \
@@ -108,7 +92,30 @@ fn a_script_with_a_syntax_error_fails_the_build_with_its_message_and_line() {
         "{stderr}"
     );
     assert!(!stderr.contains("Caused by") && !stderr.contains("wasinetd_handler"));
+}
+
+/// Builds `text` as the script `name` (in a folder of its own, one build
+/// at a time), which must fail with exit status 1 and write nothing; the
+/// script's path and the build's stderr.
+pub(crate) fn build_broken(name: &str, text: &str) -> (PathBuf, String) {
+    let dir = tempdir();
+    let bad = dir.path().join(name);
+    std::fs::write(&bad, text).unwrap();
+    let out = dir.path().join("out/broken.wasm");
+    let built = {
+        let _one = one_build();
+        wasinetd()
+            .arg("build")
+            .arg(&bad)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&built.stderr).into_owned();
+    assert_eq!(built.status.code(), Some(1), "{stderr}");
     assert!(!out.parent().unwrap().exists(), "nothing written");
+    (bad.canonicalize().unwrap(), stderr)
 }
 
 /// The pinned wheel's file name on this machine.

@@ -9,8 +9,8 @@ use std::net::Shutdown;
 
 use sha2::Digest as _;
 
-use crate::build::{script, start};
-use crate::registry::{Built, example, one_build, prebuilt};
+use crate::build::{build_broken, script, start};
+use crate::registry::{Built, example, prebuilt};
 use crate::support::{connect, read_all, service, tempdir, wasinetd};
 
 const GET: &str = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -102,23 +102,7 @@ fn a_js_script_that_does_not_compile_fails_the_build_with_its_message_and_line()
     if prebuilt(&example("js/app/hello.js")).is_none() {
         return;
     }
-    let dir = tempdir();
-    let bad = dir.path().join("broken.js");
-    std::fs::write(&bad, "const a = 1;\nconst b = ;\n").unwrap();
-    let out = dir.path().join("out/broken.wasm");
-    let built = {
-        let _one = one_build();
-        wasinetd()
-            .arg("build")
-            .arg(&bad)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .unwrap()
-    };
-    let stderr = String::from_utf8_lossy(&built.stderr);
-    assert_eq!(built.status.code(), Some(1), "{stderr}");
-    let bad = bad.canonicalize().unwrap();
+    let (bad, stderr) = build_broken("broken.js", "const a = 1;\nconst b = ;\n");
     assert!(
         stderr.contains(&format!(
             "error: failed to build `{}`:\nError: unexpected token in expression: ';'\n    \
@@ -132,7 +116,6 @@ fn a_js_script_that_does_not_compile_fails_the_build_with_its_message_and_line()
         !stderr.contains("entry.js") && !stderr.contains("<input>"),
         "{stderr}"
     );
-    assert!(!out.parent().unwrap().exists(), "nothing written");
 }
 
 #[test]
