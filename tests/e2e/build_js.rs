@@ -179,3 +179,35 @@ fn a_tampered_cached_js_tool_is_refused_by_its_sha256() {
     assert_eq!(std::fs::read(&tarball).unwrap(), b"not the tarball");
     assert!(!cache.path().join("hello.wasm").exists());
 }
+
+#[test]
+fn a_built_js_handler_ends_at_its_cpu_and_memory_limits_and_the_daemon_serves_on() {
+    // Each spins or hoards only on a connection that sends a line (not on
+    // the suite's warm-up run, whose stdin is empty).
+    let spin = script(
+        "build-spin-js-src",
+        "spin.js",
+        "if (std.in.getline() !== null) { for (;;) {} }\n",
+    );
+    let hog = script(
+        "build-hog-js-src",
+        "hog.js",
+        "if (std.in.getline() !== null) {\n  const all = [];\n  \
+         for (;;) all.push(new Array(100000).fill(all.length));\n}\nprint('done');\n",
+    );
+    let (Some(spin), Some(hog)) = (prebuilt(&spin), prebuilt(&hog)) else {
+        return;
+    };
+    let config = [
+        service("spin", &spin.wasm, "\trlimit_cpu = 500ms"),
+        service("hog", &hog.wasm, "\trlimit_as = 32M"),
+        service("ok", &hog.wasm, ""),
+    ]
+    .concat();
+    let server = start(&config, &["spin", "hog", "ok"]);
+    assert_eq!(ask(server.addr("spin"), "go\n"), "");
+    server.log.wait_for(&["service=spin", "cpu limit"]);
+    assert!(!ask(server.addr("hog"), "go\n").contains("done"));
+    server.log.wait_for(&["service=hog", "memory limit"]);
+    assert_eq!(ask(server.addr("ok"), ""), "done\n");
+}

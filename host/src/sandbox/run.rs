@@ -236,7 +236,9 @@ impl Guest {
         .await;
         match result {
             Ok(Ok(())) => Outcome::Exited(0),
-            // `wasi:cli/run` returning its error variant is exit status 1.
+            // `wasi:cli/run` returning its error variant is exit status 1;
+            // after a refused grow, the limit is why (as for a trap).
+            Ok(Err(())) if run.store.data().meter.memory_denied() => Outcome::MemoryLimit,
             Ok(Err(())) => Outcome::Exited(1),
             Err(e) => Outcome::from_error(&e, run.store.data()),
         }
