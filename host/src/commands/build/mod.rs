@@ -51,6 +51,11 @@ pub(super) fn build(args: &BuildArgs, cache: &CacheSetting) -> anyhow::Result<Ex
                 format!("{} {}", tool.name, tool.version),
             )
         }
+        Some("rb") => bail!(
+            "`{}`: Ruby scripts are not built ahead; serve them with ruby.wasm as \
+             `server_args` (README, \"Scripts\")",
+            script.display()
+        ),
         _ => bail!(
             "`{}`: build knows Python (`.py`) and JavaScript (`.js`) scripts only",
             script.display()
