@@ -135,3 +135,132 @@ fn ruby_scripts_end_at_their_limits_and_their_errors_are_logged_as_ruby_prints_t
     ]);
     assert_eq!(exchange_text(server.addr("ok"), ""), "still serving\n");
 }
+
+/// A hand-made module shaped like npm's CRuby (its entry points, no
+/// `_start`), with `body` spliced in: each entry point as given, or a
+/// harmless default.
+fn fake_ruby(dir: &std::path::Path, name: &str, parts: &[(&str, &str)]) -> std::path::PathBuf {
+    let part = |key: &str, default: &str| {
+        parts
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(default.to_owned(), |(_, v)| (*v).to_owned())
+    };
+    let wat = format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 1024))
+  (func (export "_initialize") {init})
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {realloc})
+  (func (export "ruby-init: func(args: list<string>) -> ()") (param i32 i32))
+  (func (export "rb-eval-string-protect: func(str: string) -> tuple<handle<rb-abi-value>, s32>")
+    (param i32 i32) (result i32) {eval}))"#,
+        imports = part("imports", ""),
+        init = part("init", ""),
+        realloc = part(
+            "realloc",
+            "(local $p i32) global.get $next local.set $p \
+             global.get $next local.get 3 i32.add global.set $next local.get $p",
+        ),
+        eval = part("eval", "i32.const 0"),
+    );
+    let path = dir.join(format!("{name}.wat"));
+    std::fs::write(&path, wat).unwrap();
+    path
+}
+
+#[test]
+fn a_hostile_module_shaped_like_ruby_fails_its_connection_and_nothing_else() {
+    let dir = crate::support::tempdir();
+    let d = dir.path();
+    let guests = [
+        (
+            "fake-ok",
+            fake_ruby(d, "ok", &[]),
+            "\tserver_args = /app/x.rb",
+        ),
+        (
+            "realloc-oob",
+            fake_ruby(d, "realloc", &[("realloc", "i32.const -16")]),
+            "\tserver_args = /app/x.rb",
+        ),
+        (
+            "eval-oob",
+            fake_ruby(d, "eval", &[("eval", "i32.const -4")]),
+            "\tserver_args = /app/x.rb",
+        ),
+        (
+            "eval-state",
+            fake_ruby(
+                d,
+                "state",
+                &[(
+                    "eval",
+                    "(i32.store (i32.const 4) (i32.const 6)) i32.const 0",
+                )],
+            ),
+            "\tserver_args = /app/x.rb",
+        ),
+        (
+            "init-spin",
+            fake_ruby(d, "spin", &[("init", "(loop br 0)")]),
+            "\tserver_args = /app/x.rb\n\trlimit_cpu = 300ms",
+        ),
+        (
+            "no-script",
+            fake_ruby(d, "noscript", &[]),
+            "\tserver_args = -W0",
+        ),
+        (
+            "bad-abi",
+            fake_ruby(
+                d,
+                "abi",
+                &[(
+                    "imports",
+                    r#"(import "canonical_abi" "resource_new_rb-abi-value" (func (param f64) (result f64)))"#,
+                )],
+            ),
+            "",
+        ),
+    ];
+    let config: String = guests
+        .iter()
+        .map(|(name, path, extra)| service(name, path, extra))
+        .collect();
+    let serving = [
+        "fake-ok",
+        "realloc-oob",
+        "eval-oob",
+        "eval-state",
+        "init-spin",
+        "no-script",
+    ];
+    let server = start(&config, &serving);
+    server.log.wait_for(&[
+        "bad-abi",
+        "unexpected signature for `canonical_abi::resource_new_rb-abi-value`",
+    ]);
+    for name in serving {
+        assert_eq!(exchange_text(server.addr(name), ""), "", "{name}");
+    }
+    server.log.wait_for(&["exit=0", "service=fake-ok"]);
+    server.log.wait_for(&[
+        "service=realloc-oob",
+        "cabi_realloc returned memory out of bounds",
+    ]);
+    server.log.wait_for(&["service=eval-oob", "out of bounds"]);
+    server
+        .log
+        .wait_for(&["service=eval-state", "rb_eval_string_protect state 6"]);
+    server.log.wait_for(&["service=init-spin", "cpu limit"]);
+    server
+        .log
+        .wait_for(&["service=no-script", "a Ruby guest runs a script"]);
+    // And the daemon still serves, each of them again.
+    assert_eq!(exchange_text(server.addr("fake-ok"), ""), "");
+    server
+        .log
+        .wait_for(&["exit=0", "service=fake-ok", "conn=7"]);
+}
