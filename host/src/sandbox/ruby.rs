@@ -32,10 +32,10 @@ const INIT: &str = "ruby-init: func(args: list<string>) -> ()";
 const EVAL: &str = "rb-eval-string-protect: func(str: string) -> tuple<handle<rb-abi-value>, s32>";
 
 /// What runs the script: `ruby [OPTIONS] SCRIPT [ARGS]` as the command
-/// would: compiled and run at the top level. (Not with `load`: in this build
-/// a syntax error raised by `load` escapes every `rescue`.) `ARGV` holds the script then its arguments (`ruby-init` put them
-/// after `-e`); `$0` and `__FILE__` are the script's path, so `main if
-/// __FILE__ == $0` works; an uncaught exception is printed as `ruby` prints
+/// would: compiled and run at the top level (not with `load`: in this build
+/// a syntax error raised by `load` escapes every `rescue`). `ARGV` holds
+/// the script then its arguments (`ruby-init` put them after `-e`); `$0`
+/// and `__FILE__` are the script's path, so `main if __FILE__ == $0` works; an uncaught exception is printed as `ruby` prints
 /// it and is status 1, `exit N` is N. `exit!` ends the instance with that
 /// status through WASI's `proc_exit`, after what was written is flushed (the
 /// reactor never runs Ruby's own exit path, nor `at_exit` blocks).
@@ -140,17 +140,7 @@ pub(super) async fn run(
     args: &[String],
 ) -> Result<()> {
     let mut store = store.as_context_mut();
-    let Some(script) = args.iter().position(|a| !a.starts_with('-')) else {
-        bail!(
-            "a Ruby guest runs a script: `server_args` names it (e.g. `server_args = \
-             /app/hello.rb`), after any of ruby's own options"
-        );
-    };
-    let mut argv = vec!["ruby".to_owned(), "-EUTF-8".to_owned()];
-    argv.extend_from_slice(&args[..script]);
-    argv.extend(["-e_=0".to_owned(), "--".to_owned()]);
-    argv.extend_from_slice(&args[script..]);
-
+    let argv = command_line(args)?;
     instance
         .get_typed_func::<(), ()>(&mut store, "_initialize")?
         .call_async(&mut store, ())
@@ -203,6 +193,46 @@ impl std::fmt::Display for NoJavaScript {
 
 impl std::error::Error for NoJavaScript {}
 
+/// The command line `ruby-init` gets for `args` (the service's
+/// `server_args`: ruby's options, the script, its arguments): ruby's
+/// options, then `-e_=0` (so that ruby reads no program from stdin: the
+/// script is run by [`MAIN`]), then `--` and the script with its arguments,
+/// which become `ARGV`.
+fn command_line(args: &[String]) -> Result<Vec<String>> {
+    // Options whose value may be the next argument (`-I lib`).
+    const WITH_VALUE: [&str; 5] = ["-I", "-r", "-E", "-C", "-F"];
+    let mut script = None;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "--" {
+            script = Some(i + 1);
+            break;
+        } else if arg.starts_with("-e") {
+            bail!("`server_args`: ruby's `-e` is not offered; the program is a script file");
+        } else if WITH_VALUE.contains(&arg) {
+            i += 2;
+        } else if arg.starts_with('-') {
+            i += 1;
+        } else {
+            script = Some(i);
+            break;
+        }
+    }
+    let Some(at) = script.filter(|&at| at < args.len()) else {
+        bail!(
+            "a Ruby guest runs a script: `server_args` names it (e.g. `server_args = \
+             /app/hello.rb`), after any of ruby's own options"
+        );
+    };
+    let options = args[..at].iter().filter(|a| *a != "--");
+    let mut argv = vec!["ruby".to_owned(), "-EUTF-8".to_owned()];
+    argv.extend(options.cloned());
+    argv.extend(["-e_=0".to_owned(), "--".to_owned()]);
+    argv.extend_from_slice(&args[at..]);
+    Ok(argv)
+}
+
 /// `text` NUL-terminated in guest memory (Ruby reads the arguments as C
 /// strings); its address.
 async fn guest_string(
@@ -241,4 +271,60 @@ fn memory(
     instance
         .get_memory(&mut *store, "memory")
         .ok_or_else(|| format_err!("the Ruby module exports no memory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(args: &[&str]) -> Result<Vec<String>> {
+        command_line(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_command_line_puts_the_script_after_ruby_options() {
+        assert_eq!(
+            line(&[
+                "--disable-gems",
+                "-I",
+                "lib",
+                "-rjson",
+                "/app/x.rb",
+                "-v",
+                "a"
+            ])
+            .unwrap(),
+            [
+                "ruby",
+                "-EUTF-8",
+                "--disable-gems",
+                "-I",
+                "lib",
+                "-rjson",
+                "-e_=0",
+                "--",
+                "/app/x.rb",
+                "-v",
+                "a",
+            ]
+        );
+        assert_eq!(
+            line(&["--", "-odd.rb"]).unwrap(),
+            ["ruby", "-EUTF-8", "-e_=0", "--", "-odd.rb"]
+        );
+    }
+
+    #[test]
+    fn no_script_or_a_program_on_the_command_line_is_refused() {
+        for args in [
+            &[][..],
+            &["-W0"],
+            &["-I", "lib"],
+            &["--"],
+            &["-e", "puts 1"],
+            &["-eputs"],
+        ] {
+            assert!(line(args).is_err(), "{args:?}");
+        }
+    }
 }
