@@ -49,12 +49,26 @@ fn the_js_example_built_is_served_by_the_daemon_and_its_build_said_each_step() {
         ],
         "{stderr}"
     );
-    let server = start(&service("hello", &wasm, ""), &["hello"]);
-    assert_eq!(ask(server.addr("hello"), GET), HELLO);
-    // A request in pieces, and a client that sends no blank line, still
-    // get their answer: `std.in.getline` reads as QuickJS's does.
-    assert_eq!(ask(server.addr("hello"), "GET / HTTP/1.1\r\n"), HELLO);
-    server.log.wait_for(&["exit=0", "service=hello", "conn=2"]);
+    // examples/js/hello-prebuilt.conf as shipped, but for where the guest
+    // is and its port.
+    let original = std::fs::read_to_string(example("js/hello-prebuilt.conf")).unwrap();
+    let config = original
+        .replace(
+            "\tserver\t\t= build/hello.wasm",
+            &format!("\tserver\t\t= {}", wasm.display()),
+        )
+        .replace("\tport\t\t= 8087", "\tport\t\t= 0");
+    let changed = original.lines().zip(config.lines()).filter(|(a, b)| a != b);
+    assert_eq!(changed.count(), 2, "only server and port adjusted");
+    let server = start(&config, &["js-hello-prebuilt"]);
+    let addr = server.addr("js-hello-prebuilt");
+    assert_eq!(ask(addr, GET), HELLO);
+    // A client that sends no blank line still gets its answer:
+    // `std.in.getline` reads as QuickJS's does, to the end of input.
+    assert_eq!(ask(addr, "GET / HTTP/1.1\r\n"), HELLO);
+    server
+        .log
+        .wait_for(&["exit=0", "service=js-hello-prebuilt", "conn=2"]);
 }
 
 const WHOAMI: &str = r#"print("service=" + connection.serviceName());
