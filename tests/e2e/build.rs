@@ -260,6 +260,39 @@ def main():
     print(f"local={connection.local_address()}")
 "#;
 
+/// What a whoami handler of service `id` answered one connection that sent
+/// `send`, with that connection's facts, once its log line (exit 0) names
+/// the same service, connection and peer.
+pub(crate) struct Whoami {
+    pub answer: String,
+    pub conn: String,
+    pub me: std::net::SocketAddr,
+    pub addr: std::net::SocketAddr,
+}
+
+pub(crate) fn whoami(server: &TestServer, id: &str, send: &[u8]) -> Whoami {
+    let addr = server.addr(id);
+    let mut client = connect(addr);
+    let me = client.local_addr().unwrap();
+    std::io::Write::write_all(&mut client, send).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let answer = String::from_utf8(read_all(&mut client)).unwrap();
+    let conn = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("conn="))
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
+    let line = server.log.wait_for(&["exit=0", &format!(" conn={conn} ")]);
+    assert!(line.contains(&format!("service={id}")), "{line}");
+    assert!(line.contains(&format!("peer={me}")), "{line}");
+    Whoami {
+        answer,
+        conn,
+        me,
+        addr,
+    }
+}
+
 #[test]
 fn a_built_python_handler_learns_its_connection_as_the_log_shows_it() {
     let script = script("build-whoami-src", "whoami.py", WHOAMI);
@@ -268,18 +301,12 @@ fn a_built_python_handler_learns_its_connection_as_the_log_shows_it() {
     };
     let config = service("whoami", &wasm, "\tid = who");
     let server = start(&config, &["who"]);
-    let addr = server.addr("who");
-    let mut client = connect(addr);
-    let me = client.local_addr().unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    let answer = String::from_utf8(read_all(&mut client)).unwrap();
-    let conn = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("conn="))
-        .unwrap_or_else(|| panic!("{answer}"));
-    let line = server.log.wait_for(&["exit=0", &format!(" conn={conn} ")]);
-    assert!(line.contains("service=who"), "{line}");
-    assert!(line.contains(&format!("peer={me}")), "{line}");
+    let Whoami {
+        answer,
+        conn,
+        me,
+        addr,
+    } = whoami(&server, "who", b"");
     assert_eq!(
         answer,
         format!("service=who\nconn={conn}\nprotocol=tcp\npeer={me}\nlocal={addr}\n")

@@ -9,7 +9,7 @@ use std::net::Shutdown;
 
 use sha2::Digest as _;
 
-use crate::build::{build_broken, script, start};
+use crate::build::{Whoami, build_broken, script, start, whoami};
 use crate::registry::{Built, example, prebuilt};
 use crate::support::{connect, read_all, service, tempdir, wasinetd};
 
@@ -88,19 +88,12 @@ fn a_built_js_handler_learns_its_connection_as_the_log_shows_it() {
     };
     let config = service("whoami", &wasm, "\tid = who\n\tenv = GREETING=hi");
     let server = start(&config, &["who"]);
-    let addr = server.addr("who");
-    let mut client = connect(addr);
-    let me = client.local_addr().unwrap();
-    std::io::Write::write_all(&mut client, "naïve ☃ 🎉\r\n".as_bytes()).unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    let answer = String::from_utf8(read_all(&mut client)).unwrap();
-    let conn = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("conn="))
-        .unwrap_or_else(|| panic!("{answer}"));
-    let line = server.log.wait_for(&["exit=0", &format!(" conn={conn} ")]);
-    assert!(line.contains("service=who"), "{line}");
-    assert!(line.contains(&format!("peer={me}")), "{line}");
+    let Whoami {
+        answer,
+        conn,
+        me,
+        addr,
+    } = whoami(&server, "who", "naïve ☃ 🎉\r\n".as_bytes());
     assert_eq!(
         answer,
         format!(
