@@ -126,16 +126,26 @@ fn wheel() -> String {
     )
 }
 
-#[test]
-fn a_tampered_cached_tool_is_refused_by_its_sha256() {
+/// What a build did with a tampered tool in its cache: its stderr, the
+/// tool's path, and the SHA-256 of what that file holds.
+pub(crate) struct Tampered {
+    pub stderr: String,
+    pub tool: PathBuf,
+    pub sum: String,
+}
+
+/// Builds the script `name` (`text`) with a fresh cache whose `tools/`
+/// holds a file named `tool` that is not the pinned one; the build must
+/// fail with status 1, leave that file as it was and write no guest.
+pub(crate) fn build_with_tampered_tool(tool: &str, name: &str, text: &str) -> Tampered {
+    const NOT_THE_TOOL: &[u8] = b"not the tool";
     let cache = tempdir();
     let tools = cache.path().join("tools");
     std::fs::create_dir(&tools).unwrap();
-    let wheel = tools.join(wheel());
-    std::fs::write(&wheel, "not the wheel").unwrap();
-    let script = cache.path().join("hello.py");
-    std::fs::write(&script, "def main():\n    print('hi')\n").unwrap();
-    let out = cache.path().join("hello.wasm");
+    let tool = tools.join(tool);
+    std::fs::write(&tool, NOT_THE_TOOL).unwrap();
+    let script = cache.path().join(name);
+    std::fs::write(&script, text).unwrap();
     let built = wasinetd()
         .arg("build")
         .arg(&script)
@@ -143,12 +153,24 @@ fn a_tampered_cached_tool_is_refused_by_its_sha256() {
         .arg(cache.path())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&built.stderr);
+    let stderr = String::from_utf8_lossy(&built.stderr).into_owned();
     assert_eq!(built.status.code(), Some(1), "{stderr}");
-    let garbage: String = sha2::Sha256::digest(b"not the wheel")
+    assert_eq!(std::fs::read(&tool).unwrap(), NOT_THE_TOOL);
+    assert!(!script.with_extension("wasm").exists());
+    let sum = sha2::Sha256::digest(NOT_THE_TOOL)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    Tampered { stderr, tool, sum }
+}
+
+#[test]
+fn a_tampered_cached_tool_is_refused_by_its_sha256() {
+    let Tampered {
+        stderr,
+        tool: wheel,
+        sum: garbage,
+    } = build_with_tampered_tool(&wheel(), "hello.py", "def main():\n    print('hi')\n");
     let line = stderr
         .lines()
         .find(|l| l.contains("has SHA-256"))
@@ -171,8 +193,6 @@ fn a_tampered_cached_tool_is_refused_by_its_sha256() {
         !stderr.contains("fetching"),
         "a cached file is checked, not replaced"
     );
-    assert_eq!(std::fs::read(&wheel).unwrap(), b"not the wheel");
-    assert!(!out.exists());
 }
 
 #[test]
