@@ -8,6 +8,7 @@
 //! changed since ([`record`]). OUT is written only once the build has
 //! succeeded, by a rename: a failed build leaves any earlier OUT as it was.
 
+mod flatten;
 mod js;
 mod npm;
 mod python;

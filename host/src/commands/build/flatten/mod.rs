@@ -1,0 +1,215 @@
+//! Flattening a dynamically linked component: one core module where the
+//! build tool left a dozen.
+//!
+//! componentize-py links CPython the way a dynamic loader would: an `env`
+//! module owns the memory and the function table, libc, libpython and the
+//! runtime are separate core modules whose element segments fill that
+//! imported table at `global.get $__table_base` offsets, and an init module
+//! adds the slots for functions that other libraries take the address of.
+//! wasmtime can only fill a table lazily when the module that defines it
+//! holds the segments at constant offsets, so every connection made 5,811
+//! function references (over 40% of a hello connection's CPU) and resolved
+//! some 2,000 imports between fourteen instances.
+//!
+//! After the build (and its snapshot) every one of those links is fixed, so
+//! this pass merges the env module and every instance that hangs off it into
+//! one core module (merge.rs), and rewrites the component around it: each
+//! alias of a merged instance's export becomes an alias of the merged
+//! instance, and what depended on the merged instances moves after it. What
+//! stays outside is what the merged code imports: the indirect-call shim that
+//! wit-component puts between lowered imports and the memory that does not
+//! exist yet, the fix-up that fills it, and the lowered functions.
+//!
+//! Anything of an unexpected shape is an error; the caller then keeps the
+//! component as built, which works, only slower.
+
+mod emit;
+mod graph;
+mod merge;
+#[cfg(test)]
+mod tests;
+
+use anyhow::{Context, Result, bail};
+use wasm_encoder::{ComponentSectionId, ExportKind};
+use wasmparser::{
+    CanonicalFunction, ComponentAlias, ExternalKind, Instance, Parser, Payload, TypeRef,
+};
+
+use graph::Graph;
+
+/// One top-level entry of the component, in order.
+enum Item<'a> {
+    /// A section copied as it is: types, imports, exports, component
+    /// instances, nested components, custom sections.
+    Raw(u8, &'a [u8]),
+    Module(&'a [u8]),
+    Instance(Instance<'a>),
+    Alias(ComponentAlias<'a>),
+    Canon(CanonicalFunction),
+}
+
+/// The core index spaces the rewrite renumbers (modules keep their numbers).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Space {
+    Func,
+    Table,
+    Memory,
+    Global,
+    Instance,
+}
+
+fn space(kind: ExternalKind) -> Result<Space> {
+    Ok(match kind {
+        ExternalKind::Func | ExternalKind::FuncExact => Space::Func,
+        ExternalKind::Table => Space::Table,
+        ExternalKind::Memory => Space::Memory,
+        ExternalKind::Global => Space::Global,
+        ExternalKind::Tag => bail!("core tags are not supported"),
+    })
+}
+
+fn export_kind(kind: ExternalKind) -> ExportKind {
+    match kind {
+        ExternalKind::Func | ExternalKind::FuncExact => ExportKind::Func,
+        ExternalKind::Table => ExportKind::Table,
+        ExternalKind::Memory => ExportKind::Memory,
+        ExternalKind::Global => ExportKind::Global,
+        ExternalKind::Tag => ExportKind::Tag,
+    }
+}
+
+/// Returns `bytes` flattened, or `None` when it is not dynamically linked
+/// (no core module owns a table exported as `__indirect_function_table`).
+pub fn flatten(bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+    let items = parse(bytes)?;
+    let graph = Graph::new(&items)?;
+    let Some(env) = graph.find_env()? else {
+        return Ok(None);
+    };
+    let members = graph.members(env)?;
+    if members.len() < 2 {
+        return Ok(None);
+    }
+    let merged = graph.merge(&members)?;
+    let out = graph.emit(&members, &merged)?;
+    wasmparser::Validator::new()
+        .validate_all(&out)
+        .context("the flattened component does not validate")?;
+    Ok(Some(out))
+}
+
+fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
+    let mut items = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload?;
+        if depth > 0 {
+            match payload {
+                Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+                Payload::End(_) => depth -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        let raw = |id: ComponentSectionId, range: std::ops::Range<usize>| {
+            Item::Raw(id as u8, &bytes[range])
+        };
+        match payload {
+            Payload::Version { encoding, .. } => {
+                if encoding != wasmparser::Encoding::Component {
+                    bail!("not a component");
+                }
+            }
+            Payload::End(_) => {}
+            Payload::ModuleSection {
+                unchecked_range, ..
+            } => {
+                items.push(Item::Module(&bytes[unchecked_range]));
+                depth += 1;
+            }
+            Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                items.push(raw(ComponentSectionId::Component, unchecked_range));
+                depth += 1;
+            }
+            Payload::InstanceSection(s) => {
+                for i in s {
+                    items.push(Item::Instance(i?));
+                }
+            }
+            Payload::ComponentAliasSection(s) => {
+                for a in s {
+                    let a = a?;
+                    if let ComponentAlias::Outer {
+                        kind: wasmparser::ComponentOuterAliasKind::CoreModule,
+                        ..
+                    } = a
+                    {
+                        bail!("outer aliases of core modules are not supported");
+                    }
+                    items.push(Item::Alias(a));
+                }
+            }
+            Payload::ComponentCanonicalSection(s) => {
+                for c in s {
+                    items.push(Item::Canon(c?));
+                }
+            }
+            Payload::CoreTypeSection(s) => items.push(raw(ComponentSectionId::CoreType, s.range())),
+            Payload::ComponentTypeSection(s) => {
+                items.push(raw(ComponentSectionId::Type, s.range()))
+            }
+            Payload::ComponentInstanceSection(s) => {
+                items.push(raw(ComponentSectionId::Instance, s.range()))
+            }
+            Payload::ComponentImportSection(s) => {
+                for import in s.clone() {
+                    if let wasmparser::ComponentTypeRef::Module(_) = import?.ty {
+                        bail!("imported core modules are not supported");
+                    }
+                }
+                items.push(raw(ComponentSectionId::Import, s.range()))
+            }
+            Payload::ComponentExportSection(s) => {
+                items.push(raw(ComponentSectionId::Export, s.range()))
+            }
+            Payload::CustomSection(c) => items.push(Item::Raw(0, &bytes[c.range()])),
+            other => bail!("unexpected component section {:?}", other.as_section()),
+        }
+    }
+    Ok(items)
+}
+
+fn kind_of(ty: &TypeRef) -> ExternalKind {
+    match ty {
+        TypeRef::Func(_) | TypeRef::FuncExact(_) => ExternalKind::Func,
+        TypeRef::Table(_) => ExternalKind::Table,
+        TypeRef::Memory(_) => ExternalKind::Memory,
+        TypeRef::Global(_) => ExternalKind::Global,
+        TypeRef::Tag(_) => ExternalKind::Tag,
+    }
+}
+
+fn parse_key(key: &str) -> Result<(Space, u32)> {
+    let space = match key.as_bytes().first() {
+        Some(b'f') => Space::Func,
+        Some(b't') => Space::Table,
+        Some(b'm') => Space::Memory,
+        Some(b'g') => Space::Global,
+        _ => bail!("bad key {key:?}"),
+    };
+    Ok((space, key[1..].parse()?))
+}
+
+/// The merged module's import name for an outside core item.
+fn key(space: Space, index: u32) -> String {
+    let prefix = match space {
+        Space::Func => "f",
+        Space::Table => "t",
+        Space::Memory => "m",
+        Space::Global => "g",
+        Space::Instance => "i",
+    };
+    format!("{prefix}{index}")
+}
