@@ -9,6 +9,9 @@
 #                     componentize-py (`wasinetd build`): a fresh
 #                     instance of the start-up snapshot per connection
 #   wasinetd-js       wasinetd, quickjs.wasm on examples/js/app/hello.js
+#   wasinetd-prebuilt-unmerged  the same, built with `--no-merge`: CPython's
+#                     shared libraries as componentize-py linked them (what
+#                     the merge into one module saves)
 #   wasinetd-prebuilt-js  wasinetd, the same script built ahead with
 #                     componentize-qjs (`wasinetd build`): a fresh instance
 #                     of the snapshot (engine up, script compiled) per connection
@@ -34,7 +37,7 @@ BENCH=$ROOT/bench
 DURATION=${DURATION:-10}
 CONCURRENCY=${CONCURRENCY:-"16"}
 REPEAT=${REPEAT:-1}
-PEERS=${PEERS:-"xinetd-python3 wasinetd-python wasinetd-prebuilt wasinetd-js wasinetd-prebuilt-js xinetd-ruby wasinetd-ruby"}
+PEERS=${PEERS:-"xinetd-python3 wasinetd-python wasinetd-prebuilt wasinetd-prebuilt-unmerged wasinetd-js wasinetd-prebuilt-js xinetd-ruby wasinetd-ruby"}
 THREADS=${THREADS:-2}
 OUT=${OUT:-$BENCH/results}
 PORT=${PORT:-19180}
@@ -63,6 +66,10 @@ PREBUILT=$WORK/hello.wasm
 if [[ " $PEERS " == *" wasinetd-prebuilt "* ]]; then
     "$WASINETD" build examples/python/app/hello.py -o "$PREBUILT"
 fi
+UNMERGED=$WORK/hello-unmerged.wasm
+if [[ " $PEERS " == *" wasinetd-prebuilt-unmerged "* ]]; then
+    "$WASINETD" build --no-merge examples/python/app/hello.py -o "$UNMERGED"
+fi
 PREBUILT_JS=$WORK/hello-js.wasm
 if [[ " $PEERS " == *" wasinetd-prebuilt-js "* ]]; then
     "$WASINETD" build examples/js/app/hello.js -o "$PREBUILT_JS"
@@ -82,6 +89,7 @@ wasinetd_conf() { # server, extra attribute lines
 wasinetd_conf "$INTERP/python.wasm" "$(printf '\tserver_args = /app/hello.py\n\tpreopen = %s:/app:ro' "$APP")" \
     > "$WORK/python.conf"
 wasinetd_conf "$PREBUILT" "" > "$WORK/prebuilt.conf"
+wasinetd_conf "$UNMERGED" "" > "$WORK/unmerged.conf"
 wasinetd_conf "$PREBUILT_JS" "" > "$WORK/prebuilt-js.conf"
 wasinetd_conf "$INTERP/quickjs.wasm" \
     "$(printf '\tserver_args = --std /app/hello.js\n\tpreopen = %s:/app:ro' "$ROOT/examples/js/app")" \
@@ -99,6 +107,7 @@ start_server() { # name; sets SERVER_PID
         xinetd-python3) xinetd -dontfork -f "$WORK/xinetd.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
         wasinetd-python) "$WASINETD" -f "$WORK/python.conf" 2>"$log" & ;;
         wasinetd-prebuilt) "$WASINETD" -f "$WORK/prebuilt.conf" 2>"$log" & ;;
+        wasinetd-prebuilt-unmerged) "$WASINETD" -f "$WORK/unmerged.conf" 2>"$log" & ;;
         wasinetd-js) "$WASINETD" -f "$WORK/js.conf" 2>"$log" & ;;
         wasinetd-prebuilt-js) "$WASINETD" -f "$WORK/prebuilt-js.conf" 2>"$log" & ;;
         xinetd-ruby) xinetd -dontfork -f "$WORK/xinetd-ruby.conf" -pidfile "$WORK/xinetd.pid" 2>"$log" & ;;
@@ -133,4 +142,27 @@ for (peer, c), r in pick.items():
     span = f"{min(runs):.0f}-{max(runs):.0f}"
     print(f"| {peer} | {c} | {float(r['conn_per_s']):.0f} | {span} | {ratio} | {r['p50_ms']} | {r['p99_ms']} "
           f"| {r['errors']} | {r['cpu_us_per_conn']} |")
+
+# The same ratios per run, from the rows of that run only.
+pairs = [("wasinetd-prebuilt", "xinetd-python3"), ("wasinetd-prebuilt", "wasinetd-prebuilt-unmerged"),
+         ("wasinetd-prebuilt-js", "wasinetd-js"), ("wasinetd-ruby", "xinetd-ruby")]
+by_run = {(r["peer"], r["c"], r["run"]): r for v in rows.values() for r in v}
+runs = sorted({r["run"] for v in rows.values() for r in v}, key=int)
+print()
+print("| per run, c=" + "/".join(sorted({c for _, c in pick}, key=int)) + " | " + " | ".join(f"run {n}" for n in runs) + " |")
+print("|---|" + "--:|" * len(runs))
+for a, b in pairs:
+    for what, key, inverse in (("conn/s", "conn_per_s", False), ("CPU/conn", "cpu_us_per_conn", True)):
+        cells = []
+        for n in runs:
+            ra = next((by_run.get((a, c, n)) for _, c in pick if (a, c, n) in by_run), None)
+            rb = next((by_run.get((b, c, n)) for _, c in pick if (b, c, n) in by_run), None)
+            try:
+                x, y = float(ra[key]), float(rb[key])
+                cells.append("%.2f" % ((y / x) if inverse else (x / y)))
+            except (TypeError, ValueError, ZeroDivisionError):
+                cells.append("n/a")
+        if any(c != "n/a" for c in cells):
+            label = f"{b} {what} ÷ {a}'s" if inverse else f"{a} {what} ÷ {b}"
+            print(f"| {label} | " + " | ".join(cells) + " |")
 PY

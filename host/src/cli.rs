@@ -105,6 +105,8 @@ fetched with pip on first use. Needs python3 (3.9 or later) with pip. The
 script's top level runs once, at build time: its imports and constants cost
 nothing per connection, but nothing secret may be made there (every
 connection starts from the same snapshot). main() runs per connection.
+CPython's shared libraries are then merged into one module (--no-merge keeps
+them apart, at about twice the CPU per connection).
 
 JavaScript (.js): built with componentize-qjs 0.4.5 (QuickJS-ng), fetched
 with npm on first use. Needs node (18 or later) and npm. The script, written
@@ -295,6 +297,12 @@ pub struct BuildArgs {
     /// Where to write the guest [default: SCRIPT with `.wasm` for its extension].
     #[arg(short = 'o', long = "output", value_name = "OUT.wasm")]
     pub output: Option<PathBuf>,
+
+    /// Python: keep CPython's shared libraries as componentize-py linked
+    /// them instead of merging them into one module. Only to compare: the
+    /// guest is the same, at about twice the CPU per connection.
+    #[arg(long)]
+    pub no_merge: bool,
 }
 
 /// `wasinetd check`.

@@ -40,7 +40,7 @@ pub(super) fn build(args: &BuildArgs, cache: &CacheSetting) -> anyhow::Result<Ex
             let tools = crate::sandbox::tools_dir(cache)?;
             let tool = tools::COMPONENTIZE_PY;
             (
-                python::build(&script, &tools)?,
+                python::build(&script, &tools, !args.no_merge)?,
                 format!("{} {}", tool.name, tool.version),
             )
         }

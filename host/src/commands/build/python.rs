@@ -47,9 +47,9 @@ except Exception as e:
 /// The Python that runs componentize-py (and pip): `python3` on PATH.
 pub const PYTHON: &str = "python3";
 
-/// Builds `script` (absolute, a `.py` file) into a component; returns
-/// its bytes.
-pub fn build(script: &Path, tools: &Path) -> anyhow::Result<Vec<u8>> {
+/// Builds `script` (absolute, a `.py` file) into a component, its
+/// libraries merged if `merge`; returns its bytes.
+pub fn build(script: &Path, tools: &Path, merge: bool) -> anyhow::Result<Vec<u8>> {
     let module = module_name(script)?;
     let app = script.parent().context("the script has no folder")?;
     let python = Path::new(PYTHON);
@@ -113,7 +113,7 @@ pub fn build(script: &Path, tools: &Path) -> anyhow::Result<Vec<u8>> {
         );
     }
     let built = fs::read(dir.join("out.wasm")).context("componentize-py wrote no component")?;
-    Ok(flatten_or_keep(built))
+    Ok(if merge { flatten_or_keep(built) } else { built })
 }
 
 /// The component with its dynamically linked libraries merged into one core

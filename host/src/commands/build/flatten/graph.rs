@@ -301,7 +301,10 @@ impl<'i, 'a> Graph<'i, 'a> {
                 .map(|(module, name, _)| self.source(members, instance, module, name))
                 .collect::<Result<Vec<_>>>()?;
             list.push(Member {
-                bytes: self.modules.get(*module_index as usize).context("no such module")?,
+                bytes: self
+                    .modules
+                    .get(*module_index as usize)
+                    .context("no such module")?,
                 sources,
             });
         }
