@@ -249,7 +249,7 @@ impl Graph<'_, '_> {
             Item::Canon(canon) => {
                 let mut section = CanonicalFunctionSection::new();
                 let lift = matches!(canon, CanonicalFunction::Lift { .. });
-                let written = match canon {
+                match canon {
                     CanonicalFunction::Lift {
                         core_func_index,
                         type_index,
@@ -272,7 +272,6 @@ impl Graph<'_, '_> {
                     CanonicalFunction::ResourceRep { resource } => section.resource_rep(*resource),
                     other => bail!("unsupported canonical function {other:?}"),
                 };
-                let _ = written;
                 e.component.section(&section);
                 if !lift {
                     e.define(Space::Func, old);

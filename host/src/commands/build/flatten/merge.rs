@@ -17,9 +17,9 @@ use std::fmt;
 use anyhow::{Context, Result, bail};
 use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{
-    CodeSection, ConstExpr, DataCountSection, DataSection, ElementSection, Elements, EntityType,
-    ExportKind, ExportSection, FunctionSection, GlobalSection, ImportSection, MemorySection,
-    Module, TableSection, TypeSection,
+    CodeSection, ConstExpr, DataCountSection, DataSection, ElementSection, Elements, ExportKind,
+    ExportSection, FunctionSection, GlobalSection, ImportSection, MemorySection, Module, NameMap,
+    NameSection, TableSection, TypeSection,
 };
 use wasmparser::{
     DataKind, ElementItems, ElementKind, ExternalKind, Operator, Parser, Payload, TypeRef,
@@ -66,6 +66,8 @@ struct Parsed<'a> {
     elements: Vec<wasmparser::Element<'a>>,
     data: Vec<wasmparser::Data<'a>>,
     bodies: Vec<wasmparser::FunctionBody<'a>>,
+    /// Function names from the `name` section, for backtraces and profiles.
+    names: Vec<(u32, &'a str)>,
 }
 
 impl<'a> Parsed<'a> {
@@ -73,7 +75,20 @@ impl<'a> Parsed<'a> {
         let mut p = Parsed::default();
         for payload in Parser::new(0).parse_all(bytes) {
             match payload? {
-                Payload::Version { .. } | Payload::End(_) | Payload::CustomSection(_) => {}
+                Payload::CustomSection(c) => {
+                    if let wasmparser::KnownCustom::Name(names) = c.as_known() {
+                        for name in names.into_iter().flatten() {
+                            if let wasmparser::Name::Function(map) = name {
+                                p.names = map
+                                    .into_iter()
+                                    .flatten()
+                                    .map(|n| (n.index, n.name))
+                                    .collect();
+                            }
+                        }
+                    }
+                }
+                Payload::Version { .. } | Payload::End(_) => {}
                 Payload::TypeSection(s) => {
                     p.num_types = s.count();
                     p.types = Some(s);
@@ -300,10 +315,9 @@ pub fn merge(members: &[Member<'_>]) -> Result<Merged> {
     module.section(&type_section);
 
     let mut imports = ImportSection::new();
-    for (key, kind, mi, ii) in &outside {
+    for (key, _, mi, ii) in &outside {
         let ty = maps[*mi].entity_type(parsed[*mi].imports[*ii].ty)?;
         imports.import("x", key, ty);
-        let _ = kind;
     }
     module.section(&imports);
 
@@ -433,7 +447,29 @@ pub fn merge(members: &[Member<'_>]) -> Result<Merged> {
     }
     module.section(&data_section);
 
-    let _ = EntityType::Tag;
+    // Each defined function keeps its name (imports are named by their
+    // definitions).
+    let mut names = NameMap::new();
+    let mut named = Vec::new();
+    for (p, map) in parsed.iter().zip(&maps) {
+        let imported = p.imports_of(ExternalKind::Func) as u32;
+        for (index, name) in &p.names {
+            if *index >= imported
+                && let Some(merged) = map.spaces[0].get(*index as usize)
+            {
+                named.push((*merged, *name));
+            }
+        }
+    }
+    named.sort_by_key(|(index, _)| *index);
+    named.dedup_by_key(|(index, _)| *index);
+    for (index, name) in named {
+        names.append(index, name);
+    }
+    let mut name_section = NameSection::new();
+    name_section.functions(&names);
+    module.section(&name_section);
+
     Ok(Merged {
         bytes: module.finish(),
         imports: outside

@@ -213,6 +213,20 @@ mod module {
         assert_eq!(offsets, ["I32Const { value: 2 }"]);
         assert_eq!(imports, ["x.o"]);
         assert_eq!(exports, ["0:table", "0:base", "1:f"]);
+        // Defined functions keep their names (for backtraces and profiles).
+        let mut names = Vec::new();
+        for payload in Parser::new(0).parse_all(&merged.bytes) {
+            if let Payload::CustomSection(c) = payload.unwrap()
+                && let wasmparser::KnownCustom::Name(reader) = c.as_known()
+            {
+                for name in reader {
+                    if let wasmparser::Name::Function(map) = name.unwrap() {
+                        names.extend(map.into_iter().map(|n| n.unwrap().name.to_string()));
+                    }
+                }
+            }
+        }
+        assert_eq!(names, ["f"]);
         assert_eq!(merged.imports, vec![("o".to_string(), ExternalKind::Func)]);
     }
 
