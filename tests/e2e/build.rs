@@ -339,6 +339,37 @@ fn a_built_python_handler_learns_its_connection_as_the_log_shows_it() {
     );
 }
 
+/// Attack: every connection starts from one snapshot; were `random`'s state
+/// part of it, two clients would be dealt the same "random" token.
+#[test]
+fn built_python_connections_draw_different_random_numbers() {
+    let script = script(
+        "build-random-src",
+        "draw.py",
+        "import random\n\ndef main():\n    print(random.random(), random.random())\n",
+    );
+    let Some(Built { wasm, .. }) = prebuilt(&script) else {
+        return;
+    };
+    let server = start(&service("draw", &wasm, ""), &["draw"]);
+    let draws: Vec<Vec<f64>> = (0..3)
+        .map(|_| {
+            let mut client = connect(server.addr("draw"));
+            client.shutdown(Shutdown::Write).unwrap();
+            let answer = String::from_utf8(read_all(&mut client)).unwrap();
+            let draw: Vec<f64> = answer
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
+            assert_eq!(draw.len(), 2, "{answer}");
+            assert!(draw.iter().all(|x| (0.0..1.0).contains(x)), "{answer}");
+            draw
+        })
+        .collect();
+    assert_ne!(draws[0], draws[1]);
+    assert_ne!(draws[1], draws[2]);
+}
+
 /// How many core module instantiations a component makes.
 fn core_instantiations(component: &[u8]) -> usize {
     let mut count = 0;

@@ -103,6 +103,37 @@ fn a_built_js_handler_learns_its_connection_as_the_log_shows_it() {
     );
 }
 
+/// Attack: a built guest starts from one snapshot, so whatever random
+/// state the snapshot froze, every connection would share. Two clients of
+/// the same handler must not be dealt the same "random" token.
+#[test]
+fn built_js_connections_draw_different_random_numbers() {
+    let script = script(
+        "build-random-js-src",
+        "random.js",
+        "print(Math.random() + ' ' + Math.random());\n",
+    );
+    let Some(Built { wasm, .. }) = prebuilt(&script) else {
+        return;
+    };
+    let server = start(&service("random", &wasm, ""), &["random"]);
+    let draws: Vec<Vec<f64>> = (0..3)
+        .map(|_| {
+            let answer = ask(server.addr("random"), "");
+            let draw: Vec<f64> = answer
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
+            assert_eq!(draw.len(), 2, "{answer}");
+            assert!(draw.iter().all(|x| (0.0..1.0).contains(x)), "{answer}");
+            draw
+        })
+        .collect();
+    assert_ne!(draws[0], draws[1]);
+    assert_ne!(draws[1], draws[2]);
+    assert_ne!(draws[0][0], draws[0][1]);
+}
+
 #[test]
 fn a_js_script_that_does_not_compile_fails_the_build_with_its_message_and_line() {
     // The tool is fetched (or found) by building the example first.

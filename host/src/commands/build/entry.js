@@ -15,6 +15,7 @@ import stdoutApi from "wasi:cli/stdout@0.2.12";
 import stderrApi from "wasi:cli/stderr@0.2.12";
 import environment from "wasi:cli/environment@0.2.12";
 import connection from "wasinetd:handler/connection@0.1.0";
+import random from "wasi:random/random@0.2.12";
 
 const SCRIPT = __SCRIPT_PATH__;
 
@@ -119,6 +120,15 @@ function output(open) {
 
 export const run = {
   run() {
+    // The snapshot froze QuickJS's Math.random state, so that every
+    // connection would draw the same numbers: each draw comes from the
+    // host's random source instead (53 random bits, as Math.random gives).
+    Math.random = () => {
+      const b = random.getRandomBytes(7);
+      let x = b[0] & 0x1f;
+      for (let i = 1; i < 7; i++) x = x * 256 + b[i];
+      return x / 9007199254740992;
+    };
     const out = output(() => stdoutApi.getStdout());
     const err = output(() => stderrApi.getStderr());
     const env = () => Object.fromEntries(environment.getEnvironment());
