@@ -112,7 +112,7 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
             continue;
         }
         let raw = |id: ComponentSectionId, range: std::ops::Range<usize>| {
-            Item::Raw(id as u8, &bytes[range])
+            Ok::<_, anyhow::Error>(Item::Raw(id as u8, slice(bytes, range)?))
         };
         match payload {
             Payload::Version { encoding, .. } => {
@@ -124,13 +124,13 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
             Payload::ModuleSection {
                 unchecked_range, ..
             } => {
-                items.push(Item::Module(&bytes[unchecked_range]));
+                items.push(Item::Module(slice(bytes, unchecked_range)?));
                 depth += 1;
             }
             Payload::ComponentSection {
                 unchecked_range, ..
             } => {
-                items.push(raw(ComponentSectionId::Component, unchecked_range));
+                items.push(raw(ComponentSectionId::Component, unchecked_range)?);
                 depth += 1;
             }
             Payload::InstanceSection(s) => {
@@ -156,12 +156,14 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
                     items.push(Item::Canon(c?));
                 }
             }
-            Payload::CoreTypeSection(s) => items.push(raw(ComponentSectionId::CoreType, s.range())),
+            Payload::CoreTypeSection(s) => {
+                items.push(raw(ComponentSectionId::CoreType, s.range())?)
+            }
             Payload::ComponentTypeSection(s) => {
-                items.push(raw(ComponentSectionId::Type, s.range()))
+                items.push(raw(ComponentSectionId::Type, s.range())?)
             }
             Payload::ComponentInstanceSection(s) => {
-                items.push(raw(ComponentSectionId::Instance, s.range()))
+                items.push(raw(ComponentSectionId::Instance, s.range())?)
             }
             Payload::ComponentImportSection(s) => {
                 for import in s.clone() {
@@ -169,12 +171,12 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
                         bail!("imported core modules are not supported");
                     }
                 }
-                items.push(raw(ComponentSectionId::Import, s.range()))
+                items.push(raw(ComponentSectionId::Import, s.range())?)
             }
             Payload::ComponentExportSection(s) => {
-                items.push(raw(ComponentSectionId::Export, s.range()))
+                items.push(raw(ComponentSectionId::Export, s.range())?)
             }
-            Payload::CustomSection(c) => items.push(Item::Raw(0, &bytes[c.range()])),
+            Payload::CustomSection(c) => items.push(Item::Raw(0, slice(bytes, c.range())?)),
             other => bail!("unexpected component section {:?}", other.as_section()),
         }
     }
@@ -189,6 +191,13 @@ fn kind_of(ty: &TypeRef) -> ExternalKind {
         TypeRef::Global(_) => ExternalKind::Global,
         TypeRef::Tag(_) => ExternalKind::Tag,
     }
+}
+
+/// `bytes[range]`, or an error where a damaged size points past the end.
+fn slice(bytes: &[u8], range: std::ops::Range<usize>) -> Result<&[u8]> {
+    bytes
+        .get(range)
+        .context("a section runs past the end of the component")
 }
 
 fn parse_key(key: &str) -> Result<(Space, u32)> {
