@@ -348,10 +348,15 @@ fn built_python_connections_draw_different_random_numbers() {
         "draw.py",
         "import random\n\ndef main():\n    print(random.random(), random.random())\n",
     );
-    let Some(Built { wasm, .. }) = prebuilt(&script) else {
-        return;
-    };
-    let server = start(&service("draw", &wasm, ""), &["draw"]);
+    if let Some(Built { wasm, .. }) = prebuilt(&script) {
+        assert_draws_differ(&wasm);
+    }
+}
+
+/// Serves `wasm`, a guest that prints two random numbers in [0, 1), to
+/// three clients, and checks that no two draws are the same.
+pub(crate) fn assert_draws_differ(wasm: &Path) {
+    let server = start(&service("draw", wasm, ""), &["draw"]);
     let draws: Vec<Vec<f64>> = (0..3)
         .map(|_| {
             let mut client = connect(server.addr("draw"));
@@ -368,6 +373,7 @@ fn built_python_connections_draw_different_random_numbers() {
         .collect();
     assert_ne!(draws[0], draws[1]);
     assert_ne!(draws[1], draws[2]);
+    assert_ne!(draws[0][0], draws[0][1]);
 }
 
 /// How many core module instantiations a component makes.

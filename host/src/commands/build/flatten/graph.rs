@@ -9,8 +9,14 @@ use wasmparser::{
     Payload, TypeRef,
 };
 
+use super::merge::kind_of;
 use super::merge::{self, Member, Source};
-use super::{Item, Space, key, kind_of, parse_key, space};
+use super::{Item, Space, key, parse_key, space};
+
+/// A module's imports, `(module, name, type)`, in order.
+type Imports = Vec<(String, String, TypeRef)>;
+/// A module's exports, `(name, kind, index)`.
+type Exports = Vec<(String, ExternalKind, u32)>;
 
 /// What defines one core index.
 #[derive(Clone, Copy, Debug)]
@@ -71,21 +77,8 @@ impl<'i, 'a> Graph<'i, 'a> {
         }
     }
 
-    fn module_exports(&self, module: u32) -> Result<Vec<(String, ExternalKind, u32)>> {
-        let bytes = self
-            .modules
-            .get(module as usize)
-            .context("no such module")?;
-        let mut out = Vec::new();
-        for payload in Parser::new(0).parse_all(bytes) {
-            if let Payload::ExportSection(s) = payload? {
-                for e in s {
-                    let e = e?;
-                    out.push((e.name.to_string(), e.kind, e.index));
-                }
-            }
-        }
-        Ok(out)
+    fn module_exports(&self, module: u32) -> Result<Exports> {
+        Ok(self.interface(module)?.1)
     }
 
     /// The core instance whose module defines the function table that the
@@ -130,21 +123,42 @@ impl<'i, 'a> Graph<'i, 'a> {
             .collect())
     }
 
-    fn import_names(&self, module: u32) -> Result<Vec<(String, String, TypeRef)>> {
+    fn import_names(&self, module: u32) -> Result<Imports> {
+        Ok(self.interface(module)?.0)
+    }
+
+    /// Module `module`'s imports and exports.
+    #[allow(clippy::type_complexity)]
+    fn interface(
+        &self,
+        module: u32,
+    ) -> Result<(
+        Vec<(String, String, TypeRef)>,
+        Vec<(String, ExternalKind, u32)>,
+    )> {
         let bytes = self
             .modules
             .get(module as usize)
             .context("no such module")?;
-        let mut out = Vec::new();
+        let (mut imports, mut exports) = (Vec::new(), Vec::new());
         for payload in Parser::new(0).parse_all(bytes) {
-            if let Payload::ImportSection(s) = payload? {
-                for i in s.into_imports() {
-                    let i = i?;
-                    out.push((i.module.to_string(), i.name.to_string(), i.ty));
+            match payload? {
+                Payload::ImportSection(s) => {
+                    for i in s.into_imports() {
+                        let i = i?;
+                        imports.push((i.module.to_string(), i.name.to_string(), i.ty));
+                    }
                 }
+                Payload::ExportSection(s) => {
+                    for e in s {
+                        let e = e?;
+                        exports.push((e.name.to_string(), e.kind, e.index));
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(out)
+        Ok((imports, exports))
     }
 
     /// The core instances a core item depends on. Canonical functions do not

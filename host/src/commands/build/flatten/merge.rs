@@ -129,7 +129,7 @@ impl<'a> Parsed<'a> {
     }
 }
 
-fn kind_of(ty: &TypeRef) -> ExternalKind {
+pub(super) fn kind_of(ty: &TypeRef) -> ExternalKind {
     match ty {
         TypeRef::Func(_) | TypeRef::FuncExact(_) => ExternalKind::Func,
         TypeRef::Table(_) => ExternalKind::Table,

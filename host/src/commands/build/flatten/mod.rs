@@ -31,9 +31,7 @@ mod tests;
 
 use anyhow::{Context, Result, bail};
 use wasm_encoder::{ComponentSectionId, ExportKind};
-use wasmparser::{
-    CanonicalFunction, ComponentAlias, ExternalKind, Instance, Parser, Payload, TypeRef,
-};
+use wasmparser::{CanonicalFunction, ComponentAlias, ExternalKind, Instance, Parser, Payload};
 
 use graph::Graph;
 
@@ -181,16 +179,6 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
         }
     }
     Ok(items)
-}
-
-fn kind_of(ty: &TypeRef) -> ExternalKind {
-    match ty {
-        TypeRef::Func(_) | TypeRef::FuncExact(_) => ExternalKind::Func,
-        TypeRef::Table(_) => ExternalKind::Table,
-        TypeRef::Memory(_) => ExternalKind::Memory,
-        TypeRef::Global(_) => ExternalKind::Global,
-        TypeRef::Tag(_) => ExternalKind::Tag,
-    }
 }
 
 /// `bytes[range]`, or an error where a damaged size points past the end.
