@@ -339,6 +339,30 @@ fn a_built_python_handler_learns_its_connection_as_the_log_shows_it() {
     );
 }
 
+#[test]
+fn no_merge_keeps_cpythons_libraries_as_componentize_py_linked_them() {
+    let hello = crate::registry::example("python/app/hello.py");
+    if prebuilt(&hello).is_none() {
+        return;
+    }
+    let dir = tempdir();
+    let out = dir.path().join("hello.wasm");
+    let built = {
+        let _one = one_build();
+        wasinetd()
+            .args(["build", "--no-merge"])
+            .arg(&hello)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{stderr}");
+    assert!(!stderr.contains("merging"), "{stderr}");
+    assert_eq!(core_instantiations(&fs::read(&out).unwrap()), 14);
+}
+
 /// Attack: every connection starts from one snapshot; were `random`'s state
 /// part of it, two clients would be dealt the same "random" token.
 #[test]

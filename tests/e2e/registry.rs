@@ -273,10 +273,18 @@ pub fn prebuilt(script: &Path) -> Option<Built> {
     key.update(script.as_os_str().as_encoded_bytes());
     let app = script.parent().unwrap();
     let build_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/commands/build");
+    // The build command's folders one level down too (flatten/).
     let mut files: Vec<PathBuf> = [app, &build_src]
         .iter()
         .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().path())
+        .flat_map(|p| match p.is_dir() && p.starts_with(&build_src) {
+            true => std::fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect(),
+            false => vec![p],
+        })
         .filter(|p| p.is_file())
         .collect();
     files.sort();
