@@ -90,7 +90,10 @@ impl<'a> Parsed<'a> {
                 }
                 Payload::Version { .. } | Payload::End(_) => {}
                 Payload::TypeSection(s) => {
-                    p.num_types = s.count();
+                    // Types, not recursion groups: a group may hold several.
+                    for group in s.clone() {
+                        p.num_types += group?.types().len() as u32;
+                    }
                     p.types = Some(s);
                 }
                 Payload::ImportSection(s) => {

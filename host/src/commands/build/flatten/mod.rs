@@ -79,6 +79,11 @@ fn export_kind(kind: ExternalKind) -> ExportKind {
 /// Returns `bytes` flattened, or `None` when it is not dynamically linked
 /// (no core module owns a table exported as `__indirect_function_table`).
 pub fn flatten(bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+    // Everything below may then take the input's indices and counts as
+    // consistent.
+    wasmparser::Validator::new()
+        .validate_all(bytes)
+        .context("the component as built does not validate")?;
     let items = parse(bytes)?;
     let graph = Graph::new(&items)?;
     let Some(env) = graph.find_env()? else {
@@ -105,6 +110,19 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
             match payload {
                 Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
                 Payload::End(_) => depth -= 1,
+                // A nested component could name one of the modules that the
+                // merge empties.
+                Payload::ComponentAliasSection(s) => {
+                    for a in s {
+                        if let ComponentAlias::Outer {
+                            kind: wasmparser::ComponentOuterAliasKind::CoreModule,
+                            ..
+                        } = a?
+                        {
+                            bail!("outer aliases of core modules are not supported");
+                        }
+                    }
+                }
                 _ => {}
             }
             continue;
@@ -146,6 +164,15 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
                     {
                         bail!("outer aliases of core modules are not supported");
                     }
+                    // It would add a core module that `Item::Module` does
+                    // not count.
+                    if let ComponentAlias::InstanceExport {
+                        kind: wasmparser::ComponentExternalKind::Module,
+                        ..
+                    } = a
+                    {
+                        bail!("aliases of exported core modules are not supported");
+                    }
                     items.push(Item::Alias(a));
                 }
             }
@@ -158,9 +185,28 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
                 items.push(raw(ComponentSectionId::CoreType, s.range())?)
             }
             Payload::ComponentTypeSection(s) => {
+                // A resource's destructor is a core function index, which
+                // the rewrite renumbers; these sections are copied as
+                // they are.
+                for ty in s.clone() {
+                    if let wasmparser::ComponentType::Resource { dtor: Some(_), .. } = ty? {
+                        bail!("resources with destructors are not supported");
+                    }
+                }
                 items.push(raw(ComponentSectionId::Type, s.range())?)
             }
             Payload::ComponentInstanceSection(s) => {
+                // A core module given to a component would be one the merge
+                // may empty.
+                for instance in s.clone() {
+                    if let wasmparser::ComponentInstance::Instantiate { args, .. } = instance?
+                        && args
+                            .iter()
+                            .any(|a| a.kind == wasmparser::ComponentExternalKind::Module)
+                    {
+                        bail!("core modules passed to components are not supported");
+                    }
+                }
                 items.push(raw(ComponentSectionId::Instance, s.range())?)
             }
             Payload::ComponentImportSection(s) => {
@@ -172,8 +218,15 @@ fn parse(bytes: &[u8]) -> Result<Vec<Item<'_>>> {
                 items.push(raw(ComponentSectionId::Import, s.range())?)
             }
             Payload::ComponentExportSection(s) => {
+                for export in s.clone() {
+                    if export?.kind == wasmparser::ComponentExternalKind::Module {
+                        bail!("exported core modules are not supported");
+                    }
+                }
                 items.push(raw(ComponentSectionId::Export, s.range())?)
             }
+            // Its names are by core index, which the rewrite renumbers.
+            Payload::CustomSection(c) if c.name() == "component-name" => {}
             Payload::CustomSection(c) => items.push(Item::Raw(0, slice(bytes, c.range())?)),
             other => bail!("unexpected component section {:?}", other.as_section()),
         }
