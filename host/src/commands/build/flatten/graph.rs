@@ -9,7 +9,7 @@ use wasmparser::{
     Payload, TypeRef,
 };
 
-use super::merge::kind_of;
+use super::member::kind_of;
 use super::merge::{self, Member, Source};
 use super::{Item, Space, key, parse_key, space};
 

@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
+use super::member::{Parsed, kind_of, slot};
+
 use anyhow::{Context, Result, bail};
 use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{
@@ -21,9 +23,7 @@ use wasm_encoder::{
     ExportSection, FunctionSection, GlobalSection, ImportSection, MemorySection, Module, NameMap,
     NameSection, TableSection, TypeSection,
 };
-use wasmparser::{
-    DataKind, ElementItems, ElementKind, ExternalKind, Operator, Parser, Payload, TypeRef,
-};
+use wasmparser::{DataKind, ElementItems, ElementKind, ExternalKind, Operator};
 
 /// Where one import of a member comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -50,106 +50,6 @@ pub struct Merged {
 /// The name the merged module exports member `member`'s export `name` under.
 pub fn export_name(member: usize, name: &str) -> String {
     format!("{member}:{name}")
-}
-
-/// The parts of one member module that the merge reads.
-#[derive(Default)]
-struct Parsed<'a> {
-    types: Option<wasmparser::TypeSectionReader<'a>>,
-    num_types: u32,
-    imports: Vec<wasmparser::Import<'a>>,
-    funcs: Vec<u32>,
-    tables: Vec<wasmparser::Table<'a>>,
-    memories: Vec<wasmparser::MemoryType>,
-    globals: Vec<wasmparser::Global<'a>>,
-    exports: Vec<wasmparser::Export<'a>>,
-    elements: Vec<wasmparser::Element<'a>>,
-    data: Vec<wasmparser::Data<'a>>,
-    bodies: Vec<wasmparser::FunctionBody<'a>>,
-    /// Function names from the `name` section, for backtraces and profiles.
-    names: Vec<(u32, &'a str)>,
-}
-
-impl<'a> Parsed<'a> {
-    fn new(bytes: &'a [u8]) -> Result<Self> {
-        let mut p = Parsed::default();
-        for payload in Parser::new(0).parse_all(bytes) {
-            match payload? {
-                Payload::CustomSection(c) => {
-                    if let wasmparser::KnownCustom::Name(names) = c.as_known() {
-                        for name in names.into_iter().flatten() {
-                            if let wasmparser::Name::Function(map) = name {
-                                p.names = map
-                                    .into_iter()
-                                    .flatten()
-                                    .map(|n| (n.index, n.name))
-                                    .collect();
-                            }
-                        }
-                    }
-                }
-                Payload::Version { .. } | Payload::End(_) => {}
-                Payload::TypeSection(s) => {
-                    // Types, not recursion groups: a group may hold several.
-                    for group in s.clone() {
-                        p.num_types += group?.types().len() as u32;
-                    }
-                    p.types = Some(s);
-                }
-                Payload::ImportSection(s) => {
-                    for import in s.into_imports() {
-                        p.imports.push(import?);
-                    }
-                }
-                Payload::FunctionSection(s) => p.funcs = s.into_iter().collect::<Result<_, _>>()?,
-                Payload::TableSection(s) => p.tables = s.into_iter().collect::<Result<_, _>>()?,
-                Payload::MemorySection(s) => {
-                    p.memories = s.into_iter().collect::<Result<_, _>>()?
-                }
-                Payload::GlobalSection(s) => p.globals = s.into_iter().collect::<Result<_, _>>()?,
-                Payload::ExportSection(s) => p.exports = s.into_iter().collect::<Result<_, _>>()?,
-                Payload::ElementSection(s) => {
-                    p.elements = s.into_iter().collect::<Result<_, _>>()?
-                }
-                Payload::DataSection(s) => p.data = s.into_iter().collect::<Result<_, _>>()?,
-                Payload::DataCountSection { .. } | Payload::CodeSectionStart { .. } => {}
-                Payload::CodeSectionEntry(body) => p.bodies.push(body),
-                Payload::StartSection { .. } => bail!("a member has a start function"),
-                other => bail!(
-                    "a member has an unexpected section {:?}",
-                    other.as_section()
-                ),
-            }
-        }
-        Ok(p)
-    }
-
-    fn imports_of(&self, kind: ExternalKind) -> usize {
-        self.imports
-            .iter()
-            .filter(|i| kind_of(&i.ty) == kind)
-            .count()
-    }
-}
-
-pub(super) fn kind_of(ty: &TypeRef) -> ExternalKind {
-    match ty {
-        TypeRef::Func(_) | TypeRef::FuncExact(_) => ExternalKind::Func,
-        TypeRef::Table(_) => ExternalKind::Table,
-        TypeRef::Memory(_) => ExternalKind::Memory,
-        TypeRef::Global(_) => ExternalKind::Global,
-        TypeRef::Tag(_) => ExternalKind::Tag,
-    }
-}
-
-fn slot(kind: ExternalKind) -> usize {
-    match kind {
-        ExternalKind::Func | ExternalKind::FuncExact => 0,
-        ExternalKind::Table => 1,
-        ExternalKind::Memory => 2,
-        ExternalKind::Global => 3,
-        ExternalKind::Tag => 4,
-    }
 }
 
 /// An index that does not exist in the member it was read from.

@@ -25,6 +25,7 @@
 
 mod emit;
 mod graph;
+mod member;
 mod merge;
 #[cfg(test)]
 mod tests;
