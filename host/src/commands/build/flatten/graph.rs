@@ -18,18 +18,12 @@ type Imports = Vec<(String, String, TypeRef)>;
 /// A module's exports, `(name, kind, index)`.
 type Exports = Vec<(String, ExternalKind, u32)>;
 
-/// What defines one core index.
-#[derive(Clone, Copy, Debug)]
-enum Def {
-    /// Item number `item` of the component.
-    Item(usize),
-}
-
 /// The component's core index spaces and what defines each entry.
 pub(super) struct Graph<'i, 'a> {
     pub(super) items: &'i [Item<'a>],
     pub(super) modules: Vec<&'a [u8]>,
-    defs: HashMap<Space, Vec<Def>>,
+    /// For each core index space, the number of the item defining each entry.
+    defs: HashMap<Space, Vec<usize>>,
     /// For each item, the core index it defines, if any.
     pub(super) defines: Vec<Option<(Space, u32)>>,
 }
@@ -56,7 +50,7 @@ impl<'i, 'a> Graph<'i, 'a> {
             };
             g.defines.push(defined.map(|s| {
                 let list = g.defs.entry(s).or_default();
-                list.push(Def::Item(n));
+                list.push(n);
                 (s, list.len() as u32 - 1)
             }));
         }
@@ -65,7 +59,7 @@ impl<'i, 'a> Graph<'i, 'a> {
 
     pub(super) fn def(&self, space: Space, index: u32) -> Result<usize> {
         match self.defs.get(&space).and_then(|l| l.get(index as usize)) {
-            Some(Def::Item(n)) => Ok(*n),
+            Some(n) => Ok(*n),
             None => bail!("{space:?} {index} is not defined"),
         }
     }
@@ -84,14 +78,13 @@ impl<'i, 'a> Graph<'i, 'a> {
     /// The core instance whose module defines the function table that the
     /// others import: the dynamic linker's `env`.
     pub(super) fn find_env(&self) -> Result<Option<u32>> {
-        for (index, def) in self
+        for (index, n) in self
             .defs
             .get(&Space::Instance)
             .into_iter()
             .flatten()
             .enumerate()
         {
-            let Def::Item(n) = def;
             let Item::Instance(Instance::Instantiate { module_index, .. }) = &self.items[*n] else {
                 continue;
             };
@@ -198,8 +191,7 @@ impl<'i, 'a> Graph<'i, 'a> {
     /// instantiation that reaches it other than through a canonical function.
     pub(super) fn members(&self, env: u32) -> Result<Vec<u32>> {
         let mut members = Vec::new();
-        for (index, def) in self.defs[&Space::Instance].iter().enumerate() {
-            let Def::Item(n) = def;
+        for (index, n) in self.defs[&Space::Instance].iter().enumerate() {
             if !matches!(self.items[*n], Item::Instance(Instance::Instantiate { .. })) {
                 continue;
             }
