@@ -24,6 +24,9 @@ modes:
   forge                     write log-forging bytes to stderr (CR, NUL, VT, U+2028), then exit
   stderr-lines N LEN        write N lines of LEN characters to stderr, then exit
   touch MIB                 allocate and write MIB MiB of memory, then exit
+  remnant                   say whether memory holds what an earlier guest planted there
+                            (`image: found|clean`, `grown: found|clean`), plant it, say
+                            `planted`, then hold until stdin ends
   slow-answer MS            read stdin to its end, wait MS ms, then answer `answer`
   read-bytes                read stdin one byte per call to its end, then print the count
   open-files PATH N         open PATH N times and keep them; say how many opened, then
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             println!("touched {mib} MiB");
             ExitCode::SUCCESS
         }
+        ("remnant", ..) => remnant(),
         ("read-bytes", ..) => {
             use std::os::fd::FromRawFd as _;
             // Descriptor 0 itself, not std's buffered stdin: one host call
@@ -187,6 +191,46 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// What `remnant` plants on every page it owns, for a later guest to find.
+const MARK: [u8; 8] = *b"REMNANT!";
+/// Four pages of initialised data: in the module's data segment, so they
+/// come from the memory image (copied on write), not from zero pages.
+static mut IMAGE_AREA: [u8; 4 * 4096] = [0x55; 4 * 4096];
+/// Pages `remnant` grows its memory by (64 KiB each): zero pages.
+const GROWN_PAGES: usize = 4;
+
+/// Looks for [`MARK`] on each page of two areas, an image one and a grown
+/// one, plants it there, then holds its pages until stdin ends: the test
+/// pushes them out to swap meanwhile, and a second `remnant` in the same
+/// pool slot must find neither area marked.
+fn remnant() -> ExitCode {
+    let grown_at = core::arch::wasm32::memory_grow(0, GROWN_PAGES);
+    if grown_at == usize::MAX {
+        println!("grow refused");
+        return ExitCode::FAILURE;
+    }
+    let areas = [
+        ("image", (&raw mut IMAGE_AREA).cast::<u8>(), 4 * 4096),
+        ("grown", (grown_at * 65536) as *mut u8, GROWN_PAGES * 65536),
+    ];
+    for (name, base, len) in areas {
+        // SAFETY: both areas are this guest's own memory, `len` bytes
+        // long; nothing else reads or writes them.
+        let found = (0..len)
+            .step_by(4096)
+            .any(|off| unsafe { base.add(off).cast::<[u8; 8]>().read_volatile() } == MARK);
+        println!("{name}: {}", if found { "found" } else { "clean" });
+        for off in (0..len).step_by(4096) {
+            // SAFETY: as above.
+            unsafe { base.add(off).cast::<[u8; 8]>().write_volatile(MARK) };
+        }
+    }
+    println!("planted");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+    ExitCode::SUCCESS
 }
 
 /// Says `attacking`, then runs `step` forever.

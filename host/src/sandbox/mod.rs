@@ -35,6 +35,7 @@ mod report;
 mod ruby;
 mod run;
 mod stdio;
+mod swap;
 mod watch;
 mod world;
 
@@ -106,6 +107,10 @@ pub struct Sandbox {
     /// Whether the engine pools instances, and for how many guests (the
     /// compiler process makes its engine alike, so that the code fits).
     pooling: bool,
+    /// Whether a freed slot is reset by rewriting only the pages its guest
+    /// left resident (PAGEMAP_SCAN), not whole: only where no page can be
+    /// swapped out ([`swap`]).
+    reset_in_place: bool,
     max_instances: u32,
     /// Opened on the first load, so that a config with no loadable guest
     /// never creates a cache directory; `Some(None)`: no cache.
@@ -214,7 +219,9 @@ impl Sandbox {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(opts: &SandboxOptions) -> anyhow::Result<Self> {
         engine::check_map_count(opts.max_instances);
-        let (engine, pooling) = match Engine::new(&engine::engine_config(opts, true)) {
+        let reset_in_place = !swap::may_swap();
+        let config = |pooling| engine::engine_config(opts, pooling, reset_in_place);
+        let (engine, pooling) = match Engine::new(&config(true)) {
             Ok(engine) => (engine, true),
             Err(e) => {
                 // The pool reserves address space up front; where that is
@@ -222,7 +229,7 @@ impl Sandbox {
                 tracing::warn!(
                     "pooling allocator unavailable ({e:#}); allocating each instance on demand"
                 );
-                let engine = Engine::new(&engine::engine_config(opts, false))
+                let engine = Engine::new(&config(false))
                     .map_err(anyhow::Error::from)
                     .context("failed to create the wasm engine")?;
                 (engine, false)
@@ -260,9 +267,19 @@ impl Sandbox {
             cache_setting: opts.cache.clone(),
             compile: opts.compile.clone(),
             pooling,
+            reset_in_place,
             max_instances: opts.max_instances,
             cache: Mutex::new(None),
         })
+    }
+
+    /// Says how pool slots are reset between guests and, when that is the
+    /// fast way, watches for swap turned on later (see [`swap`]): for the
+    /// daemon, whose slots pass from guest to guest.
+    pub fn watch_swap(&self) {
+        if self.pooling {
+            swap::watch(self.reset_in_place);
+        }
     }
 }
 

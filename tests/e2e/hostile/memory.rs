@@ -1,6 +1,11 @@
 //! Memory that guests touched: once they end, what the daemon keeps
 //! resident is bounded (keep-resident bytes per pool slot used), whatever
-//! the guests touched.
+//! the guests touched; and none of it reaches the next guest, even from
+//! swap.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::{Shutdown, TcpStream};
+use std::process::Command;
 
 use super::*;
 
@@ -51,4 +56,185 @@ fn memory_the_daemon_keeps_huge_pages_out_of_its_guests_and_heap() {
         .find_map(|l| l.strip_prefix("THP_enabled:"))
         .expect("THP_enabled in /proc/PID/status (Linux 5.0+)");
     assert_eq!(thp.trim(), "0", "{status}");
+}
+
+/// A guest plants a mark on pages of its memory (image pages and grown
+/// ones) and holds; meanwhile its pages are pushed out to swap, as memory
+/// pressure would. The next guest in the same pool slot must not find the
+/// mark: wasmtime 48's fast slot reset (PAGEMAP_SCAN) skips pages that are
+/// not resident, so the daemon resets slots whole when swap is on.
+#[test]
+fn memory_pages_swapped_out_while_a_guest_ran_never_reach_the_next_guest() {
+    // A daemon started without swap resets slots the fast way: it must
+    // say so when swap is turned on under it.
+    let earlier = (!swap_listed()).then(|| {
+        let config = service("remnant", &module("hostile"), "\tserver_args = remnant");
+        TestServer::start(&config, &["remnant"])
+    });
+    let _swap = match Swap::on() {
+        Ok(swap) => swap,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    if let Some(earlier) = earlier {
+        earlier.log.wait_for(&[
+            "ERROR",
+            "swap was turned on after start",
+            "restart wasinetd",
+        ]);
+    }
+    for guest in [module("hostile"), component("hostile")] {
+        let config = service("remnant", &guest, "\tserver_args = remnant");
+        // One slot, so the second guest gets the first one's.
+        let server = TestServer::start_with(&config, &["remnant"], |cmd| {
+            cmd.args(["--limit", "1"]);
+        });
+        server
+            .log
+            .wait_for(&["WARN", "swap is on: pool slots are reset whole"]);
+        let addr = server.addr("remnant");
+        let pid = server.child().id();
+
+        let first = TcpStream::connect(addr).unwrap();
+        first.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut reader = BufReader::new(first.try_clone().unwrap());
+        let mut said = String::new();
+        while !said.ends_with("planted\n") {
+            let n = reader.read_line(&mut said).unwrap();
+            assert!(n > 0, "the first guest ended early: {said:?}");
+        }
+        assert_eq!(said, "image: clean\ngrown: clean\nplanted\n");
+        let before = swapped_kib(pid);
+        page_out(pid);
+        let after = swapped_kib(pid);
+        assert!(
+            after >= before + 256,
+            "the guest's pages were not swapped out: VmSwap {before} kB, then {after} kB"
+        );
+        first.shutdown(Shutdown::Write).unwrap();
+        reader.read_to_string(&mut said).unwrap();
+        server
+            .log
+            .wait_for(&["service=remnant", "conn=1", "exit=0"]);
+
+        let second = exchange_text(addr, "");
+        assert_eq!(
+            second,
+            "image: clean\ngrown: clean\nplanted\n",
+            "{}",
+            guest.display()
+        );
+    }
+}
+
+/// Swap for a test: the machine's own if some is on, else a swap file of
+/// the test's own, turned off and removed on drop.
+struct Swap(Option<PathBuf>);
+
+impl Swap {
+    fn on() -> Result<Swap, String> {
+        if swap_listed() {
+            return Ok(Swap(None));
+        }
+        if !rustix::process::geteuid().is_root() {
+            return Err("turning swap on needs root".into());
+        }
+        let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-swapfile");
+        // One a run that died left behind.
+        let _ = Command::new("swapoff").arg(&file).output();
+        let _ = std::fs::remove_file(&file);
+        let run = |cmd: &mut Command| -> Result<(), String> {
+            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+            match out.status.success() {
+                true => Ok(()),
+                false => Err(format!(
+                    "{cmd:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            }
+        };
+        run(Command::new("fallocate").args(["-l", "256M"]).arg(&file))?;
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let swap = Swap(Some(file.clone()));
+        run(Command::new("mkswap").arg(&file))?;
+        run(Command::new("swapon").arg(&file))?;
+        Ok(swap)
+    }
+}
+
+impl Drop for Swap {
+    fn drop(&mut self) {
+        if let Some(file) = &self.0 {
+            let _ = Command::new("swapoff").arg(file).output();
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// Whether some swap is on (`/proc/swaps` lists an area).
+fn swap_listed() -> bool {
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    swaps.lines().skip(1).any(|l| !l.trim().is_empty())
+}
+
+/// `pid`'s memory in swap (VmSwap), in KiB.
+fn swapped_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSwap:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmSwap in /proc/PID/status")
+}
+
+/// Pushes `pid`'s writable memory out to swap, as memory pressure would
+/// (`process_madvise` with `MADV_PAGEOUT`, Linux 5.10 and later).
+fn page_out(pid: u32) {
+    // SAFETY: plain system calls on a descriptor this function owns and
+    // on another process's address space, which they only advise about.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0);
+        assert!(
+            pidfd >= 0,
+            "pidfd_open: {}",
+            std::io::Error::last_os_error()
+        );
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let Some((start, end)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) else {
+                continue;
+            };
+            if !perms.starts_with("rw") {
+                continue;
+            }
+            let iov = libc::iovec {
+                iov_base: start as *mut libc::c_void,
+                iov_len: end - start,
+            };
+            // A range the kernel will not page out is skipped; what
+            // counts is VmSwap afterwards.
+            libc::syscall(
+                libc::SYS_process_madvise,
+                pidfd,
+                &iov,
+                1,
+                libc::MADV_PAGEOUT,
+                0,
+            );
+        }
+        libc::close(pidfd as libc::c_int);
+    }
 }
