@@ -91,11 +91,16 @@ fn build_info(manifest_dir: &Path) {
     let lock = manifest_dir.join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = std::fs::read_to_string(&lock).unwrap_or_default();
-    let wasmtime = text
+    let package = text
         .split("[[package]]")
-        .find(|p| p.contains("\nname = \"wasmtime\"\n"))
+        .find(|p| p.contains("\nname = \"wasmtime\"\n"));
+    let mut wasmtime = package
         .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
         .map_or("unknown".to_owned(), |v| v.trim_matches('"').to_owned());
+    // Not from a registry: the patched copy in vendor/ (vendor/README.md).
+    if package.is_some_and(|p| !p.contains("\nsource = ")) {
+        wasmtime.push_str("+patched");
+    }
     println!("cargo:rustc-env=WASINETD_WASMTIME={wasmtime}");
 
     println!("cargo:rerun-if-env-changed=WASINETD_COMMIT");

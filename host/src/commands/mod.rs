@@ -192,7 +192,6 @@ fn serve(cli: &Cli, cache: CacheSetting, compile: CompileLimits) -> anyhow::Resu
         fd_budget: server::descriptors::budget(opts.max_instances, listeners),
         ..SandboxOptions::default()
     })?);
-    sandbox.watch_swap();
     // What the cache holds starts at once; the rest is compiled while it
     // serves.
     let prepared = server::prepare_cached(&sandbox, config.services);

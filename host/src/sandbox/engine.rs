@@ -38,26 +38,15 @@ const PER_COMPONENT_MEMORIES: u32 = 8;
 const PER_COMPONENT_TABLES: u32 = 16;
 
 /// The engine's configuration; `pooling` off where the pool's address
-/// space is refused, `reset_in_place` off where a guest's pages may be
-/// swapped out (see [`super::swap`]).
-pub(super) fn engine_config(opts: &SandboxOptions, pooling: bool, reset_in_place: bool) -> Config {
-    config_with(
-        opts,
-        pooling,
-        reservation_for(opts.max_instances),
-        reset_in_place,
-    )
+/// space is refused.
+pub(super) fn engine_config(opts: &SandboxOptions, pooling: bool) -> Config {
+    config_with(opts, pooling, reservation_for(opts.max_instances))
 }
 
 /// [`engine_config`] with each memory reserving `reservation` bytes: a
 /// compiler process makes a pool of one slot, and its code must fit the
 /// daemon's reservation, not its own.
-pub(super) fn config_with(
-    opts: &SandboxOptions,
-    pooling: bool,
-    reservation: u64,
-    reset_in_place: bool,
-) -> Config {
+pub(super) fn config_with(opts: &SandboxOptions, pooling: bool, reservation: u64) -> Config {
     let mut cfg = Config::new();
     cfg.epoch_interruption(true);
     let n = opts.max_instances;
@@ -83,23 +72,18 @@ pub(super) fn config_with(
             .max_core_instances_per_component(PER_COMPONENT_CORE_INSTANCES)
             .max_memories_per_component(PER_COMPONENT_MEMORIES)
             .max_tables_per_component(PER_COMPONENT_TABLES)
-            .decommit_batch_size(DECOMMIT_BATCH);
-        if reset_in_place {
             // Reset a slot by rewriting only the pages the last guest
             // touched (found with PAGEMAP_SCAN), keeping them mapped: no
             // madvise, so no TLB-shootdown IPIs to every core, and no page
             // faults when the next guest touches them again. Past this
-            // much, the rest is decommitted in batches.
-            pool.linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
-                .table_keep_resident(TABLE_KEEP_RESIDENT)
-                .pagemap_scan(Enabled::Auto);
-        } else {
-            // The scan would miss pages swapped out: decommit the whole
-            // slot (wasmtime's defaults, spelled out).
-            pool.linear_memory_keep_resident(0)
-                .table_keep_resident(0)
-                .pagemap_scan(Enabled::No);
-        }
+            // much, the rest is decommitted in batches. (wasmtime is
+            // patched for it, vendor/README.md: as published it missed
+            // pages swapped out, which reached the next guest, and
+            // decommitted whatever lay past 32 runs of dirty pages.)
+            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            .pagemap_scan(Enabled::Auto)
+            .decommit_batch_size(DECOMMIT_BATCH);
         if reservation < FULL_RESERVATION {
             pool.max_memory_size(usize::try_from(reservation).unwrap_or(usize::MAX));
         }

@@ -129,14 +129,8 @@ impl Sandbox {
             max_instances: 1,
             ..SandboxOptions::default()
         };
-        // It runs no guest, so no slot is ever reset.
-        Engine::new(&engine::config_with(
-            &opts,
-            pooling,
-            memory_reservation,
-            true,
-        ))
-        .map_err(anyhow::Error::from)
+        Engine::new(&engine::config_with(&opts, pooling, memory_reservation))
+            .map_err(anyhow::Error::from)
     }
 
     /// The compiled-code cache, if one is configured and safe to use. Its

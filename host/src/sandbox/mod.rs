@@ -35,7 +35,6 @@ mod report;
 mod ruby;
 mod run;
 mod stdio;
-mod swap;
 mod watch;
 mod world;
 
@@ -107,10 +106,6 @@ pub struct Sandbox {
     /// Whether the engine pools instances, and for how many guests (the
     /// compiler process makes its engine alike, so that the code fits).
     pooling: bool,
-    /// Whether a freed slot is reset by rewriting only the pages its guest
-    /// left resident (PAGEMAP_SCAN), not whole: only where no page can be
-    /// swapped out ([`swap`]).
-    reset_in_place: bool,
     max_instances: u32,
     /// Opened on the first load, so that a config with no loadable guest
     /// never creates a cache directory; `Some(None)`: no cache.
@@ -219,9 +214,7 @@ impl Sandbox {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(opts: &SandboxOptions) -> anyhow::Result<Self> {
         engine::check_map_count(opts.max_instances);
-        let reset_in_place = !swap::may_swap();
-        let config = |pooling| engine::engine_config(opts, pooling, reset_in_place);
-        let (engine, pooling) = match Engine::new(&config(true)) {
+        let (engine, pooling) = match Engine::new(&engine::engine_config(opts, true)) {
             Ok(engine) => (engine, true),
             Err(e) => {
                 // The pool reserves address space up front; where that is
@@ -229,7 +222,7 @@ impl Sandbox {
                 tracing::warn!(
                     "pooling allocator unavailable ({e:#}); allocating each instance on demand"
                 );
-                let engine = Engine::new(&config(false))
+                let engine = Engine::new(&engine::engine_config(opts, false))
                     .map_err(anyhow::Error::from)
                     .context("failed to create the wasm engine")?;
                 (engine, false)
@@ -267,19 +260,9 @@ impl Sandbox {
             cache_setting: opts.cache.clone(),
             compile: opts.compile.clone(),
             pooling,
-            reset_in_place,
             max_instances: opts.max_instances,
             cache: Mutex::new(None),
         })
-    }
-
-    /// Says how pool slots are reset between guests and, when that is the
-    /// fast way, watches for swap turned on later (see [`swap`]): for the
-    /// daemon, whose slots pass from guest to guest.
-    pub fn watch_swap(&self) {
-        if self.pooling {
-            swap::watch(self.reset_in_place);
-        }
     }
 }
 
