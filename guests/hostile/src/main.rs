@@ -24,6 +24,8 @@ modes:
   forge                     write log-forging bytes to stderr (CR, NUL, VT, U+2028), then exit
   stderr-lines N LEN        write N lines of LEN characters to stderr, then exit
   touch MIB                 allocate and write MIB MiB of memory, then exit
+  scatter RUNS              grow memory and write one byte on every other page, RUNS
+                            pages in all (RUNS disjoint runs of dirty pages), then exit
   remnant                   say whether memory holds what an earlier guest planted there
                             (`image: found|clean`, `grown: found|clean`), plant it, say
                             `planted`, then hold until stdin ends
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ("remnant", ..) => remnant(),
+        ("scatter", Some(runs), _) => scatter(runs as usize),
         ("read-bytes", ..) => {
             use std::os::fd::FromRawFd as _;
             // Descriptor 0 itself, not std's buffered stdin: one host call
@@ -230,6 +233,25 @@ fn remnant() -> ExitCode {
     println!("planted");
     let _ = std::io::stdout().flush();
     let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+    ExitCode::SUCCESS
+}
+
+/// Grows memory and dirties `runs` pages two pages apart: as many
+/// disjoint runs of dirty pages as an interpreter leaves in its heap.
+fn scatter(runs: usize) -> ExitCode {
+    let bytes = runs * 2 * 4096;
+    let grown_at = core::arch::wasm32::memory_grow(0, bytes.div_ceil(65536));
+    if grown_at == usize::MAX {
+        println!("grow refused");
+        return ExitCode::FAILURE;
+    }
+    let base = (grown_at * 65536) as *mut u8;
+    for run in 0..runs {
+        // SAFETY: the grown pages are this guest's own; nothing else
+        // reads or writes them.
+        unsafe { base.add(run * 2 * 4096).write_volatile(1) };
+    }
+    println!("scattered {runs}");
     ExitCode::SUCCESS
 }
 
