@@ -25,7 +25,8 @@ modes:
   stderr-lines N LEN        write N lines of LEN characters to stderr, then exit
   touch MIB                 allocate and write MIB MiB of memory, then exit
   scatter RUNS              grow memory and write one byte on every other page, RUNS
-                            pages in all (RUNS disjoint runs of dirty pages), then exit
+                            pages in all (RUNS disjoint runs of dirty pages), each first
+                            checked to read 0; say `scattered RUNS clean|found`, exit
   remnant                   say whether memory holds what an earlier guest planted there
                             (`image: found|clean`, `grown: found|clean`), plant it, say
                             `planted`, then hold until stdin ends
@@ -201,8 +202,10 @@ const MARK: [u8; 8] = *b"REMNANT!";
 /// Four pages of initialised data: in the module's data segment, so they
 /// come from the memory image (copied on write), not from zero pages.
 static mut IMAGE_AREA: [u8; 4 * 4096] = [0x55; 4 * 4096];
-/// Pages `remnant` grows its memory by (64 KiB each): zero pages.
-const GROWN_PAGES: usize = 4;
+/// Pages `remnant` grows its memory by (64 KiB each): zero pages, marked
+/// every other 4 KiB page, so 64 disjoint runs of dirty pages (a slot's
+/// reset scans them 32 at a time).
+const GROWN_PAGES: usize = 8;
 
 /// Looks for [`MARK`] on each page of two areas, an image one and a grown
 /// one, plants it there, then holds its pages until stdin ends: the test
@@ -214,18 +217,24 @@ fn remnant() -> ExitCode {
         println!("grow refused");
         return ExitCode::FAILURE;
     }
+    // (name, start, length, distance between marks)
     let areas = [
-        ("image", (&raw mut IMAGE_AREA).cast::<u8>(), 4 * 4096),
-        ("grown", (grown_at * 65536) as *mut u8, GROWN_PAGES * 65536),
+        ("image", (&raw mut IMAGE_AREA).cast::<u8>(), 4 * 4096, 4096),
+        (
+            "grown",
+            (grown_at * 65536) as *mut u8,
+            GROWN_PAGES * 65536,
+            2 * 4096,
+        ),
     ];
-    for (name, base, len) in areas {
+    for (name, base, len, step) in areas {
         // SAFETY: both areas are this guest's own memory, `len` bytes
         // long; nothing else reads or writes them.
         let found = (0..len)
-            .step_by(4096)
+            .step_by(step)
             .any(|off| unsafe { base.add(off).cast::<[u8; 8]>().read_volatile() } == MARK);
         println!("{name}: {}", if found { "found" } else { "clean" });
-        for off in (0..len).step_by(4096) {
+        for off in (0..len).step_by(step) {
             // SAFETY: as above.
             unsafe { base.add(off).cast::<[u8; 8]>().write_volatile(MARK) };
         }
@@ -246,12 +255,17 @@ fn scatter(runs: usize) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let base = (grown_at * 65536) as *mut u8;
+    let mut found = false;
     for run in 0..runs {
         // SAFETY: the grown pages are this guest's own; nothing else
         // reads or writes them.
-        unsafe { base.add(run * 2 * 4096).write_volatile(1) };
+        unsafe {
+            let byte = base.add(run * 2 * 4096);
+            found |= byte.read_volatile() != 0;
+            byte.write_volatile(1);
+        }
     }
-    println!("scattered {runs}");
+    println!("scattered {runs} {}", if found { "found" } else { "clean" });
     ExitCode::SUCCESS
 }
 

@@ -136,7 +136,7 @@ impl PageMap {
 /// this function will perform a scan of `ptr` for `len` bytes which will search
 /// for pages that:
 ///
-/// * Are present.
+/// * Are present, or swapped out.
 /// * Have been written.
 /// * Are NOT backed by the "zero" page.
 /// * Are NOT backed by a "file" page.
@@ -174,8 +174,11 @@ impl PageMap {
 ///   in pages with an entry, anything unmapped wasn't touched by the guest so
 ///   no need for the host to touch it either. A page the guest wrote that
 ///   the kernel has since swapped out is `SWAPPED`, not `PRESENT`, and holds
-///   the guest's data all the same: it is reset too (rewriting it swaps it
-///   in), or the next instance in the slot would read it.
+///   the guest's data all the same: it must be reset too, or the next
+///   instance in the slot would read it. Runs of swapped pages are reported
+///   apart (`SWAPPED` is in the return mask) and decommitted rather than
+///   rewritten: that drops them without reading them back in, and a
+///   poisoned entry (also `SWAPPED`) could not be rewritten at all.
 ///
 /// * `Categories::WRITTEN` - if a page was only read by the guest no need to
 ///   take a look at it as the contents aren't changed from the initial image.
@@ -190,9 +193,10 @@ impl PageMap {
 ///
 /// The `PAGEMAP_SCAN` will report back a set of contiguous regions of memory
 /// which match our scan flags that we're looking for. Each of these regions is
-/// then passed to `reset_manually` as-is. The ioctl will additionally then
-/// report a "walk_end" address which is the last address it considered before
-/// the scan was halted. A scan can stop for 3 reasons:
+/// then passed to `reset_manually` as-is (or to `decommit`, if swapped out).
+/// The ioctl will additionally then report a "walk_end" address, where the
+/// scan was halted: the first address it did not report on. A scan can stop
+/// for 3 reasons:
 ///
 /// * The end of the region of memory being scanned was reached. In this case
 ///   the entire region was scanned meaning that all dirty memory was reported
@@ -204,7 +208,7 @@ impl PageMap {
 ///   indicates the maximal amount of memory to pass to `reset_manually` and
 ///   this translates to the `max_pages` configuration option to the ioctl. The
 ///   sum total of the size of all regions reported from the ioctl is guaranteed
-///   to be less than `max_pages`. This means that if a scan reaches the
+///   to be at most `max_pages`. This means that if a scan reaches the
 ///   `keep_resident` limit before reaching the end then the ioctl will bail out
 ///   early. That means that the wasm module's working set of memory was larger
 ///   than `keep_resident` and then the rest of it will be `decommit`'d away.
@@ -303,10 +307,9 @@ pub unsafe fn reset_with_pagemap(
         .category_inverted(Categories::PFNZERO | Categories::FILE)
         .category_mask(Categories::WRITTEN | Categories::PFNZERO | Categories::FILE)
         .category_anyof_mask(Categories::PRESENT | Categories::SWAPPED)
-        // Don't return any categories back. This helps group regions together
-        // since the reported set of categories is always empty and we otherwise
-        // aren't looking for anything in particular.
-        .return_mask(Categories::empty())
+        // Return only whether a run is swapped out, so that runs are split
+        // there and nowhere else.
+        .return_mask(Categories::SWAPPED)
         .build(&mut storage);
 
         // SAFETY: this should be a safe ioctl as we control the fd we're operating
@@ -341,12 +344,16 @@ pub unsafe fn reset_with_pagemap(
 
         let mut regions = 0;
         for region in result.regions() {
-            // SAFETY: we're relying on Linux to pass in valid region ranges within
-            // the `ptr/len` we specified to the original syscall.
-            unsafe {
-                reset_manually(&mut *region.region().cast_mut());
+            if region.categories().contains(Categories::SWAPPED) {
+                decommit(region.start().cast_mut(), region.len());
+            } else {
+                // SAFETY: we're relying on Linux to pass in valid region ranges within
+                // the `ptr/len` we specified to the original syscall.
+                unsafe {
+                    reset_manually(&mut *region.region().cast_mut());
+                }
+                bytes_resident += region.len();
             }
-            bytes_resident += region.len();
             pages_left = pages_left.saturating_sub(region.len() / host_page_size);
             regions += 1;
         }
@@ -597,10 +604,6 @@ mod ioctl {
         /// Note that this will only contain categories specified in
         /// [`PageMapScanBuilder::return_mask`].
         #[inline]
-        #[cfg_attr(
-            not(test),
-            expect(dead_code, reason = "bindings for the future if we need them")
-        )]
         pub fn categories(&self) -> Categories {
             self.0.categories
         }
