@@ -222,30 +222,45 @@ fn guest_memory_swap_kib(pid: u32) -> u64 {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
     let (mut total, mut counting, mut last_end) = (0, false, 0u64);
     for line in smaps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let range = fields.first().and_then(|r| r.split_once('-'));
-        let parsed = range.and_then(|(a, b)| {
-            Some((
-                u64::from_str_radix(a, 16).ok()?,
-                u64::from_str_radix(b, 16).ok()?,
-            ))
-        });
-        match (parsed, fields.get(1)) {
-            (Some((start, end)), Some(perms)) if fields.len() >= 5 => {
-                // A mapping's header line.
-                let name = fields.get(5).copied().unwrap_or("");
-                let image = name.ends_with(".cwasm") || name.starts_with("/memfd:");
-                counting = *perms == "rw-p"
-                    && (image || (counting && name.is_empty() && start == last_end));
-                last_end = end;
-            }
-            _ if counting && fields.first() == Some(&"Swap:") => {
-                total += fields[1].parse::<u64>().unwrap();
-            }
-            _ => {}
+        if let Some(m) = Mapping::parse(line) {
+            let image = m.name.ends_with(".cwasm") || m.name.starts_with("/memfd:");
+            counting = m.perms == "rw-p"
+                && (image || (counting && m.name.is_empty() && m.start == last_end));
+            last_end = m.end;
+        } else if let (true, Some(kib)) = (counting, line.strip_prefix("Swap:")) {
+            total += kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap();
         }
     }
     total
+}
+
+/// A mapping's line in `/proc/PID/maps` (and its header in `smaps`).
+struct Mapping<'a> {
+    start: u64,
+    end: u64,
+    perms: &'a str,
+    /// The file or pseudo-name (`[heap]`, `/memfd:...`); empty if anonymous.
+    name: &'a str,
+}
+
+impl<'a> Mapping<'a> {
+    /// `None` for a line that is not a mapping's (an `smaps` field).
+    fn parse(line: &'a str) -> Option<Self> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (start, end) = fields.first()?.split_once('-')?;
+        (fields.len() >= 5).then_some(())?;
+        Some(Mapping {
+            start: u64::from_str_radix(start, 16).ok()?,
+            end: u64::from_str_radix(end, 16).ok()?,
+            perms: fields[1],
+            name: fields.get(5).copied().unwrap_or(""),
+        })
+    }
 }
 
 /// Pushes `pid`'s writable memory out to swap, as memory pressure would
@@ -261,29 +276,16 @@ fn page_out(pid: u32) {
             std::io::Error::last_os_error()
         );
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-        for line in maps.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-                continue;
-            };
-            let Some((start, end)) = range.split_once('-') else {
-                continue;
-            };
-            let (Ok(start), Ok(end)) = (
-                usize::from_str_radix(start, 16),
-                usize::from_str_radix(end, 16),
-            ) else {
-                continue;
-            };
-            if !perms.starts_with("rw") {
+        for m in maps.lines().filter_map(Mapping::parse) {
+            if !m.perms.starts_with("rw") {
                 continue;
             }
             let iov = libc::iovec {
-                iov_base: start as *mut libc::c_void,
-                iov_len: end - start,
+                iov_base: m.start as usize as *mut libc::c_void,
+                iov_len: (m.end - m.start) as usize,
             };
             // A range the kernel will not page out is skipped; what
-            // counts is VmSwap afterwards.
+            // counts is how much of the guests' memory is in swap after.
             libc::syscall(
                 libc::SYS_process_madvise,
                 pidfd,
